@@ -1,0 +1,4 @@
+DROP TABLE auth_attempts;
+DROP TABLE login_sessions;
+DROP TABLE users;
+DROP TABLE organizations;

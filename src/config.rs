@@ -1,0 +1,265 @@
+//! Every setting, read from the environment in one place, with its default.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub issuer: String,
+    pub audience: String,
+    /// `None`: generated once into `data_dir/signing-key.pem`.
+    pub signing_key_file: Option<PathBuf>,
+    pub previous_signing_key_files: Vec<PathBuf>,
+    pub access_token_minutes: i64,
+    pub max_impersonation_minutes: i64,
+    pub bootstrap_admin_email: Option<String>,
+    pub bootstrap_admin_password: Option<String>,
+    pub rate_limit_max_failures: u32,
+    pub rate_limit_window_minutes: i64,
+    /// Take the client address from `X-Forwarded-For`/`Forwarded` (only behind a proxy you run).
+    pub trust_proxy_headers: bool,
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &crate::store::pool::redact_url(&self.database_url),
+            )
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field(
+                "bootstrap_admin_password",
+                &self.bootstrap_admin_password.as_ref().map(|_| "***"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Each variable: name, default, meaning. The README's configuration table
+/// is written from this list.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    (
+        "ACTAS_BIND",
+        "127.0.0.1:8080",
+        "Address and port to listen on",
+    ),
+    (
+        "ACTAS_DATA_DIR",
+        "actas-data",
+        "Directory for the SQLite database and the generated signing key",
+    ),
+    (
+        "ACTAS_DATABASE_URL",
+        "sqlite://actas-data/actas.db",
+        "`sqlite://path` or `postgres://user:password@host/db`",
+    ),
+    (
+        "ACTAS_ISSUER",
+        "http://<ACTAS_BIND>",
+        "`iss` of every token",
+    ),
+    ("ACTAS_AUDIENCE", "actas", "`aud` of every token"),
+    (
+        "ACTAS_SIGNING_KEY_FILE",
+        "<data dir>/signing-key.pem",
+        "Ed25519 PKCS#8 PEM private key",
+    ),
+    (
+        "ACTAS_PREVIOUS_SIGNING_KEY_FILES",
+        "",
+        "Comma-separated earlier keys that still verify during rotation",
+    ),
+    (
+        "ACTAS_ACCESS_TOKEN_MINUTES",
+        "60",
+        "Lifetime of login tokens and their sessions",
+    ),
+    (
+        "ACTAS_MAX_IMPERSONATION_MINUTES",
+        "30",
+        "Cap on an impersonation session's lifetime",
+    ),
+    (
+        "ACTAS_BOOTSTRAP_ADMIN_EMAIL",
+        "admin@localhost",
+        "First super admin, created on an empty database",
+    ),
+    (
+        "ACTAS_BOOTSTRAP_ADMIN_PASSWORD",
+        "random, printed once",
+        "Its password (at least 12 characters)",
+    ),
+    (
+        "ACTAS_RATE_LIMIT_MAX_FAILURES",
+        "5",
+        "Failed logins/confirmations allowed per window, per email, IP and impersonator",
+    ),
+    (
+        "ACTAS_RATE_LIMIT_WINDOW_MINUTES",
+        "15",
+        "Length of that window",
+    ),
+    (
+        "ACTAS_TRUST_PROXY_HEADERS",
+        "false",
+        "Read the client IP from X-Forwarded-For (only behind your own proxy)",
+    ),
+    ("ACTAS_LOG_FORMAT", "text", "`text` or `json`"),
+    ("RUST_LOG", "info", "Log filter, e.g. `actas=debug,info`"),
+];
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let bind = get("ACTAS_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let data_dir = PathBuf::from(get("ACTAS_DATA_DIR").unwrap_or_else(|| "actas-data".into()));
+        let database_url = get("ACTAS_DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("actas.db").display()));
+        let issuer = get("ACTAS_ISSUER")
+            .unwrap_or_else(|| format!("http://{}", bind.replace("0.0.0.0", "127.0.0.1")));
+        let minutes = |name: &'static str, default: i64, max: i64| -> Result<i64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => match raw.trim().parse::<i64>() {
+                    Ok(v) if (1..=max).contains(&v) => Ok(v),
+                    _ => Err(ConfigError {
+                        name,
+                        message: format!("must be a whole number from 1 to {max}, got {raw:?}"),
+                    }),
+                },
+            }
+        };
+        let trust_proxy_headers = match get("ACTAS_TRUST_PROXY_HEADERS")
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "ACTAS_TRUST_PROXY_HEADERS",
+                    message: format!("must be true or false, got {other:?}"),
+                })
+            }
+        };
+        let log_format = match get("ACTAS_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "ACTAS_LOG_FORMAT",
+                    message: format!("must be text or json, got {other:?}"),
+                })
+            }
+        };
+        Ok(Self {
+            bind,
+            database_url,
+            issuer,
+            audience: get("ACTAS_AUDIENCE").unwrap_or_else(|| "actas".into()),
+            signing_key_file: get("ACTAS_SIGNING_KEY_FILE").map(PathBuf::from),
+            previous_signing_key_files: get("ACTAS_PREVIOUS_SIGNING_KEY_FILES")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(PathBuf::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            access_token_minutes: minutes("ACTAS_ACCESS_TOKEN_MINUTES", 60, 24 * 60)?,
+            max_impersonation_minutes: minutes("ACTAS_MAX_IMPERSONATION_MINUTES", 30, 24 * 60)?,
+            bootstrap_admin_email: get("ACTAS_BOOTSTRAP_ADMIN_EMAIL"),
+            bootstrap_admin_password: get("ACTAS_BOOTSTRAP_ADMIN_PASSWORD"),
+            rate_limit_max_failures: minutes("ACTAS_RATE_LIMIT_MAX_FAILURES", 5, 1000)? as u32,
+            rate_limit_window_minutes: minutes("ACTAS_RATE_LIMIT_WINDOW_MINUTES", 15, 24 * 60)?,
+            trust_proxy_headers,
+            log_format,
+            data_dir,
+        })
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://actas-data/actas.db");
+        assert_eq!(
+            (c.access_token_minutes, c.max_impersonation_minutes),
+            (60, 30)
+        );
+        assert_eq!(
+            (c.rate_limit_max_failures, c.rate_limit_window_minutes),
+            (5, 15)
+        );
+        assert_eq!(
+            c.signing_key_path(),
+            PathBuf::from("actas-data/signing-key.pem")
+        );
+        assert_eq!(c.issuer, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err = config(&[("ACTAS_ACCESS_TOKEN_MINUTES", "0")])
+            .err()
+            .unwrap();
+        assert_eq!(err.name, "ACTAS_ACCESS_TOKEN_MINUTES");
+        assert!(config(&[("ACTAS_MAX_IMPERSONATION_MINUTES", "ten")]).is_err());
+        assert!(config(&[("ACTAS_LOG_FORMAT", "xml")]).is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let c = config(&[
+            ("ACTAS_DATABASE_URL", "postgres://u:hunter2@h/db"),
+            ("ACTAS_BOOTSTRAP_ADMIN_PASSWORD", "hunter2hunter2"),
+        ])
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,210 @@
+//! Ed25519 signing keys: load from PKCS#8 PEM or generate once, name each by its
+//! RFC 7638 JWK thumbprint (`kid`), and publish the public halves as a JWKS.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read signing key {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signing key {path} is not an Ed25519 PKCS#8 PEM private key")]
+    Parse { path: PathBuf },
+    #[error("cannot write signing key {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A key that verifies tokens (and, for the current key, signs them).
+pub struct VerifyingKey {
+    pub kid: String,
+    pub decoding: DecodingKey,
+    public: [u8; 32],
+}
+
+pub struct SigningKeys {
+    current_kid: String,
+    encoding: EncodingKey,
+    verifying: Vec<VerifyingKey>,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+pub struct Jwk {
+    pub kty: &'static str,
+    pub crv: &'static str,
+    pub x: String,
+    pub kid: String,
+    pub alg: &'static str,
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+}
+
+impl SigningKeys {
+    /// Builds the key set from the current signing key; `previous` keys only
+    /// verify (kept during rotation until their tokens have expired).
+    pub fn new(current: &SigningKey, previous: &[SigningKey]) -> Self {
+        let der = current
+            .to_pkcs8_der()
+            .expect("an Ed25519 key always encodes as PKCS#8");
+        let current_entry = verifying_entry(current);
+        let mut verifying = vec![current_entry];
+        for key in previous {
+            let entry = verifying_entry(key);
+            if verifying.iter().all(|v| v.kid != entry.kid) {
+                verifying.push(entry);
+            }
+        }
+        Self {
+            current_kid: verifying[0].kid.clone(),
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            verifying,
+        }
+    }
+
+    /// A fresh in-memory key (tests, and `actas openapi` which signs nothing).
+    pub fn ephemeral() -> Self {
+        Self::new(&SigningKey::from_bytes(&super::random_bytes::<32>()), &[])
+    }
+
+    pub fn current_kid(&self) -> &str {
+        &self.current_kid
+    }
+
+    pub fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub fn verifying_key(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.verifying.iter().find(|k| k.kid == kid)
+    }
+
+    pub fn jwks(&self) -> Vec<Jwk> {
+        self.verifying
+            .iter()
+            .map(|k| Jwk {
+                kty: "OKP",
+                crv: "Ed25519",
+                x: URL_SAFE_NO_PAD.encode(k.public),
+                kid: k.kid.clone(),
+                alg: "EdDSA",
+                use_: "sig",
+            })
+            .collect()
+    }
+}
+
+fn verifying_entry(key: &SigningKey) -> VerifyingKey {
+    let public = key.verifying_key().to_bytes();
+    VerifyingKey {
+        kid: thumbprint(&public),
+        decoding: DecodingKey::from_ed_der(&public),
+        public,
+    }
+}
+
+/// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
+fn thumbprint(public: &[u8; 32]) -> String {
+    let canonical = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(public)
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+pub fn read_pem(path: &Path) -> Result<SigningKey, KeyError> {
+    let pem = fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.into(),
+        source,
+    })?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Parse { path: path.into() })
+}
+
+/// Reads the key at `path`, or creates it (owner-only permissions) when absent.
+pub fn load_or_generate(path: &Path) -> Result<SigningKey, KeyError> {
+    if path.exists() {
+        return read_pem(path);
+    }
+    let key = SigningKey::from_bytes(&super::random_bytes::<32>());
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .expect("an Ed25519 key always encodes as PEM");
+    let write_err = |source| KeyError::Write {
+        path: path.into(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(write_err)?;
+    }
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => file.write_all(pem.as_bytes()).map_err(write_err)?,
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read_pem(path),
+        Err(e) => return Err(write_err(e)),
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_round_trips_through_pem() {
+        let dir = std::env::temp_dir().join(format!("actas-key-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("signing-key.pem");
+        let created = load_or_generate(&path).unwrap();
+        let loaded = load_or_generate(&path).unwrap();
+        assert_eq!(created.to_bytes(), loaded.to_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn jwks_lists_current_then_previous_keys_once() {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let b = SigningKey::from_bytes(&[2; 32]);
+        let keys = SigningKeys::new(&a, &[b.clone(), a.clone(), b]);
+        let jwks = keys.jwks();
+        assert_eq!(jwks.len(), 2);
+        assert_eq!(jwks[0].kid, keys.current_kid());
+        assert_eq!(jwks[0].x.len(), 43);
+        assert!(keys.verifying_key(&jwks[1].kid).is_some());
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc_8037_example() {
+        // RFC 8037 Appendix A.3: the thumbprint of the example Ed25519 key.
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        assert_eq!(
+            thumbprint(&x.try_into().unwrap()),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! Domain rules: pure functions and validated types. No HTTP, no SQL.
+
+pub mod policy;
+pub mod rate_limit;
+pub mod types;

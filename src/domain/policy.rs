@@ -1,0 +1,430 @@
+//! Who may see and change which organizations and users.
+//!
+//! - `super_admin`: everything, everywhere.
+//! - `admin`: organizations and users in their own organization's subtree, and
+//!   never a user whose role is above their own.
+//! - `member`: only themself.
+//! - A role can be granted only by someone holding at least that role, and
+//!   `super_admin` only by an owner-organization user (SPEC §2 rule 6), to a
+//!   user of the owner organization (a platform role, never a customer one).
+//! - Nobody changes their own role or status or deletes themself: that is how
+//!   the last administrator locks everyone out.
+//!
+//! Resources outside the caller's scope are reported as not found, so that a
+//! customer admin cannot probe for other customers' ids.
+
+use uuid::Uuid;
+
+use super::types::{Invalid, Role, UserStatus};
+
+/// A position in the organization tree: the materialized path `/root/…/self/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgPath(String);
+
+impl OrgPath {
+    pub fn root(id: Uuid) -> Self {
+        Self(format!("/{id}/"))
+    }
+
+    pub fn child(&self, id: Uuid) -> Self {
+        Self(format!("{}{id}/", self.0))
+    }
+
+    pub fn from_stored(path: String) -> Self {
+        Self(path)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Depth below the owner organization (which is 0).
+    pub fn depth(&self) -> i32 {
+        (self.0.matches('/').count() as i32 - 2).max(0)
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.depth() == 0
+    }
+
+    /// Whether `other` is this organization or one below it.
+    pub fn contains(&self, other: &OrgPath) -> bool {
+        other.0.starts_with(&self.0)
+    }
+
+    /// Whether `other` lies strictly below this organization.
+    pub fn is_ancestor_of(&self, other: &OrgPath) -> bool {
+        other.0.len() > self.0.len() && self.contains(other)
+    }
+}
+
+/// The authenticated caller, as far as the rules care.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub id: Uuid,
+    pub role: Role,
+    pub org: OrgPath,
+}
+
+/// A user someone wants to see or change.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    pub id: Uuid,
+    pub role: Role,
+    pub org: &'a OrgPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// Outside the caller's scope: answered as 404.
+    NotFound,
+    /// Visible, but the caller may not do this: 403 with a reason.
+    Forbidden(&'static str),
+    /// The request asks for something no one may do: 422.
+    Invalid(Invalid),
+}
+
+pub type Decision = Result<(), Denied>;
+
+/// Requested changes to a user, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct UserChanges {
+    pub name: bool,
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+}
+
+impl Actor {
+    /// Organization-level administration (create/list organizations and users).
+    pub fn may_administer(&self) -> Decision {
+        if self.role >= Role::Admin {
+            Ok(())
+        } else {
+            Err(Denied::Forbidden(
+                "only administrators may manage organizations and users",
+            ))
+        }
+    }
+
+    pub fn sees_org(&self, org: &OrgPath) -> bool {
+        match self.role {
+            Role::SuperAdmin => true,
+            Role::Admin => self.org.contains(org),
+            Role::Member => false,
+        }
+    }
+
+    pub fn sees_user(&self, subject: &Subject<'_>) -> bool {
+        subject.id == self.id || self.sees_org(subject.org)
+    }
+
+    pub fn may_create_org(&self, parent: &OrgPath) -> Decision {
+        self.may_administer()?;
+        if self.sees_org(parent) {
+            Ok(())
+        } else {
+            Err(Denied::NotFound)
+        }
+    }
+
+    pub fn may_create_user(&self, org: &OrgPath, role: Role) -> Decision {
+        self.may_administer()?;
+        if !self.sees_org(org) {
+            return Err(Denied::NotFound);
+        }
+        self.may_assign_role(role, org)
+    }
+
+    pub fn may_change_user(&self, subject: &Subject<'_>, changes: &UserChanges) -> Decision {
+        if !self.sees_user(subject) {
+            return Err(Denied::NotFound);
+        }
+        if subject.id == self.id {
+            return if changes.role.is_some_and(|r| r != self.role)
+                || changes.status.is_some_and(|s| s != UserStatus::Active)
+            {
+                Err(Denied::Forbidden(
+                    "you cannot change your own role or status",
+                ))
+            } else {
+                Ok(())
+            };
+        }
+        self.may_administer()?;
+        self.outranks_or_equals(subject)?;
+        if let Some(role) = changes.role {
+            self.may_assign_role(role, subject.org)?;
+        }
+        if changes.status == Some(UserStatus::Deleted) {
+            return Err(Denied::Invalid(Invalid {
+                field: "status",
+                message: "use DELETE /api/v1/users/{id} to delete a user".into(),
+            }));
+        }
+        Ok(())
+    }
+
+    pub fn may_delete_user(&self, subject: &Subject<'_>) -> Decision {
+        if !self.sees_user(subject) {
+            return Err(Denied::NotFound);
+        }
+        if subject.id == self.id {
+            return Err(Denied::Forbidden("you cannot delete yourself"));
+        }
+        self.may_administer()?;
+        self.outranks_or_equals(subject)
+    }
+
+    fn outranks_or_equals(&self, subject: &Subject<'_>) -> Decision {
+        if subject.role > self.role {
+            Err(Denied::Forbidden(
+                "you cannot manage a user whose role is above your own",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn may_assign_role(&self, role: Role, target_org: &OrgPath) -> Decision {
+        if role == Role::SuperAdmin {
+            if !self.org.is_owner() {
+                return Err(Denied::Forbidden(
+                    "super_admin can be assigned only by owner-organization users",
+                ));
+            }
+            if !target_org.is_owner() {
+                return Err(Denied::Invalid(Invalid {
+                    field: "role",
+                    message: "super_admin is a platform role: only users of the owner organization can hold it".into(),
+                }));
+            }
+        }
+        if role > self.role {
+            return Err(Denied::Forbidden("you cannot grant a role above your own"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Tree {
+        owner: OrgPath,
+        acme: OrgPath,
+        acme_eu: OrgPath,
+        globex: OrgPath,
+    }
+
+    fn tree() -> Tree {
+        let owner = OrgPath::root(Uuid::from_u128(1));
+        let acme = owner.child(Uuid::from_u128(2));
+        let acme_eu = acme.child(Uuid::from_u128(3));
+        let globex = owner.child(Uuid::from_u128(4));
+        Tree {
+            owner,
+            acme,
+            acme_eu,
+            globex,
+        }
+    }
+
+    fn actor(role: Role, org: &OrgPath) -> Actor {
+        Actor {
+            id: Uuid::new_v4(),
+            role,
+            org: org.clone(),
+        }
+    }
+
+    fn subject<'a>(role: Role, org: &'a OrgPath) -> Subject<'a> {
+        Subject {
+            id: Uuid::new_v4(),
+            role,
+            org,
+        }
+    }
+
+    #[test]
+    fn paths_know_the_tree() {
+        let t = tree();
+        assert!(t.owner.is_owner() && !t.acme.is_owner());
+        assert_eq!(
+            (t.owner.depth(), t.acme.depth(), t.acme_eu.depth()),
+            (0, 1, 2)
+        );
+        assert!(t.acme.contains(&t.acme_eu) && t.acme.contains(&t.acme));
+        assert!(!t.acme.contains(&t.globex) && !t.acme_eu.contains(&t.acme));
+        assert!(t.owner.is_ancestor_of(&t.acme) && !t.acme.is_ancestor_of(&t.acme));
+    }
+
+    #[test]
+    fn super_admin_sees_everything() {
+        let t = tree();
+        let sa = actor(Role::SuperAdmin, &t.owner);
+        assert!(sa.sees_org(&t.globex) && sa.sees_org(&t.acme_eu));
+    }
+
+    #[test]
+    fn admin_sees_only_their_subtree() {
+        let t = tree();
+        let admin = actor(Role::Admin, &t.acme);
+        assert!(admin.sees_org(&t.acme) && admin.sees_org(&t.acme_eu));
+        assert!(!admin.sees_org(&t.globex) && !admin.sees_org(&t.owner));
+        assert_eq!(
+            admin.may_create_user(&t.globex, Role::Member),
+            Err(Denied::NotFound)
+        );
+        assert_eq!(admin.may_create_org(&t.globex), Err(Denied::NotFound));
+        assert_eq!(admin.may_create_org(&t.acme_eu), Ok(()));
+    }
+
+    #[test]
+    fn member_sees_only_themself() {
+        let t = tree();
+        let member = actor(Role::Member, &t.acme);
+        assert!(!member.sees_org(&t.acme));
+        let me = Subject {
+            id: member.id,
+            role: Role::Member,
+            org: &t.acme,
+        };
+        assert!(member.sees_user(&me));
+        assert!(!member.sees_user(&subject(Role::Member, &t.acme)));
+        assert!(matches!(
+            member.may_create_user(&t.acme, Role::Member),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(matches!(
+            member.may_create_org(&t.acme),
+            Err(Denied::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn member_may_rename_themself_but_not_promote() {
+        let t = tree();
+        let member = actor(Role::Member, &t.acme);
+        let me = Subject {
+            id: member.id,
+            role: Role::Member,
+            org: &t.acme,
+        };
+        assert_eq!(
+            member.may_change_user(
+                &me,
+                &UserChanges {
+                    name: true,
+                    ..Default::default()
+                }
+            ),
+            Ok(())
+        );
+        let promote = UserChanges {
+            role: Some(Role::Admin),
+            ..Default::default()
+        };
+        assert!(matches!(
+            member.may_change_user(&me, &promote),
+            Err(Denied::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn super_admin_only_by_owner_org_and_only_in_owner_org() {
+        let t = tree();
+        let promote = UserChanges {
+            role: Some(Role::SuperAdmin),
+            ..Default::default()
+        };
+        let customer_admin = actor(Role::Admin, &t.acme);
+        assert_eq!(
+            customer_admin.may_change_user(&subject(Role::Member, &t.acme_eu), &promote),
+            Err(Denied::Forbidden(
+                "super_admin can be assigned only by owner-organization users"
+            ))
+        );
+        let sa = actor(Role::SuperAdmin, &t.owner);
+        assert_eq!(
+            sa.may_change_user(&subject(Role::Admin, &t.owner), &promote),
+            Ok(())
+        );
+        assert!(matches!(
+            sa.may_change_user(&subject(Role::Admin, &t.acme), &promote),
+            Err(Denied::Invalid(_))
+        ));
+        // An owner-org admin is an owner-org user but still cannot grant above their own role.
+        let owner_admin = actor(Role::Admin, &t.owner);
+        assert_eq!(
+            owner_admin.may_create_user(&t.owner, Role::SuperAdmin),
+            Err(Denied::Forbidden("you cannot grant a role above your own"))
+        );
+    }
+
+    #[test]
+    fn admins_cannot_touch_super_admins() {
+        let t = tree();
+        let owner_admin = actor(Role::Admin, &t.owner);
+        let sa = subject(Role::SuperAdmin, &t.owner);
+        assert!(owner_admin.sees_user(&sa));
+        assert!(matches!(
+            owner_admin.may_delete_user(&sa),
+            Err(Denied::Forbidden(_))
+        ));
+        let suspend = UserChanges {
+            status: Some(UserStatus::Suspended),
+            ..Default::default()
+        };
+        assert!(matches!(
+            owner_admin.may_change_user(&sa, &suspend),
+            Err(Denied::Forbidden(_))
+        ));
+        assert_eq!(
+            owner_admin.may_change_user(&subject(Role::Admin, &t.acme), &suspend),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn nobody_suspends_or_deletes_themself() {
+        let t = tree();
+        let sa = actor(Role::SuperAdmin, &t.owner);
+        let me = Subject {
+            id: sa.id,
+            role: Role::SuperAdmin,
+            org: &t.owner,
+        };
+        let suspend = UserChanges {
+            status: Some(UserStatus::Suspended),
+            ..Default::default()
+        };
+        assert!(matches!(
+            sa.may_change_user(&me, &suspend),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(matches!(sa.may_delete_user(&me), Err(Denied::Forbidden(_))));
+        let demote = UserChanges {
+            role: Some(Role::Member),
+            ..Default::default()
+        };
+        assert!(matches!(
+            sa.may_change_user(&me, &demote),
+            Err(Denied::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn status_deleted_goes_through_delete() {
+        let t = tree();
+        let sa = actor(Role::SuperAdmin, &t.owner);
+        let delete = UserChanges {
+            status: Some(UserStatus::Deleted),
+            ..Default::default()
+        };
+        assert!(matches!(
+            sa.may_change_user(&subject(Role::Member, &t.acme), &delete),
+            Err(Denied::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,188 @@
+use actix_web::{post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use time::Duration;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::crypto::tokens::TokenRequest;
+use crate::domain::types::NewPassword;
+use crate::http::attempts;
+use crate::http::client::ClientInfo;
+use crate::http::principal::Principal;
+use crate::http::problem::{ApiError, Problem};
+use crate::http::views::UserView;
+use crate::state::AppState;
+use crate::store::attempts::{self as attempt_store, Scope};
+use crate::store::sessions::{self, LoginEnd, LoginSession};
+use crate::store::sql_types::{DbTime, DbUuid};
+use crate::store::users;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "admin@localhost", "password": "correct horse battery staple"}))]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "access_token": "eyJhbGciOiJFZERTQSIsImtpZCI6Ii4uLiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl",
+    "token_type": "Bearer",
+    "expires_in": 3600,
+    "user": {
+        "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "admin@localhost", "name": "Administrator",
+        "organization_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "role": "super_admin", "status": "active",
+        "created_at": "2026-11-21T09:00:00Z", "updated_at": "2026-11-21T09:00:00Z"
+    }
+}))]
+pub struct LoginResponse {
+    /// EdDSA-signed JWT (`typ: at+jwt`); send it as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+    pub user: UserView,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "Unauthorized",
+        "email or password is incorrect",
+    )
+}
+
+/// Log in with email and password.
+///
+/// Returns a login token for the `Authorization: Bearer` header. Failed attempts
+/// are limited per email and per client IP (default 5 per 15 minutes, then 429
+/// with `Retry-After`). An unknown email, a wrong password and a suspended
+/// account all answer the same `invalid_credentials`, in the same time.
+#[utoipa::path(
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:invalid_credentials", "title": "Unauthorized", "status": 401, "detail": "email or password is incorrect", "code": "invalid_credentials"})),
+        (status = 429, description = "Too many failed attempts (`rate_limited`); see `Retry-After`", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"type": "urn:actas:problem:rate_limited", "title": "Too many attempts", "status": 429, "detail": "too many failed attempts; try again in 840 seconds", "code": "rate_limited"})),
+    )
+)]
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    body: web::Json<LoginRequest>,
+) -> Result<web::Json<LoginResponse>, ApiError> {
+    let LoginRequest { email, password } = body.into_inner();
+    let email = email.trim().to_lowercase();
+    if email.is_empty() || password.is_empty() {
+        return Err(ApiError::invalid_field(
+            if email.is_empty() {
+                "email"
+            } else {
+                "password"
+            },
+            "must not be empty",
+        ));
+    }
+    if email.len() > 254 || password.len() > NewPassword::MAX_BYTES {
+        return Err(invalid_credentials());
+    }
+    let now = state.clock.now();
+    let limit = state.failure_limit();
+    let ip = client.ip_key();
+
+    let (attempt_ids, user) = {
+        let email = email.clone();
+        state
+            .db(move |conn| {
+                let ids = attempts::begin(
+                    conn,
+                    limit,
+                    now,
+                    &[(Scope::LoginEmail, &email), (Scope::LoginIp, &ip)],
+                )?;
+                Ok((ids, users::find_live_by_email(conn, &email)?))
+            })
+            .await?
+    };
+    let verified = state
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await;
+    let user = match user {
+        Some(user) if verified && user.is_active() => user,
+        _ => return Err(invalid_credentials()),
+    };
+
+    let session = LoginSession {
+        id: DbUuid(Uuid::now_v7()),
+        user_id: user.id,
+        created_at: DbTime(now),
+        expires_at: DbTime(now + Duration::minutes(state.config.access_token_minutes)),
+        ended_at: None,
+        end_reason: None,
+        ip: client.ip,
+        user_agent: client.user_agent,
+    };
+    let token = state.tokens().sign(TokenRequest {
+        subject: *user.id,
+        session_id: *session.id,
+        organization_id: *user.organization_id,
+        role: user.role(),
+        actor: None,
+        issued_at: now,
+        expires_at: *session.expires_at,
+    });
+    let stored = session.clone();
+    state
+        .db(move |conn| {
+            crate::store::write_transaction(conn, |conn| {
+                // A successful login is not a failure, and clears the email's earlier failures.
+                attempt_store::forget(conn, &attempt_ids)?;
+                attempt_store::clear(conn, Scope::LoginEmail, &email)?;
+                sessions::insert(conn, &stored)
+            })?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(user_id = %*user.id, session_id = %*session.id, "login");
+    Ok(web::Json(LoginResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: (*session.expires_at - now).whole_seconds(),
+        user: UserView::from(&user),
+    }))
+}
+
+/// Log out: end the session of the token used.
+///
+/// The token (and any other token of the same session) is refused from the
+/// next request on.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 204, description = "Session ended")),
+)]
+#[post("/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let session_id = principal.session_id;
+    state
+        .db(move |conn| {
+            sessions::end(conn, session_id, LoginEnd::Logout, now)?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(user_id = %*principal.user.id, session_id = %session_id, "logout");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,158 @@
+use actix_web::{get, put, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::types::NewPassword;
+use crate::http::attempts;
+use crate::http::principal::Principal;
+use crate::http::problem::{ApiError, Problem};
+use crate::http::views::{OrganizationView, UserView};
+use crate::state::AppState;
+use crate::store::attempts::{self as attempt_store, Scope};
+use crate::store::sessions::{self, LoginEnd};
+use crate::store::{users, write_transaction};
+
+/// The caller, with their organization.
+#[derive(Serialize, ToSchema)]
+pub struct MeUser {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub organization: OrganizationView,
+}
+
+/// Who is really acting, for a banner with a countdown.
+#[derive(Serialize, ToSchema)]
+pub struct ImpersonationBanner {
+    pub session_id: Uuid,
+    pub impersonator: Impersonator,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Impersonator {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "user": {
+        "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
+        "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
+        "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
+        "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
+            "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
+    },
+    "impersonation": null
+}))]
+pub struct MeResponse {
+    pub user: MeUser,
+    /// `null` unless the token is an impersonation token.
+    pub impersonation: Option<ImpersonationBanner>,
+}
+
+/// The caller: user, organization, and whether someone is acting as them.
+#[utoipa::path(tag = "me", security(("bearer" = [])), responses((status = 200, description = "The caller", body = MeResponse)))]
+#[get("/me")]
+pub async fn me(principal: Principal) -> web::Json<MeResponse> {
+    web::Json(MeResponse {
+        user: MeUser {
+            user: UserView::from(&principal.user),
+            organization: OrganizationView::from(&principal.organization),
+        },
+        impersonation: None,
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery staple", "new_password": "a much longer passphrase 2026"}))]
+pub struct ChangePasswordRequest {
+    pub current_password: String,
+    /// At least 12 characters.
+    pub new_password: String,
+}
+
+/// Change your own password.
+///
+/// Requires the current password (wrong guesses are rate limited like logins).
+/// Every other login session of yours ends; the one making this call stays.
+#[utoipa::path(
+    tag = "me",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Password changed; other sessions ended"),
+        (status = 403, description = "The current password is wrong (`reauthentication_failed`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:reauthentication_failed", "title": "Forbidden", "status": 403, "detail": "the current password is incorrect", "code": "reauthentication_failed"})),
+        (status = 429, description = "Too many wrong passwords (`rate_limited`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[put("/me/password")]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ChangePasswordRequest {
+        current_password,
+        new_password,
+    } = body.into_inner();
+    let new_password = NewPassword::parse("new_password", &new_password)?;
+    if new_password.expose() == current_password {
+        return Err(ApiError::invalid_field(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    let now = state.clock.now();
+    let limit = state.failure_limit();
+    let user_id = *principal.user.id;
+    let subject = user_id.to_string();
+    let attempt_ids = {
+        let subject = subject.clone();
+        state
+            .db(move |conn| attempts::begin(conn, limit, now, &[(Scope::PasswordChange, &subject)]))
+            .await?
+    };
+    if !state
+        .hasher
+        .verify(current_password, Some(principal.user.password_hash.clone()))
+        .await
+    {
+        return Err(ApiError::forbidden(
+            "reauthentication_failed",
+            "the current password is incorrect",
+        ));
+    }
+    let hash = state
+        .hasher
+        .hash(new_password.expose().to_owned())
+        .await
+        .map_err(ApiError::internal)?;
+    let keep = principal.session_id;
+    let ended = state
+        .db(move |conn| {
+            Ok(write_transaction(conn, |conn| {
+                attempt_store::forget(conn, &attempt_ids)?;
+                attempt_store::clear(conn, Scope::PasswordChange, &subject)?;
+                users::set_password_hash(conn, user_id, &hash, now)?;
+                sessions::end_all_for_user(
+                    conn,
+                    user_id,
+                    Some(keep),
+                    LoginEnd::PasswordChanged,
+                    now,
+                )
+            })?)
+        })
+        .await?;
+    tracing::info!(user_id = %user_id, other_sessions_ended = ended, "password changed");
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,8 @@
+//! One module per resource. A handler reads like a sentence: authenticate,
+//! parse, ask the domain whether it is allowed, store, answer.
+
+pub mod auth;
+pub mod health;
+pub mod me;
+pub mod organizations;
+pub mod users;

@@ -1,0 +1,382 @@
+use actix_web::http::header;
+use actix_web::{delete, get, patch, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::policy::{Subject, UserChanges};
+use crate::domain::types::{Email, Name, NewPassword, Role, UserStatus};
+use crate::http::paging::Page;
+use crate::http::principal::Principal;
+use crate::http::problem::{denied, ApiError, Problem};
+use crate::http::views::UserView;
+use crate::state::AppState;
+use crate::store::organizations::{self, Organization};
+use crate::store::sessions::{self, LoginEnd};
+use crate::store::sql_types::{DbTime, DbUuid};
+use crate::store::users::{self, User};
+use crate::store::{is_unique_violation, write_transaction};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "email": "ada@acme.example", "name": "Ada Lovelace", "password": "correct horse battery staple",
+    "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member"
+}))]
+pub struct CreateUserRequest {
+    /// Unique (case-insensitive) among users that are not deleted.
+    pub email: String,
+    pub name: String,
+    /// At least 12 characters.
+    pub password: String,
+    /// Defaults to the caller's organization.
+    pub organization_id: Option<Uuid>,
+    /// Defaults to `member`. `super_admin` only for owner-organization users, granted by one.
+    pub role: Option<Role>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "suspended"}))]
+pub struct UpdateUserRequest {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    /// `active` or `suspended`; suspending ends the user's sessions at once.
+    /// Use `DELETE` to delete.
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// Case-insensitive substring of email or name.
+    pub q: Option<String>,
+    /// Only users of this organization.
+    pub organization_id: Option<Uuid>,
+    /// Only users with this status; without it, deleted users are left out.
+    pub status: Option<UserStatus>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserList {
+    pub items: Vec<UserView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn subject<'a>(user: &User, org_path: &'a crate::domain::policy::OrgPath) -> Subject<'a> {
+    Subject {
+        id: *user.id,
+        role: user.role(),
+        org: org_path,
+    }
+}
+
+async fn load_user(state: &AppState, id: Uuid) -> Result<Option<(User, Organization)>, ApiError> {
+    state
+        .db(move |conn| Ok(users::find_with_org(conn, id)?))
+        .await
+}
+
+/// Create a user in an organization you administer.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserView, headers(("Location" = String, description = "URL of the new user"))),
+        (status = 403, description = "Not an administrator, or the role is above yours (`forbidden`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "super_admin can be assigned only by owner-organization users", "code": "forbidden"})),
+        (status = 409, description = "The email is taken (`email_taken`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:email_taken", "title": "Conflict", "status": 409, "detail": "a user with this email already exists", "code": "email_taken"})),
+    )
+)]
+#[post("/users")]
+pub async fn create_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<CreateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = principal.actor();
+    actor.may_administer().map_err(|d| denied("user", d))?;
+    let body = body.into_inner();
+    let parsed = (
+        Email::parse(&body.email),
+        Name::parse("name", &body.name),
+        NewPassword::parse("password", &body.password),
+    );
+    let (email, name, password) = match parsed {
+        (Ok(e), Ok(n), Ok(p)) => (e, n, p),
+        (e, n, p) => {
+            return Err(vec![e.err(), n.err(), p.err()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .into())
+        }
+    };
+    let role = body.role.unwrap_or(Role::Member);
+    let org_id = body.organization_id.unwrap_or(*principal.organization.id);
+    let org = state
+        .db(move |conn| Ok(organizations::find(conn, org_id)?))
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    actor
+        .may_create_user(&org.org_path(), role)
+        .map_err(|d| denied("organization", d))?;
+
+    let hash = state
+        .hasher
+        .hash(password.expose().to_owned())
+        .await
+        .map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    let user = User {
+        id: DbUuid(Uuid::now_v7()),
+        email: email.as_str().to_owned(),
+        name: name.into_string(),
+        organization_id: org.id,
+        role: role.as_str().to_owned(),
+        status: UserStatus::Active.as_str().to_owned(),
+        password_hash: hash,
+        created_at: DbTime(now),
+        updated_at: DbTime(now),
+        deleted_at: None,
+    };
+    let stored = user.clone();
+    state
+        .db(move |conn| match users::insert(conn, &stored) {
+            Err(e) if is_unique_violation(&e) => Err(ApiError::conflict(
+                "email_taken",
+                "a user with this email already exists",
+            )),
+            other => Ok(other?),
+        })
+        .await?;
+    tracing::info!(user_id = %*user.id, by = %actor.id, "user created");
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/users/{}", *user.id)))
+        .json(UserView::from(&user)))
+}
+
+/// List the users you can see, newest first.
+///
+/// super_admin: everyone; admin: users of their organization's subtree;
+/// member: only themself.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(UserListQuery),
+    responses((status = 200, description = "A page of users", body = UserList)),
+)]
+#[get("/users")]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<UserListQuery>,
+) -> Result<web::Json<UserList>, ApiError> {
+    let query = query.into_inner();
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let actor = principal.actor();
+    let search = query
+        .q
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty());
+    if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::invalid_field(
+            "q",
+            "must be at most 200 characters",
+        ));
+    }
+    if let Some(org_id) = query.organization_id {
+        let org = state
+            .db(move |conn| Ok(organizations::find(conn, org_id)?))
+            .await?;
+        if !org.is_some_and(|org| {
+            actor.sees_org(&org.org_path()) || org.id == principal.organization.id
+        }) {
+            return Err(ApiError::not_found("organization"));
+        }
+    }
+    let (within, only_id) = match actor.role {
+        Role::SuperAdmin => (None, None),
+        Role::Admin => (Some(actor.org.clone()), None),
+        Role::Member => (None, Some(actor.id)),
+    };
+    let fetch = page.fetch_limit();
+    let before_id = page.before_id;
+    let mut rows = state
+        .db(move |conn| {
+            Ok(users::list(
+                conn,
+                users::ListFilter {
+                    within: within.as_ref(),
+                    only_id,
+                    organization_id: query.organization_id,
+                    status: query.status,
+                    search: search.as_deref(),
+                    before_id,
+                    limit: fetch,
+                },
+            )?)
+        })
+        .await?;
+    let next_cursor = page.finish(&mut rows, |(user, _)| *user.id);
+    Ok(web::Json(UserList {
+        items: rows.iter().map(|(user, _)| UserView::from(user)).collect(),
+        next_cursor,
+    }))
+}
+
+/// Read one user you can see.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses((status = 200, description = "The user", body = UserView)),
+)]
+#[get("/users/{id}")]
+pub async fn get_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let actor = principal.actor();
+    let (user, org) = load_user(&state, id.into_inner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    if !actor.sees_user(&subject(&user, &org.org_path())) {
+        return Err(ApiError::not_found("user"));
+    }
+    Ok(web::Json(UserView::from(&user)))
+}
+
+/// Change a user's name, role or status.
+///
+/// Members may change only their own name. Nobody changes their own role or
+/// status. Suspending a user ends all their sessions on their next request.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The updated user", body = UserView),
+        (status = 403, description = "Not allowed to make this change (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The user is deleted (`user_deleted`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[patch("/users/{id}")]
+pub async fn update_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateUserRequest>,
+) -> Result<web::Json<UserView>, ApiError> {
+    let actor = principal.actor();
+    let body = body.into_inner();
+    let name = body
+        .name
+        .as_deref()
+        .map(|n| Name::parse("name", n))
+        .transpose()?;
+    let (user, org) = load_user(&state, id.into_inner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let changes = UserChanges {
+        name: name.is_some(),
+        role: body.role,
+        status: body.status,
+    };
+    actor
+        .may_change_user(&subject(&user, &org.org_path()), &changes)
+        .map_err(|d| denied("user", d))?;
+    if user.status() == UserStatus::Deleted {
+        return Err(ApiError::conflict(
+            "user_deleted",
+            "the user is deleted and cannot be changed",
+        ));
+    }
+    let now = state.clock.now();
+    let user_id = *user.id;
+    let suspend =
+        body.status == Some(UserStatus::Suspended) && user.status() != UserStatus::Suspended;
+    let updated = state
+        .db(move |conn| {
+            Ok(write_transaction(conn, |conn| {
+                let name = name.map(Name::into_string);
+                users::update(
+                    conn,
+                    user_id,
+                    users::Update {
+                        name: name.as_deref(),
+                        role: body.role,
+                        status: body.status,
+                        now,
+                    },
+                )?;
+                if suspend {
+                    sessions::end_all_for_user(conn, user_id, None, LoginEnd::UserSuspended, now)?;
+                }
+                users::find_with_org(conn, user_id)
+            })?)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    tracing::info!(user_id = %user_id, by = %actor.id, "user updated");
+    Ok(web::Json(UserView::from(&updated.0)))
+}
+
+/// Delete a user (soft): they can no longer log in and all their sessions end.
+///
+/// The row is kept for the audit trail; the email becomes free for a new user.
+#[utoipa::path(
+    tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Deleted (also when already deleted)"),
+        (status = 403, description = "Not allowed to delete this user (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/users/{id}")]
+pub async fn delete_user(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = principal.actor();
+    let (user, org) = load_user(&state, id.into_inner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    actor
+        .may_delete_user(&subject(&user, &org.org_path()))
+        .map_err(|d| denied("user", d))?;
+    if user.status() != UserStatus::Deleted {
+        let now = state.clock.now();
+        let user_id = *user.id;
+        state
+            .db(move |conn| {
+                Ok(write_transaction(conn, |conn| {
+                    users::update(
+                        conn,
+                        user_id,
+                        users::Update {
+                            name: None,
+                            role: None,
+                            status: Some(UserStatus::Deleted),
+                            now,
+                        },
+                    )?;
+                    sessions::end_all_for_user(conn, user_id, None, LoginEnd::UserDeleted, now)
+                })?)
+            })
+            .await?;
+        tracing::info!(user_id = %user_id, by = %actor.id, "user deleted");
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

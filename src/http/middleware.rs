@@ -1,0 +1,278 @@
+//! Middleware around the whole application.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::ResponseError;
+use futures_util::future::{ready, LocalBoxFuture, Ready};
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use super::problem::{ApiError, PROBLEM_JSON};
+
+/// Turns any error response that is not already problem+json (actix's own
+/// 404s, payload errors, …) into one, keeping `Allow`, `Retry-After` and
+/// `WWW-Authenticate`.
+pub fn problem_for_every_error<B: 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(to_problem)
+}
+
+fn to_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let kept: Vec<_> = [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE]
+        .into_iter()
+        .filter_map(|name| {
+            res.response()
+                .headers()
+                .get(&name)
+                .map(|v| (name, v.clone()))
+        })
+        .collect();
+    let (req, _) = res.into_parts();
+    let mut response = generic_error(status).error_response();
+    for (name, value) in kept {
+        response.headers_mut().insert(name, value);
+    }
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, response).map_into_right_body(),
+    ))
+}
+
+fn generic_error(status: StatusCode) -> ApiError {
+    let (code, title, detail) = match status.as_u16() {
+        400 => (
+            "bad_request",
+            "Bad request",
+            "the request could not be understood",
+        ),
+        401 => ("unauthorized", "Unauthorized", "authentication is required"),
+        403 => ("forbidden", "Forbidden", "not allowed"),
+        404 => ("not_found", "Not found", "no such resource"),
+        405 => (
+            "method_not_allowed",
+            "Method not allowed",
+            "this method is not supported here",
+        ),
+        408 => (
+            "request_timeout",
+            "Request timeout",
+            "the request took too long to arrive",
+        ),
+        413 => (
+            "payload_too_large",
+            "Payload too large",
+            "the request body is too large",
+        ),
+        414 => (
+            "uri_too_long",
+            "URI too long",
+            "the request URI is too long",
+        ),
+        415 => (
+            "unsupported_media_type",
+            "Unsupported media type",
+            "this content type is not supported here",
+        ),
+        431 => (
+            "headers_too_large",
+            "Request header fields too large",
+            "the request headers are too large",
+        ),
+        s if s < 500 => (
+            "bad_request",
+            "Bad request",
+            "the request could not be processed",
+        ),
+        503 => (
+            "service_unavailable",
+            "Service unavailable",
+            "the service is temporarily unavailable",
+        ),
+        _ => (
+            "internal_error",
+            "Internal server error",
+            "the server could not complete the request",
+        ),
+    };
+    ApiError::new(status, code, title, detail)
+}
+
+/// Security headers on every response. Responses carry tokens and personal
+/// data: no caching anywhere.
+pub struct SecurityHeaders;
+
+impl<S, B> Transform<S, ServiceRequest> for SecurityHeaders
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = SecurityHeadersService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SecurityHeadersService { service }))
+    }
+}
+
+pub struct SecurityHeadersService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for SecurityHeadersService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let is_docs = req.path().starts_with("/swagger-ui");
+        let fut = self.service.call(req);
+        Box::pin(async move {
+            let mut res = fut.await?;
+            let headers = res.headers_mut();
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            if !is_docs {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            Ok(res)
+        })
+    }
+}
+
+/// A panicking handler answers 500 problem+json instead of dropping the
+/// connection. (The error is rendered by `ApiError`; holding a clone of the
+/// request here would break actix's exclusive access to it downstream.)
+pub struct CatchPanic;
+
+impl<S, B> Transform<S, ServiceRequest> for CatchPanic
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = CatchPanicService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CatchPanicService { service }))
+    }
+}
+
+pub struct CatchPanicService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for CatchPanicService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let fut = self.service.call(req);
+        Box::pin(async move {
+            match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::internal("a request handler panicked").into()),
+            }
+        })
+    }
+}
+
+/// One tracing span per request (method, path, request id; never the query
+/// string, which may hold secrets) and a log line with status and duration.
+pub struct RequestSpan;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestSpan
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = RequestSpanService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestSpanService { service }))
+    }
+}
+
+pub struct RequestSpanService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestSpanService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let request_id = uuid::Uuid::new_v4();
+        let span =
+            tracing::info_span!("request", %request_id, method = %req.method(), path = %req.path());
+        let started = Instant::now();
+        let fut = self.service.call(req).instrument(span.clone());
+        Box::pin(async move {
+            let result = fut.await;
+            let status = match &result {
+                Ok(res) => res.status(),
+                Err(e) => e.as_response_error().status_code(),
+            };
+            span.in_scope(|| {
+                tracing::info!(
+                    status = status.as_u16(),
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "request"
+                )
+            });
+            let mut res = result?;
+            if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+                res.headers_mut()
+                    .insert(header::HeaderName::from_static("x-request-id"), value);
+            }
+            Ok(res)
+        })
+    }
+}

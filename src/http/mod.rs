@@ -1,0 +1,253 @@
+//! The HTTP edge: routes, extractors, middleware, errors. Knows HTTP, not SQL.
+
+pub mod attempts;
+pub mod client;
+pub mod controllers;
+pub mod middleware;
+pub mod openapi;
+pub mod paging;
+pub mod principal;
+pub mod problem;
+pub mod views;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, App, HttpRequest, HttpResponse};
+use utoipa::OpenApi as _;
+use utoipa_actix_web::service_config::ServiceConfig;
+use utoipa_actix_web::{scope, AppExt};
+use utoipa_swagger_ui::SwaggerUi;
+
+use self::controllers::{auth, health, me, organizations, users};
+use self::problem::ApiError;
+use crate::state::AppState;
+use crate::store::DbConnection;
+
+/// Largest JSON body accepted.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// Every route, registered together with its OpenAPI description.
+fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(
+        scope("/api/v1")
+            .service(auth::login)
+            .service(auth::logout)
+            .service(me::me)
+            .service(me::change_password)
+            .service(organizations::create_organization)
+            .service(organizations::list_organizations)
+            .service(organizations::get_organization)
+            .service(users::create_user)
+            .service(users::list_users)
+            .service(users::get_user)
+            .service(users::update_user)
+            .service(users::delete_user),
+    )
+    .service(health::healthz)
+    .service(health::readyz);
+}
+
+/// The OpenAPI document, exactly as served at `/api-docs/openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = App::new()
+        .into_utoipa_app()
+        .openapi(openapi::ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts();
+    openapi::finish(doc)
+}
+
+/// The whole application: routes, documentation, error handling, middleware.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, doc) = App::new()
+        .into_utoipa_app()
+        .openapi(openapi::ApiDoc::openapi())
+        .configure(routes)
+        .split_for_parts();
+    let doc = openapi::finish(doc);
+    let allowed = web::Data::new(RouteTable::from_openapi(&doc));
+    app.app_data(web::Data::new(state))
+        .app_data(allowed)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(MAX_JSON_BYTES)
+                .error_handler(json_error),
+        )
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", doc))
+        .route(
+            "/swagger-ui",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header((header::LOCATION, "/swagger-ui/"))
+                    .finish()
+            }),
+        )
+        .default_service(web::to(fallback))
+        .wrap(middleware::problem_for_every_error())
+        .wrap(middleware::SecurityHeaders)
+        .wrap(middleware::CatchPanic)
+        .wrap(middleware::RequestSpan)
+}
+
+impl AppState {
+    /// Runs blocking database work on the blocking thread pool.
+    pub async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+}
+
+fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let api_error = match &error {
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "expected Content-Type: application/json",
+        ),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                format!("the request body is larger than {MAX_JSON_BYTES} bytes"),
+            )
+        }
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::validation(vec![problem::FieldError {
+                field: field_of(&e.to_string()),
+                message: e.to_string(),
+            }])
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
+            "malformed_json",
+            format!("the request body is not valid JSON: {e}"),
+        ),
+        _ => ApiError::bad_request("malformed_body", "the request body could not be read"),
+    };
+    api_error.into()
+}
+
+/// Best-effort field name from a serde message ("missing field `email`").
+fn field_of(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|f| f.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .unwrap_or("body")
+        .to_owned()
+}
+
+fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let message = error.to_string().replace("Query deserialize error: ", "");
+    ApiError::validation(vec![problem::FieldError {
+        field: field_of(&message).replace("body", "query"),
+        message,
+    }])
+    .into()
+}
+
+fn path_error(_: PathError, req: &HttpRequest) -> actix_web::Error {
+    // A path segment that is not even a valid id cannot name any resource.
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "Not found",
+        format!("nothing at {}: the id is not a valid UUID", req.path()),
+    )
+    .into()
+}
+
+/// Which methods each documented path answers, for 405 and `Allow`.
+pub struct RouteTable(Vec<(Vec<String>, Vec<Method>)>);
+
+impl RouteTable {
+    fn from_openapi(doc: &utoipa::openapi::OpenApi) -> Self {
+        let mut routes = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let segments = path.split('/').map(str::to_owned).collect();
+            let mut methods = Vec::new();
+            for (method, op) in [
+                (Method::GET, &item.get),
+                (Method::PUT, &item.put),
+                (Method::POST, &item.post),
+                (Method::DELETE, &item.delete),
+                (Method::PATCH, &item.patch),
+            ] {
+                if op.is_some() {
+                    methods.push(method);
+                }
+            }
+            routes.push((segments, methods));
+        }
+        Self(routes)
+    }
+
+    fn allowed(&self, path: &str) -> Option<&[Method]> {
+        let wanted: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(pattern, _)| {
+                pattern.len() == wanted.len()
+                    && pattern
+                        .iter()
+                        .zip(&wanted)
+                        .all(|(p, w)| (p.starts_with('{') && !w.is_empty()) || p == w)
+            })
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+async fn fallback(
+    req: HttpRequest,
+    routes: web::Data<RouteTable>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(methods) = routes.allowed(req.path()) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            format!("no route for {} {}", req.method(), req.path()),
+        ));
+    };
+    let allow = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if req.method() == Method::OPTIONS {
+        return Ok(HttpResponse::NoContent()
+            .insert_header((header::ALLOW, allow))
+            .finish());
+    }
+    Err(ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        format!("{} is not supported here; allowed: {allow}", req.method()),
+    )
+    .with_header(header::ALLOW, allow))
+}

@@ -1,0 +1,84 @@
+//! Response bodies shared by several resources.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::types::{Role, UserStatus};
+use crate::store::organizations::Organization;
+use crate::store::users::User;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
+    "email": "ada@acme.example",
+    "name": "Ada Lovelace",
+    "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40",
+    "role": "member",
+    "status": "active",
+    "created_at": "2026-11-21T09:30:00Z",
+    "updated_at": "2026-11-21T09:30:00Z"
+}))]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub organization_id: Uuid,
+    pub role: Role,
+    pub status: UserStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            id: *user.id,
+            email: user.email.clone(),
+            name: user.name.clone(),
+            organization_id: *user.organization_id,
+            role: user.role(),
+            status: user.status(),
+            created_at: *user.created_at,
+            updated_at: *user.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40",
+    "name": "Acme Corp",
+    "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30",
+    "depth": 1,
+    "is_owner": false,
+    "created_at": "2026-11-21T09:00:00Z"
+}))]
+pub struct OrganizationView {
+    pub id: Uuid,
+    pub name: String,
+    /// `null` only for the owner organization, the root of the tree.
+    pub parent_id: Option<Uuid>,
+    /// Distance from the owner organization (which is 0).
+    pub depth: i32,
+    /// Whether this is the owner organization (the platform operator).
+    pub is_owner: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&Organization> for OrganizationView {
+    fn from(org: &Organization) -> Self {
+        Self {
+            id: *org.id,
+            name: org.name.clone(),
+            parent_id: org.parent_id.map(Into::into),
+            depth: org.depth,
+            is_owner: org.parent_id.is_none(),
+            created_at: *org.created_at,
+        }
+    }
+}

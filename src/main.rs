@@ -1,0 +1,57 @@
+use clap::{Parser, Subcommand};
+
+use actas::config::Config;
+use actas::server;
+use actas::store::pool::{connect_and_migrate, redact_url};
+
+/// Consent-based admin impersonation service.
+///
+/// Configuration comes from ACTAS_* environment variables (see the README).
+#[derive(Parser)]
+#[command(name = "actas", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run migrations, bootstrap an empty database, and serve HTTP (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document (the one committed at openapi/openapi.json).
+    Openapi,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(message) = run(cli.command.unwrap_or(Command::Serve)) {
+        eprintln!("actas: error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Openapi => {
+            let doc = actas::http::openapi_document();
+            println!("{}", doc.to_pretty_json().map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            server::init_tracing(config.log_format);
+            connect_and_migrate(&config.database_url).map_err(|e| e.to_string())?;
+            tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            server::init_tracing(config.log_format);
+            actix_web::rt::System::new()
+                .block_on(server::serve(config))
+                .map_err(|e| e.to_string())
+        }
+    }
+}

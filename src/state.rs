@@ -1,0 +1,60 @@
+//! Everything a request needs, built once at start and shared by reference.
+
+use std::sync::{Arc, Mutex};
+
+use time::{Duration, OffsetDateTime};
+
+use crate::config::Config;
+use crate::crypto::keys::SigningKeys;
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::tokens::TokenIssuer;
+use crate::domain::rate_limit::Limit;
+use crate::store::pool::{Backend, Pool};
+
+/// The service's notion of "now", truncated to microseconds so that both
+/// backends store exactly what was computed. Tests may move it forward.
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset: Arc<Mutex<Duration>>,
+}
+
+impl Clock {
+    pub fn now(&self) -> OffsetDateTime {
+        let offset = *self.offset.lock().unwrap_or_else(|e| e.into_inner());
+        let now = OffsetDateTime::now_utc() + offset;
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+            .expect("truncating nanoseconds stays in range")
+    }
+
+    /// Moves this clock (and every clone of it) forward; for tests of expiry.
+    pub fn advance(&self, by: Duration) {
+        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+    pub backend: Backend,
+    pub keys: Arc<SigningKeys>,
+    pub hasher: PasswordHasher,
+    pub clock: Clock,
+}
+
+impl AppState {
+    pub fn tokens(&self) -> TokenIssuer<'_> {
+        TokenIssuer {
+            keys: &self.keys,
+            issuer: &self.config.issuer,
+            audience: &self.config.audience,
+        }
+    }
+
+    pub fn failure_limit(&self) -> Limit {
+        Limit {
+            max_failures: self.config.rate_limit_max_failures,
+            window: Duration::minutes(self.config.rate_limit_window_minutes),
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! One connection type over both backends, and the pool built once at start.
+//!
+//! The backend is chosen by URL scheme and the concrete connection is
+//! established directly: `MultiConnection::establish` would try every backend
+//! and hide the real error (wrong password, server down) behind a generic one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long a caller waits for a pooled connection, and how long libpq waits
+/// for a server, before the error is reported.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("unsupported database URL (expected postgres://… or sqlite://…): {0}")]
+    UnsupportedUrl(String),
+    #[error("cannot create the SQLite directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("cannot run database migrations: {0}")]
+    Migrate(String),
+}
+
+/// A parsed database URL: which backend and what to hand to its driver.
+#[derive(Debug, Clone)]
+pub struct DatabaseTarget {
+    pub backend: Backend,
+    conninfo: String,
+}
+
+impl DatabaseTarget {
+    pub fn parse(url: &str) -> Result<Self, DbSetupError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // libpq waits forever for an unreachable host unless told otherwise.
+            let conninfo = if url.contains("connect_timeout=") {
+                url.to_owned()
+            } else {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}connect_timeout={}", CONNECT_TIMEOUT.as_secs())
+            };
+            return Ok(Self {
+                backend: Backend::Postgres,
+                conninfo,
+            });
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path.contains("://") || path.contains(":memory:") {
+            return Err(DbSetupError::UnsupportedUrl(redact_url(url)));
+        }
+        Ok(Self {
+            backend: Backend::Sqlite,
+            conninfo: path.to_owned(),
+        })
+    }
+
+    fn establish(&self) -> Result<DbConnection, ConnectionError> {
+        match self.backend {
+            Backend::Postgres => {
+                diesel::PgConnection::establish(&self.conninfo).map(DbConnection::Postgresql)
+            }
+            Backend::Sqlite => {
+                let mut conn = diesel::SqliteConnection::establish(&self.conninfo)?;
+                // Wait for a writer instead of failing; enforce declared foreign keys.
+                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                    .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host` URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Debug)]
+pub struct ConnectionManager {
+    target: DatabaseTarget,
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        self.target
+            .establish()
+            .map_err(r2d2::Error::ConnectionError)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        // A connection left inside a failed transaction must not be reused.
+        <DbConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// Connects (reporting the driver's own error at once), runs migrations, and
+/// builds the pool.
+pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
+    let target = DatabaseTarget::parse(url)?;
+    if target.backend == Backend::Sqlite {
+        let path = PathBuf::from(&target.conninfo);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DbSetupError::CreateDir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let mut first = target
+        .establish()
+        .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
+    if let DbConnection::Sqlite(conn) = &mut first {
+        // WAL lets readers run beside the single writer; set once, it persists in the file.
+        conn.batch_execute("PRAGMA journal_mode = WAL;")
+            .map_err(|e| DbSetupError::Connect(e.to_string()))?;
+    }
+    run_migrations(&mut first)?;
+    drop(first);
+
+    let max_size = match target.backend {
+        Backend::Postgres => 16,
+        Backend::Sqlite => 8,
+    };
+    let backend = target.backend;
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .build(ConnectionManager { target })
+        .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
+    Ok((pool, backend))
+}
+
+pub fn run_migrations(conn: &mut DbConnection) -> Result<(), DbSetupError> {
+    let migrations = match conn {
+        DbConnection::Postgresql(_) => POSTGRES_MIGRATIONS,
+        DbConnection::Sqlite(_) => SQLITE_MIGRATIONS,
+    };
+    conn.run_pending_migrations(migrations)
+        .map(|_| ())
+        .map_err(|e| DbSetupError::Migrate(one_line(&e.to_string())))
+}
+
+/// Runs `f` in a transaction that takes the write lock up front. On SQLite a
+/// deferred transaction that reads and then writes fails with "database is
+/// locked" when another writer got there first; `BEGIN IMMEDIATE` waits instead.
+pub fn write_transaction<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    match conn {
+        DbConnection::Sqlite(inner) => {
+            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
+        }
+        DbConnection::Postgresql(_) => Manager::begin_transaction(conn)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            Manager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The original error matters more than a failed rollback; a broken
+            // connection is discarded by the pool (`has_broken`).
+            let _ = Manager::rollback_transaction(conn);
+            Err(error)
+        }
+    }
+}
+
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_scheme_picks_backend() {
+        assert_eq!(
+            DatabaseTarget::parse("postgres://u:p@h/db")
+                .unwrap()
+                .backend,
+            Backend::Postgres
+        );
+        assert_eq!(
+            DatabaseTarget::parse("sqlite://actas-data/actas.db")
+                .unwrap()
+                .backend,
+            Backend::Sqlite
+        );
+        assert_eq!(
+            DatabaseTarget::parse("/tmp/x.db").unwrap().backend,
+            Backend::Sqlite
+        );
+        assert!(DatabaseTarget::parse("mysql://h/db").is_err());
+        assert!(DatabaseTarget::parse("sqlite://:memory:").is_err());
+    }
+
+    #[test]
+    fn postgres_gets_a_connect_timeout() {
+        let t = DatabaseTarget::parse("postgres://u:p@h/db?sslmode=disable").unwrap();
+        assert!(t.conninfo.ends_with("&connect_timeout=5"));
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(
+            redact_url("postgres://bob:secret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}

@@ -1,0 +1,68 @@
+//! Written by hand: `diesel print-schema` gives different types per backend.
+//! `Uuid` and `Instant` are our cross-backend types (see `sql_types`).
+
+diesel::table! {
+    use diesel::sql_types::{Integer, Nullable, Text};
+    use crate::store::sql_types::{Instant, Uuid};
+
+    organizations (id) {
+        id -> Uuid,
+        name -> Text,
+        parent_id -> Nullable<Uuid>,
+        /// Materialized path of ancestor ids, `/root/…/self/`: subtree = prefix match.
+        path -> Text,
+        depth -> Integer,
+        created_at -> Instant,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{Nullable, Text};
+    use crate::store::sql_types::{Instant, Uuid};
+
+    users (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        organization_id -> Uuid,
+        role -> Text,
+        status -> Text,
+        password_hash -> Text,
+        created_at -> Instant,
+        updated_at -> Instant,
+        deleted_at -> Nullable<Instant>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{Nullable, Text};
+    use crate::store::sql_types::{Instant, Uuid};
+
+    login_sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Instant,
+        expires_at -> Instant,
+        ended_at -> Nullable<Instant>,
+        end_reason -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::Text;
+    use crate::store::sql_types::{Instant, Uuid};
+
+    auth_attempts (id) {
+        id -> Uuid,
+        scope -> Text,
+        subject -> Text,
+        attempted_at -> Instant,
+    }
+}
+
+diesel::joinable!(users -> organizations (organization_id));
+diesel::joinable!(login_sessions -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(organizations, users, login_sessions, auth_attempts);

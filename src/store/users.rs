@@ -1,0 +1,176 @@
+use diesel::prelude::*;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::organizations::Organization;
+use super::schema::{organizations, users};
+use super::sql_types::{DbTime, DbUuid};
+use super::DbConnection;
+use crate::domain::policy::OrgPath;
+use crate::domain::types::{Role, UserStatus};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
+pub struct User {
+    pub id: DbUuid,
+    pub email: String,
+    pub name: String,
+    pub organization_id: DbUuid,
+    pub role: String,
+    pub status: String,
+    pub password_hash: String,
+    pub created_at: DbTime,
+    pub updated_at: DbTime,
+    pub deleted_at: Option<DbTime>,
+}
+
+impl User {
+    /// Stored values are constrained by CHECKs; an unknown one fails closed.
+    pub fn role(&self) -> Role {
+        Role::parse(&self.role).unwrap_or(Role::Member)
+    }
+
+    pub fn status(&self) -> UserStatus {
+        UserStatus::parse(&self.status).unwrap_or(UserStatus::Suspended)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status() == UserStatus::Active
+    }
+}
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+pub fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(user.clone())
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn find_with_org(
+    conn: &mut DbConnection,
+    id: Uuid,
+) -> QueryResult<Option<(User, Organization)>> {
+    users::table
+        .inner_join(organizations::table)
+        .filter(users::id.eq(DbUuid(id)))
+        .select((User::as_select(), Organization::as_select()))
+        .first(conn)
+        .optional()
+}
+
+/// The live (not deleted) user with this normalized email.
+pub fn find_live_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(email))
+        .filter(users::status.ne(UserStatus::Deleted.as_str()))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub struct ListFilter<'a> {
+    pub within: Option<&'a OrgPath>,
+    /// Only this user (a member listing users sees themself).
+    pub only_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    pub status: Option<UserStatus>,
+    /// Case-insensitive substring of email or name.
+    pub search: Option<&'a str>,
+    pub before_id: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// Newest first (ids are UUIDv7). Deleted users only when asked for by status.
+pub fn list(
+    conn: &mut DbConnection,
+    filter: ListFilter<'_>,
+) -> QueryResult<Vec<(User, Organization)>> {
+    let mut query = users::table
+        .inner_join(organizations::table)
+        .select((User::as_select(), Organization::as_select()))
+        .into_boxed();
+    if let Some(within) = filter.within {
+        query = query.filter(
+            organizations::path
+                .like(format!("{}%", super::like_literal(within.as_str())))
+                .escape('\\'),
+        );
+    }
+    if let Some(id) = filter.only_id {
+        query = query.filter(users::id.eq(DbUuid(id)));
+    }
+    if let Some(org) = filter.organization_id {
+        query = query.filter(users::organization_id.eq(DbUuid(org)));
+    }
+    query = match filter.status {
+        Some(status) => query.filter(users::status.eq(status.as_str())),
+        None => query.filter(users::status.ne(UserStatus::Deleted.as_str())),
+    };
+    if let Some(search) = filter.search {
+        let pattern = format!("%{}%", super::like_literal(&search.to_lowercase()));
+        query = query.filter(
+            users::email
+                .like(pattern.clone())
+                .escape('\\')
+                .or(lower(users::name).like(pattern).escape('\\')),
+        );
+    }
+    if let Some(before) = filter.before_id {
+        query = query.filter(users::id.lt(DbUuid(before)));
+    }
+    query.order(users::id.desc()).limit(filter.limit).load(conn)
+}
+
+pub struct Update<'a> {
+    pub name: Option<&'a str>,
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+    pub now: OffsetDateTime,
+}
+
+pub fn update(conn: &mut DbConnection, id: Uuid, change: Update<'_>) -> QueryResult<()> {
+    if let Some(name) = change.name {
+        diesel::update(users::table.find(DbUuid(id)))
+            .set(users::name.eq(name))
+            .execute(conn)?;
+    }
+    if let Some(role) = change.role {
+        diesel::update(users::table.find(DbUuid(id)))
+            .set(users::role.eq(role.as_str()))
+            .execute(conn)?;
+    }
+    if let Some(status) = change.status {
+        let deleted_at = (status == UserStatus::Deleted).then_some(DbTime(change.now));
+        diesel::update(users::table.find(DbUuid(id)))
+            .set((
+                users::status.eq(status.as_str()),
+                users::deleted_at.eq(deleted_at),
+            ))
+            .execute(conn)?;
+    }
+    diesel::update(users::table.find(DbUuid(id)))
+        .set(users::updated_at.eq(DbTime(change.now)))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn set_password_hash(
+    conn: &mut DbConnection,
+    id: Uuid,
+    hash: &str,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(DbUuid(id)))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(DbTime(now)),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
+pub fn any_exist(conn: &mut DbConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(users::table.select(users::id))).get_result(conn)
+}

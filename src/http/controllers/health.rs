@@ -1,10 +1,12 @@
 use actix_web::{get, web};
-use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::problem::ApiError;
 use crate::state::AppState;
+use crate::store::schema::organizations;
+use crate::store::sql_types::DbUuid;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok"}))]
@@ -20,7 +22,7 @@ pub async fn healthz() -> web::Json<Health> {
     web::Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers. 503 when it does not.
+/// Readiness: the database answers and holds our schema. 503 when it does not.
 #[utoipa::path(
     tag = "health",
     responses(
@@ -32,7 +34,11 @@ pub async fn healthz() -> web::Json<Health> {
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Health>, ApiError> {
     state
         .db(|conn| {
-            conn.batch_execute("SELECT 1")
+            organizations::table
+                .select(organizations::id)
+                .limit(1)
+                .load::<DbUuid>(conn)
+                .map(|_| ())
                 .map_err(ApiError::unavailable)
         })
         .await?;

@@ -1,0 +1,265 @@
+//! Login, logout, token checks and login rate limiting (SPEC §2 rule 5, §3).
+
+mod common;
+
+use std::time::Instant;
+
+use actas::crypto::keys::SigningKeys;
+use actas::crypto::tokens::{TokenIssuer, TokenRequest};
+use actas::domain::types::Role;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{Backend, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD};
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+async fn login_returns_an_eddsa_access_token_with_the_spec_claims(app: TestApp) {
+    let res = app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let body = res.assert_status(200);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["user"]["email"], ADMIN_EMAIL);
+    assert_eq!(body["user"]["role"], "super_admin");
+    assert!(body["user"].get("password_hash").is_none());
+    let token = body["access_token"].as_str().unwrap();
+    let header = jwt_part(token, 0);
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["kid"], app.state.keys.current_kid());
+    let claims = jwt_part(token, 1);
+    assert_eq!(claims["iss"], "https://actas.test");
+    assert_eq!(claims["aud"], "actas");
+    assert_eq!(claims["sub"], body["user"]["id"]);
+    assert_eq!(claims["org"], body["user"]["organization_id"]);
+    assert_eq!(claims["role"], "super_admin");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3600
+    );
+    assert!(claims["jti"].is_string() && claims["sid"].is_string());
+    assert!(claims.get("act").is_none());
+    assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
+}
+
+async fn email_is_case_insensitive(app: TestApp) {
+    app.try_login(&ADMIN_EMAIL.to_uppercase(), ADMIN_PASSWORD)
+        .await
+        .assert_status(200);
+}
+
+async fn unknown_email_wrong_password_and_suspended_user_answer_alike(app: TestApp) {
+    let admin = app.admin().await;
+    let org = app.owner_org_id(&admin).await;
+    let id = app
+        .create_user(&admin, "sue@owner.example", org, "member")
+        .await;
+    app.patch(
+        &format!("/api/v1/users/{id}"),
+        Some(&admin),
+        json!({"status": "suspended"}),
+    )
+    .await
+    .assert_status(200);
+
+    let unknown = app.try_login("nobody@owner.example", PASSWORD).await;
+    let wrong = app.try_login(ADMIN_EMAIL, "not the password at all").await;
+    let suspended = app.try_login("sue@owner.example", PASSWORD).await;
+    for res in [&unknown, &wrong, &suspended] {
+        res.assert_problem(401, "invalid_credentials");
+    }
+    assert_eq!(unknown.body, wrong.body);
+    assert_eq!(wrong.body, suspended.body);
+}
+
+async fn unknown_email_takes_as_long_as_a_wrong_password(app: TestApp) {
+    let mut unknown = Vec::new();
+    let mut wrong = Vec::new();
+    for i in 0..5 {
+        let started = Instant::now();
+        app.try_login(&format!("ghost{i}@owner.example"), "not the password")
+            .await
+            .assert_problem(401, "invalid_credentials");
+        unknown.push(started.elapsed());
+        let started = Instant::now();
+        app.try_login(ADMIN_EMAIL, "not the password")
+            .await
+            .assert_problem(401, "invalid_credentials");
+        wrong.push(started.elapsed());
+    }
+    unknown.sort();
+    wrong.sort();
+    let (u, w) = (unknown[2].as_secs_f64(), wrong[2].as_secs_f64());
+    // Without the dummy hash an unknown email answers ~20x faster than a wrong password.
+    assert!(
+        u > w * 0.5 && u < w * 2.0,
+        "unknown email median {u:.4}s vs wrong password median {w:.4}s"
+    );
+}
+
+async fn logout_ends_the_session_at_once(app: TestApp) {
+    let token = app.admin().await;
+    let other = app.admin().await;
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    let res = app
+        .send(
+            awc::http::Method::POST,
+            "/api/v1/auth/logout",
+            Some(&token),
+            None,
+        )
+        .await;
+    res.assert_status(204);
+    app.get("/api/v1/me", Some(&token))
+        .await
+        .assert_problem(401, "unauthorized");
+    // Only that session: another login of the same user goes on.
+    app.get("/api/v1/me", Some(&other)).await.assert_status(200);
+}
+
+async fn missing_garbage_and_foreign_tokens_are_refused(app: TestApp) {
+    let res = app.get("/api/v1/me", None).await;
+    res.assert_problem(401, "unauthorized");
+    assert_eq!(res.header("www-authenticate").as_deref(), Some("Bearer"));
+    let res = app.get("/api/v1/me", Some("garbage")).await;
+    res.assert_problem(401, "unauthorized");
+    assert!(res
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
+    let res = app
+        .send(awc::http::Method::GET, "/api/v1/me", None, None)
+        .await;
+    res.assert_problem(401, "unauthorized");
+
+    // A well-formed token for a live session, signed by a key that is not ours.
+    let token = app.admin().await;
+    let claims = jwt_part(&token, 1);
+    let foreign = SigningKeys::ephemeral();
+    let now = OffsetDateTime::now_utc();
+    let forged = TokenIssuer {
+        keys: &foreign,
+        issuer: "https://actas.test",
+        audience: "actas",
+    }
+    .sign(TokenRequest {
+        subject: claims["sub"].as_str().unwrap().parse().unwrap(),
+        session_id: claims["sid"].as_str().unwrap().parse().unwrap(),
+        organization_id: claims["org"].as_str().unwrap().parse().unwrap(),
+        role: Role::SuperAdmin,
+        actor: None,
+        issued_at: now,
+        expires_at: now + Duration::minutes(5),
+    });
+    app.get("/api/v1/me", Some(&forged))
+        .await
+        .assert_problem(401, "unauthorized");
+    // Our key, but a session that does not exist.
+    let unknown_session = app.state.tokens().sign(TokenRequest {
+        subject: claims["sub"].as_str().unwrap().parse().unwrap(),
+        session_id: Uuid::now_v7(),
+        organization_id: claims["org"].as_str().unwrap().parse().unwrap(),
+        role: Role::SuperAdmin,
+        actor: None,
+        issued_at: now,
+        expires_at: now + Duration::minutes(5),
+    });
+    app.get("/api/v1/me", Some(&unknown_session))
+        .await
+        .assert_problem(401, "unauthorized");
+}
+
+async fn tokens_expire_with_their_session(app: TestApp) {
+    let token = app.admin().await;
+    app.state.clock.advance(Duration::minutes(59));
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    app.state.clock.advance(Duration::minutes(2));
+    let res = app.get("/api/v1/me", Some(&token)).await;
+    res.assert_problem(401, "unauthorized");
+}
+
+async fn failed_logins_are_limited_per_email(app: TestApp) {
+    for _ in 0..5 {
+        app.try_login(ADMIN_EMAIL, "wrong password!")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    // Locked: even the right password is refused until the window passes.
+    let res = app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    res.assert_problem(429, "rate_limited");
+    let retry_after: i64 = res.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=15 * 60).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    app.state.clock.advance(Duration::seconds(retry_after));
+    app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .assert_status(200);
+}
+
+async fn failed_logins_are_limited_per_ip(app: TestApp) {
+    for i in 0..5 {
+        app.try_login(&format!("nobody{i}@owner.example"), "wrong password!")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    app.try_login("someone-else@owner.example", "wrong password!")
+        .await
+        .assert_problem(429, "rate_limited");
+}
+
+async fn a_successful_login_forgives_earlier_failures(app: TestApp) {
+    for _ in 0..4 {
+        app.try_login(ADMIN_EMAIL, "wrong password!")
+            .await
+            .assert_problem(401, "invalid_credentials");
+    }
+    app.admin().await;
+    // The per-IP window still counts the four failures: one more is allowed.
+    app.try_login(ADMIN_EMAIL, "wrong password!")
+        .await
+        .assert_problem(401, "invalid_credentials");
+    app.try_login(ADMIN_EMAIL, "wrong password!")
+        .await
+        .assert_problem(429, "rate_limited");
+}
+
+async fn concurrent_guesses_cannot_slip_past_the_limit(app: TestApp) {
+    let guesses = (0..12).map(|_| app.try_login(ADMIN_EMAIL, "wrong password!"));
+    let results = futures_util::future::join_all(guesses).await;
+    let checked = results.iter().filter(|r| r.status.as_u16() == 401).count();
+    assert!(
+        checked <= 5,
+        "{checked} concurrent guesses were checked, limit is 5"
+    );
+    assert!(results
+        .iter()
+        .all(|r| matches!(r.status.as_u16(), 401 | 429)));
+}
+
+backend_tests!(
+    login_returns_an_eddsa_access_token_with_the_spec_claims,
+    email_is_case_insensitive,
+    unknown_email_wrong_password_and_suspended_user_answer_alike,
+    logout_ends_the_session_at_once,
+    missing_garbage_and_foreign_tokens_are_refused,
+    tokens_expire_with_their_session,
+    failed_logins_are_limited_per_email,
+    failed_logins_are_limited_per_ip,
+    a_successful_login_forgives_earlier_failures,
+    concurrent_guesses_cannot_slip_past_the_limit,
+);
+
+#[actix_web::test]
+async fn login_timing_does_not_reveal_unknown_emails() {
+    // Generous limits so that the measurement is not cut short by rate limiting.
+    let env = [("ACTAS_RATE_LIMIT_MAX_FAILURES", "1000")];
+    let app = TestApp::with_env(Backend::Sqlite, &env).await.unwrap();
+    unknown_email_takes_as_long_as_a_wrong_password(app).await;
+}

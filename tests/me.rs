@@ -1,0 +1,104 @@
+//! `GET /me` and changing one's own password.
+
+mod common;
+
+use common::{TestApp, ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD};
+use serde_json::json;
+
+async fn me_shows_the_user_and_their_organization(app: TestApp) {
+    let w = app.world().await;
+    let res = app.get("/api/v1/me", Some(&w.acme_eu_member.1)).await;
+    let body = res.assert_status(200);
+    assert_eq!(body["user"]["id"], w.acme_eu_member.0.to_string());
+    assert_eq!(body["user"]["email"], "eve@eu.acme.example");
+    assert_eq!(body["user"]["role"], "member");
+    assert_eq!(body["user"]["organization"]["id"], w.acme_eu.to_string());
+    assert_eq!(
+        body["user"]["organization"]["parent_id"],
+        w.acme.to_string()
+    );
+    assert_eq!(body["user"]["organization"]["depth"], 2);
+    assert_eq!(body["impersonation"], serde_json::Value::Null);
+}
+
+async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(app: TestApp) {
+    let current = app.admin().await;
+    let other = app.admin().await;
+    let new_password = "an entirely new passphrase";
+
+    let wrong = app
+        .put(
+            "/api/v1/me/password",
+            Some(&current),
+            json!({"current_password": "nope nope nope", "new_password": new_password}),
+        )
+        .await;
+    wrong.assert_problem(403, "reauthentication_failed");
+    let short = app
+        .put(
+            "/api/v1/me/password",
+            Some(&current),
+            json!({"current_password": ADMIN_PASSWORD, "new_password": "short"}),
+        )
+        .await;
+    short.assert_problem(422, "validation_failed");
+    assert_eq!(short.body["errors"][0]["field"], "new_password");
+    let same = app
+        .put(
+            "/api/v1/me/password",
+            Some(&current),
+            json!({"current_password": ADMIN_PASSWORD, "new_password": ADMIN_PASSWORD}),
+        )
+        .await;
+    same.assert_problem(422, "validation_failed");
+    // Nothing changed so far.
+    app.get("/api/v1/me", Some(&other)).await.assert_status(200);
+
+    let res = app
+        .put(
+            "/api/v1/me/password",
+            Some(&current),
+            json!({"current_password": ADMIN_PASSWORD, "new_password": new_password}),
+        )
+        .await;
+    res.assert_status(204);
+    app.get("/api/v1/me", Some(&current))
+        .await
+        .assert_status(200);
+    app.get("/api/v1/me", Some(&other))
+        .await
+        .assert_problem(401, "unauthorized");
+    app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .assert_problem(401, "invalid_credentials");
+    app.login(ADMIN_EMAIL, new_password).await;
+}
+
+async fn wrong_current_passwords_are_rate_limited(app: TestApp) {
+    let token = app.admin().await;
+    for _ in 0..5 {
+        let res = app
+            .put(
+                "/api/v1/me/password",
+                Some(&token),
+                json!({"current_password": "wrong guess!", "new_password": PASSWORD}),
+            )
+            .await;
+        res.assert_problem(403, "reauthentication_failed");
+    }
+    let res = app
+        .put(
+            "/api/v1/me/password",
+            Some(&token),
+            json!({"current_password": ADMIN_PASSWORD, "new_password": PASSWORD}),
+        )
+        .await;
+    res.assert_problem(429, "rate_limited");
+    assert!(res.header("retry-after").is_some());
+}
+
+backend_tests!(
+    me_shows_the_user_and_their_organization,
+    changing_the_password_needs_the_current_one_and_ends_other_sessions,
+    wrong_current_passwords_are_rate_limited,
+);

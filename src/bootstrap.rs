@@ -19,10 +19,7 @@ pub const DEFAULT_ADMIN_EMAIL: &str = "admin@localhost";
 #[derive(Debug)]
 pub enum Outcome {
     AlreadyBootstrapped,
-    Created {
-        email: String,
-        generated_password: Option<String>,
-    },
+    Created { email: String, generated_password: Option<String> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,34 +36,17 @@ pub enum BootstrapError {
 
 /// Creates the owner organization and its first super admin, once. Safe when
 /// several nodes start together: the database admits only one owner.
-pub fn run(
-    conn: &mut DbConnection,
-    config: &Config,
-    now: OffsetDateTime,
-) -> Result<Outcome, BootstrapError> {
+pub fn run(conn: &mut DbConnection, config: &Config, now: OffsetDateTime) -> Result<Outcome, BootstrapError> {
     if organizations::owner(conn)?.is_some() {
         return Ok(Outcome::AlreadyBootstrapped);
     }
-    let email = Email::parse(
-        config
-            .bootstrap_admin_email
-            .as_deref()
-            .unwrap_or(DEFAULT_ADMIN_EMAIL),
-    )
-    .map_err(|e| BootstrapError::Email(e.message))?;
+    let email = Email::parse(config.bootstrap_admin_email.as_deref().unwrap_or(DEFAULT_ADMIN_EMAIL))
+        .map_err(|e| BootstrapError::Email(e.message))?;
     let (password, generated) = match &config.bootstrap_admin_password {
-        Some(given) => (
-            NewPassword::parse("password", given)
-                .map_err(|e| BootstrapError::Password(e.message))?,
-            false,
-        ),
+        Some(given) => (NewPassword::parse("password", given).map_err(|e| BootstrapError::Password(e.message))?, false),
         None => {
             let random = URL_SAFE_NO_PAD.encode(random_bytes::<18>());
-            (
-                NewPassword::parse("password", &random)
-                    .expect("24 random characters meet the policy"),
-                true,
-            )
+            (NewPassword::parse("password", &random).expect("24 random characters meet the policy"), true)
         }
     };
     let hash = hash_blocking(password.expose()).map_err(|e| BootstrapError::Hash(e.to_string()))?;
@@ -74,9 +54,7 @@ pub fn run(
     let admin = User {
         id: DbUuid(Uuid::now_v7()),
         email: email.as_str().to_owned(),
-        name: Name::parse("name", "Administrator")
-            .expect("constant name is valid")
-            .into_string(),
+        name: Name::parse("name", "Administrator").expect("constant name is valid").into_string(),
         organization_id: owner.id,
         role: Role::SuperAdmin.as_str().to_owned(),
         status: UserStatus::Active.as_str().to_owned(),

@@ -41,16 +41,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
-            .field(
-                "database_url",
-                &crate::store::pool::redact_url(&self.database_url),
-            )
+            .field("database_url", &crate::store::pool::redact_url(&self.database_url))
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field(
-                "bootstrap_admin_password",
-                &self.bootstrap_admin_password.as_ref().map(|_| "***"),
-            )
+            .field("bootstrap_admin_password", &self.bootstrap_admin_password.as_ref().map(|_| "***"))
             .finish_non_exhaustive()
     }
 }
@@ -58,72 +52,24 @@ impl std::fmt::Debug for Config {
 /// Each variable: name, default, meaning. The README's configuration table
 /// is written from this list.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
-    (
-        "ACTAS_BIND",
-        "127.0.0.1:8080",
-        "Address and port to listen on",
-    ),
-    (
-        "ACTAS_DATA_DIR",
-        "actas-data",
-        "Directory for the SQLite database and the generated signing key",
-    ),
-    (
-        "ACTAS_DATABASE_URL",
-        "sqlite://actas-data/actas.db",
-        "`sqlite://path` or `postgres://user:password@host/db`",
-    ),
-    (
-        "ACTAS_ISSUER",
-        "http://<ACTAS_BIND>",
-        "`iss` of every token",
-    ),
+    ("ACTAS_BIND", "127.0.0.1:8080", "Address and port to listen on"),
+    ("ACTAS_DATA_DIR", "actas-data", "Directory for the SQLite database and the generated signing key"),
+    ("ACTAS_DATABASE_URL", "sqlite://actas-data/actas.db", "`sqlite://path` or `postgres://user:password@host/db`"),
+    ("ACTAS_ISSUER", "http://<ACTAS_BIND>", "`iss` of every token"),
     ("ACTAS_AUDIENCE", "actas", "`aud` of every token"),
-    (
-        "ACTAS_SIGNING_KEY_FILE",
-        "<data dir>/signing-key.pem",
-        "Ed25519 PKCS#8 PEM private key",
-    ),
-    (
-        "ACTAS_PREVIOUS_SIGNING_KEY_FILES",
-        "",
-        "Comma-separated earlier keys that still verify during rotation",
-    ),
-    (
-        "ACTAS_ACCESS_TOKEN_MINUTES",
-        "60",
-        "Lifetime of login tokens and their sessions",
-    ),
-    (
-        "ACTAS_MAX_IMPERSONATION_MINUTES",
-        "30",
-        "Cap on an impersonation session's lifetime",
-    ),
-    (
-        "ACTAS_BOOTSTRAP_ADMIN_EMAIL",
-        "admin@localhost",
-        "First super admin, created on an empty database",
-    ),
-    (
-        "ACTAS_BOOTSTRAP_ADMIN_PASSWORD",
-        "random, printed once",
-        "Its password (at least 12 characters)",
-    ),
+    ("ACTAS_SIGNING_KEY_FILE", "<data dir>/signing-key.pem", "Ed25519 PKCS#8 PEM private key"),
+    ("ACTAS_PREVIOUS_SIGNING_KEY_FILES", "", "Comma-separated earlier keys that still verify during rotation"),
+    ("ACTAS_ACCESS_TOKEN_MINUTES", "60", "Lifetime of login tokens and their sessions"),
+    ("ACTAS_MAX_IMPERSONATION_MINUTES", "30", "Cap on an impersonation session's lifetime"),
+    ("ACTAS_BOOTSTRAP_ADMIN_EMAIL", "admin@localhost", "First super admin, created on an empty database"),
+    ("ACTAS_BOOTSTRAP_ADMIN_PASSWORD", "random, printed once", "Its password (at least 12 characters)"),
     (
         "ACTAS_RATE_LIMIT_MAX_FAILURES",
         "5",
         "Failed logins/confirmations allowed per window, per email, IP and impersonator",
     ),
-    (
-        "ACTAS_RATE_LIMIT_WINDOW_MINUTES",
-        "15",
-        "Length of that window",
-    ),
-    (
-        "ACTAS_TRUST_PROXY_HEADERS",
-        "false",
-        "Read the client IP from X-Forwarded-For (only behind your own proxy)",
-    ),
+    ("ACTAS_RATE_LIMIT_WINDOW_MINUTES", "15", "Length of that window"),
+    ("ACTAS_TRUST_PROXY_HEADERS", "false", "Read the client IP from X-Forwarded-For (only behind your own proxy)"),
     ("ACTAS_LOG_FORMAT", "text", "`text` or `json`"),
     ("RUST_LOG", "info", "Log filter, e.g. `actas=debug,info`"),
 ];
@@ -136,10 +82,9 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let bind = get("ACTAS_BIND").unwrap_or_else(|| "127.0.0.1:8080".into());
         let data_dir = PathBuf::from(get("ACTAS_DATA_DIR").unwrap_or_else(|| "actas-data".into()));
-        let database_url = get("ACTAS_DATABASE_URL")
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("actas.db").display()));
-        let issuer = get("ACTAS_ISSUER")
-            .unwrap_or_else(|| format!("http://{}", bind.replace("0.0.0.0", "127.0.0.1")));
+        let database_url =
+            get("ACTAS_DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("actas.db").display()));
+        let issuer = get("ACTAS_ISSUER").unwrap_or_else(|| format!("http://{}", bind.replace("0.0.0.0", "127.0.0.1")));
         let minutes = |name: &'static str, default: i64, max: i64| -> Result<i64, ConfigError> {
             match get(name) {
                 None => Ok(default),
@@ -152,20 +97,17 @@ impl Config {
                 },
             }
         };
-        let trust_proxy_headers = match get("ACTAS_TRUST_PROXY_HEADERS")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    name: "ACTAS_TRUST_PROXY_HEADERS",
-                    message: format!("must be true or false, got {other:?}"),
-                })
-            }
-        };
+        let trust_proxy_headers =
+            match get("ACTAS_TRUST_PROXY_HEADERS").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("false" | "0" | "no") => false,
+                Some("true" | "1" | "yes") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        name: "ACTAS_TRUST_PROXY_HEADERS",
+                        message: format!("must be true or false, got {other:?}"),
+                    })
+                }
+            };
         let log_format = match get("ACTAS_LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -183,13 +125,7 @@ impl Config {
             audience: get("ACTAS_AUDIENCE").unwrap_or_else(|| "actas".into()),
             signing_key_file: get("ACTAS_SIGNING_KEY_FILE").map(PathBuf::from),
             previous_signing_key_files: get("ACTAS_PREVIOUS_SIGNING_KEY_FILES")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(PathBuf::from)
-                        .collect()
-                })
+                .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
                 .unwrap_or_default(),
             access_token_minutes: minutes("ACTAS_ACCESS_TOKEN_MINUTES", 60, 24 * 60)?,
             max_impersonation_minutes: minutes("ACTAS_MAX_IMPERSONATION_MINUTES", 30, 24 * 60)?,
@@ -204,9 +140,7 @@ impl Config {
     }
 
     pub fn signing_key_path(&self) -> PathBuf {
-        self.signing_key_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
+        self.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
     }
 }
 
@@ -216,10 +150,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -228,26 +159,15 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.bind, "127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://actas-data/actas.db");
-        assert_eq!(
-            (c.access_token_minutes, c.max_impersonation_minutes),
-            (60, 30)
-        );
-        assert_eq!(
-            (c.rate_limit_max_failures, c.rate_limit_window_minutes),
-            (5, 15)
-        );
-        assert_eq!(
-            c.signing_key_path(),
-            PathBuf::from("actas-data/signing-key.pem")
-        );
+        assert_eq!((c.access_token_minutes, c.max_impersonation_minutes), (60, 30));
+        assert_eq!((c.rate_limit_max_failures, c.rate_limit_window_minutes), (5, 15));
+        assert_eq!(c.signing_key_path(), PathBuf::from("actas-data/signing-key.pem"));
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
     }
 
     #[test]
     fn bad_numbers_name_the_variable() {
-        let err = config(&[("ACTAS_ACCESS_TOKEN_MINUTES", "0")])
-            .err()
-            .unwrap();
+        let err = config(&[("ACTAS_ACCESS_TOKEN_MINUTES", "0")]).err().unwrap();
         assert_eq!(err.name, "ACTAS_ACCESS_TOKEN_MINUTES");
         assert!(config(&[("ACTAS_MAX_IMPERSONATION_MINUTES", "ten")]).is_err());
         assert!(config(&[("ACTAS_LOG_FORMAT", "xml")]).is_err());

@@ -49,9 +49,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Serve => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
             server::init_tracing(config.log_format);
-            actix_web::rt::System::new()
-                .block_on(server::serve(config))
-                .map_err(|e| e.to_string())
+            actix_web::rt::System::new().block_on(server::serve(config)).map_err(|e| e.to_string())
         }
     }
 }

@@ -25,25 +25,16 @@ pub enum StartupError {
     #[error("cannot get a database connection: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { addr: String, source: std::io::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -55,11 +46,8 @@ pub fn load_keys(config: &Config) -> Result<SigningKeys, keys::KeyError> {
         Some(path) => keys::read_pem(path)?,
         None => keys::load_or_generate(&config.signing_key_path())?,
     };
-    let previous = config
-        .previous_signing_key_files
-        .iter()
-        .map(|p| keys::read_pem(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let previous =
+        config.previous_signing_key_files.iter().map(|p| keys::read_pem(p)).collect::<Result<Vec<_>, _>>()?;
     Ok(SigningKeys::new(&current, &previous))
 }
 
@@ -71,26 +59,18 @@ pub fn prepare(config: Config, clock: Clock) -> Result<AppState, StartupError> {
     let mut conn = pool.get()?;
     match bootstrap::run(&mut conn, &config, clock.now())? {
         Outcome::AlreadyBootstrapped => {}
-        Outcome::Created {
-            email,
-            generated_password: Some(password),
-        } => {
+        Outcome::Created { email, generated_password: Some(password) } => {
             // Printed once, on purpose, so the operator can log in; never logged again.
             println!(
                 "\n  actas: created the owner organization and super admin {email}\n  password (shown only now): {password}\n  change it with PUT /api/v1/me/password\n"
             );
         }
-        Outcome::Created {
-            email,
-            generated_password: None,
-        } => {
+        Outcome::Created { email, generated_password: None } => {
             tracing::info!(%email, "created the owner organization and super admin from ACTAS_BOOTSTRAP_ADMIN_*");
         }
     }
     drop(conn);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     Ok(AppState {
         config: Arc::new(config),
         pool,
@@ -114,10 +94,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     let app_state = state.clone();
     let server = HttpServer::new(move || crate::http::app(app_state.clone()))
         .bind(&bind)
-        .map_err(|source| StartupError::Bind {
-            addr: bind.clone(),
-            source,
-        })?;
+        .map_err(|source| StartupError::Bind { addr: bind.clone(), source })?;
     for addr in server.addrs() {
         tracing::info!(%addr, backend, "listening; Swagger UI at http://{addr}/swagger-ui/");
     }
@@ -131,11 +108,8 @@ fn spawn_housekeeping(state: AppState) {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(600));
         loop {
             tick.tick().await;
-            let cutoff =
-                state.clock.now() - time::Duration::minutes(state.config.rate_limit_window_minutes);
-            let result = state
-                .db(move |conn| Ok(attempts::prune(conn, cutoff)?))
-                .await;
+            let cutoff = state.clock.now() - time::Duration::minutes(state.config.rate_limit_window_minutes);
+            let result = state.db(move |conn| Ok(attempts::prune(conn, cutoff)?)).await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "pruning old credential attempts failed");
             }

@@ -22,8 +22,7 @@ impl Clock {
     pub fn now(&self) -> OffsetDateTime {
         let offset = *self.offset.lock().unwrap_or_else(|e| e.into_inner());
         let now = OffsetDateTime::now_utc() + offset;
-        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
-            .expect("truncating nanoseconds stays in range")
+        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).expect("truncating nanoseconds stays in range")
     }
 
     /// Moves this clock (and every clone of it) forward; for tests of expiry.
@@ -44,11 +43,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn tokens(&self) -> TokenIssuer<'_> {
-        TokenIssuer {
-            keys: &self.keys,
-            issuer: &self.config.issuer,
-            audience: &self.config.audience,
-        }
+        TokenIssuer { keys: &self.keys, issuer: &self.config.issuer, audience: &self.config.audience }
     }
 
     pub fn failure_limit(&self) -> Limit {

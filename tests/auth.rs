@@ -38,34 +38,21 @@ async fn login_returns_an_eddsa_access_token_with_the_spec_claims(app: TestApp) 
     assert_eq!(claims["sub"], body["user"]["id"]);
     assert_eq!(claims["org"], body["user"]["organization_id"]);
     assert_eq!(claims["role"], "super_admin");
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        3600
-    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
     assert!(claims["jti"].is_string() && claims["sid"].is_string());
     assert!(claims.get("act").is_none());
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
 }
 
 async fn email_is_case_insensitive(app: TestApp) {
-    app.try_login(&ADMIN_EMAIL.to_uppercase(), ADMIN_PASSWORD)
-        .await
-        .assert_status(200);
+    app.try_login(&ADMIN_EMAIL.to_uppercase(), ADMIN_PASSWORD).await.assert_status(200);
 }
 
 async fn unknown_email_wrong_password_and_suspended_user_answer_alike(app: TestApp) {
     let admin = app.admin().await;
     let org = app.owner_org_id(&admin).await;
-    let id = app
-        .create_user(&admin, "sue@owner.example", org, "member")
-        .await;
-    app.patch(
-        &format!("/api/v1/users/{id}"),
-        Some(&admin),
-        json!({"status": "suspended"}),
-    )
-    .await
-    .assert_status(200);
+    let id = app.create_user(&admin, "sue@owner.example", org, "member").await;
+    app.patch(&format!("/api/v1/users/{id}"), Some(&admin), json!({"status": "suspended"})).await.assert_status(200);
 
     let unknown = app.try_login("nobody@owner.example", PASSWORD).await;
     let wrong = app.try_login(ADMIN_EMAIL, "not the password at all").await;
@@ -87,37 +74,23 @@ async fn unknown_email_takes_as_long_as_a_wrong_password(app: TestApp) {
             .assert_problem(401, "invalid_credentials");
         unknown.push(started.elapsed());
         let started = Instant::now();
-        app.try_login(ADMIN_EMAIL, "not the password")
-            .await
-            .assert_problem(401, "invalid_credentials");
+        app.try_login(ADMIN_EMAIL, "not the password").await.assert_problem(401, "invalid_credentials");
         wrong.push(started.elapsed());
     }
     unknown.sort();
     wrong.sort();
     let (u, w) = (unknown[2].as_secs_f64(), wrong[2].as_secs_f64());
     // Without the dummy hash an unknown email answers ~20x faster than a wrong password.
-    assert!(
-        u > w * 0.5 && u < w * 2.0,
-        "unknown email median {u:.4}s vs wrong password median {w:.4}s"
-    );
+    assert!(u > w * 0.5 && u < w * 2.0, "unknown email median {u:.4}s vs wrong password median {w:.4}s");
 }
 
 async fn logout_ends_the_session_at_once(app: TestApp) {
     let token = app.admin().await;
     let other = app.admin().await;
     app.get("/api/v1/me", Some(&token)).await.assert_status(200);
-    let res = app
-        .send(
-            awc::http::Method::POST,
-            "/api/v1/auth/logout",
-            Some(&token),
-            None,
-        )
-        .await;
+    let res = app.send(awc::http::Method::POST, "/api/v1/auth/logout", Some(&token), None).await;
     res.assert_status(204);
-    app.get("/api/v1/me", Some(&token))
-        .await
-        .assert_problem(401, "unauthorized");
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
     // Only that session: another login of the same user goes on.
     app.get("/api/v1/me", Some(&other)).await.assert_status(200);
 }
@@ -128,13 +101,8 @@ async fn missing_garbage_and_foreign_tokens_are_refused(app: TestApp) {
     assert_eq!(res.header("www-authenticate").as_deref(), Some("Bearer"));
     let res = app.get("/api/v1/me", Some("garbage")).await;
     res.assert_problem(401, "unauthorized");
-    assert!(res
-        .header("www-authenticate")
-        .unwrap()
-        .contains("invalid_token"));
-    let res = app
-        .send(awc::http::Method::GET, "/api/v1/me", None, None)
-        .await;
+    assert!(res.header("www-authenticate").unwrap().contains("invalid_token"));
+    let res = app.send(awc::http::Method::GET, "/api/v1/me", None, None).await;
     res.assert_problem(401, "unauthorized");
 
     // A well-formed token for a live session, signed by a key that is not ours.
@@ -142,12 +110,7 @@ async fn missing_garbage_and_foreign_tokens_are_refused(app: TestApp) {
     let claims = jwt_part(&token, 1);
     let foreign = SigningKeys::ephemeral();
     let now = OffsetDateTime::now_utc();
-    let forged = TokenIssuer {
-        keys: &foreign,
-        issuer: "https://actas.test",
-        audience: "actas",
-    }
-    .sign(TokenRequest {
+    let forged = TokenIssuer { keys: &foreign, issuer: "https://actas.test", audience: "actas" }.sign(TokenRequest {
         subject: claims["sub"].as_str().unwrap().parse().unwrap(),
         session_id: claims["sid"].as_str().unwrap().parse().unwrap(),
         organization_id: claims["org"].as_str().unwrap().parse().unwrap(),
@@ -156,9 +119,7 @@ async fn missing_garbage_and_foreign_tokens_are_refused(app: TestApp) {
         issued_at: now,
         expires_at: now + Duration::minutes(5),
     });
-    app.get("/api/v1/me", Some(&forged))
-        .await
-        .assert_problem(401, "unauthorized");
+    app.get("/api/v1/me", Some(&forged)).await.assert_problem(401, "unauthorized");
     // Our key, but a session that does not exist.
     let unknown_session = app.state.tokens().sign(TokenRequest {
         subject: claims["sub"].as_str().unwrap().parse().unwrap(),
@@ -169,9 +130,7 @@ async fn missing_garbage_and_foreign_tokens_are_refused(app: TestApp) {
         issued_at: now,
         expires_at: now + Duration::minutes(5),
     });
-    app.get("/api/v1/me", Some(&unknown_session))
-        .await
-        .assert_problem(401, "unauthorized");
+    app.get("/api/v1/me", Some(&unknown_session)).await.assert_problem(401, "unauthorized");
 }
 
 async fn tokens_expire_with_their_session(app: TestApp) {
@@ -185,22 +144,15 @@ async fn tokens_expire_with_their_session(app: TestApp) {
 
 async fn failed_logins_are_limited_per_email(app: TestApp) {
     for _ in 0..5 {
-        app.try_login(ADMIN_EMAIL, "wrong password!")
-            .await
-            .assert_problem(401, "invalid_credentials");
+        app.try_login(ADMIN_EMAIL, "wrong password!").await.assert_problem(401, "invalid_credentials");
     }
     // Locked: even the right password is refused until the window passes.
     let res = app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     res.assert_problem(429, "rate_limited");
     let retry_after: i64 = res.header("retry-after").unwrap().parse().unwrap();
-    assert!(
-        (1..=15 * 60).contains(&retry_after),
-        "Retry-After {retry_after}"
-    );
+    assert!((1..=15 * 60).contains(&retry_after), "Retry-After {retry_after}");
     app.state.clock.advance(Duration::seconds(retry_after));
-    app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        .await
-        .assert_status(200);
+    app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await.assert_status(200);
 }
 
 async fn failed_logins_are_limited_per_ip(app: TestApp) {
@@ -209,38 +161,25 @@ async fn failed_logins_are_limited_per_ip(app: TestApp) {
             .await
             .assert_problem(401, "invalid_credentials");
     }
-    app.try_login("someone-else@owner.example", "wrong password!")
-        .await
-        .assert_problem(429, "rate_limited");
+    app.try_login("someone-else@owner.example", "wrong password!").await.assert_problem(429, "rate_limited");
 }
 
 async fn a_successful_login_forgives_earlier_failures(app: TestApp) {
     for _ in 0..4 {
-        app.try_login(ADMIN_EMAIL, "wrong password!")
-            .await
-            .assert_problem(401, "invalid_credentials");
+        app.try_login(ADMIN_EMAIL, "wrong password!").await.assert_problem(401, "invalid_credentials");
     }
     app.admin().await;
     // The per-IP window still counts the four failures: one more is allowed.
-    app.try_login(ADMIN_EMAIL, "wrong password!")
-        .await
-        .assert_problem(401, "invalid_credentials");
-    app.try_login(ADMIN_EMAIL, "wrong password!")
-        .await
-        .assert_problem(429, "rate_limited");
+    app.try_login(ADMIN_EMAIL, "wrong password!").await.assert_problem(401, "invalid_credentials");
+    app.try_login(ADMIN_EMAIL, "wrong password!").await.assert_problem(429, "rate_limited");
 }
 
 async fn concurrent_guesses_cannot_slip_past_the_limit(app: TestApp) {
     let guesses = (0..12).map(|_| app.try_login(ADMIN_EMAIL, "wrong password!"));
     let results = futures_util::future::join_all(guesses).await;
     let checked = results.iter().filter(|r| r.status.as_u16() == 401).count();
-    assert!(
-        checked <= 5,
-        "{checked} concurrent guesses were checked, limit is 5"
-    );
-    assert!(results
-        .iter()
-        .all(|r| matches!(r.status.as_u16(), 401 | 429)));
+    assert!(checked <= 5, "{checked} concurrent guesses were checked, limit is 5");
+    assert!(results.iter().all(|r| matches!(r.status.as_u16(), 401 | 429)));
 }
 
 backend_tests!(
@@ -262,4 +201,71 @@ async fn login_timing_does_not_reveal_unknown_emails() {
     let env = [("ACTAS_RATE_LIMIT_MAX_FAILURES", "1000")];
     let app = TestApp::with_env(Backend::Sqlite, &env).await.unwrap();
     unknown_email_takes_as_long_as_a_wrong_password(app).await;
+}
+
+async fn tokens_must_be_access_tokens_for_their_own_session(app: TestApp) {
+    let token = app.admin().await;
+    let claims = jwt_part(&token, 1);
+    let now = OffsetDateTime::now_utc();
+    let sub: Uuid = claims["sub"].as_str().unwrap().parse().unwrap();
+    let sid: Uuid = claims["sid"].as_str().unwrap().parse().unwrap();
+    let org: Uuid = claims["org"].as_str().unwrap().parse().unwrap();
+    let request = |subject: Uuid, actor: Option<actas::crypto::tokens::ActorClaim>| TokenRequest {
+        subject,
+        session_id: sid,
+        organization_id: org,
+        role: Role::SuperAdmin,
+        actor,
+        issued_at: now,
+        expires_at: now + Duration::minutes(5),
+    };
+    // Our key and a live session, but `typ` is not at+jwt.
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(app.state.keys.current_kid().to_owned());
+    header.typ = Some("JWT".into());
+    let plain_jwt = jsonwebtoken::encode(&header, &claims, app.state.keys.encoding_key()).unwrap();
+    app.get("/api/v1/me", Some(&plain_jwt)).await.assert_problem(401, "unauthorized");
+    // A login session's id presented as an impersonation (`act` forged in).
+    let actor = actas::crypto::tokens::ActorClaim { sub, email: ADMIN_EMAIL.into(), act: None };
+    let forged_act = app.state.tokens().sign(request(sub, Some(actor)));
+    app.get("/api/v1/me", Some(&forged_act)).await.assert_problem(401, "unauthorized");
+    // Someone else's `sub` on this session.
+    let other = app.state.tokens().sign(request(Uuid::now_v7(), None));
+    app.get("/api/v1/me", Some(&other)).await.assert_problem(401, "unauthorized");
+    // The genuine token still works.
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+}
+
+mod hardening {
+    use super::*;
+    backend_tests!(tokens_must_be_access_tokens_for_their_own_session);
+}
+
+#[actix_web::test]
+async fn behind_a_trusted_proxy_the_last_forwarded_address_counts() {
+    let app = TestApp::with_env(Backend::Sqlite, &[("ACTAS_TRUST_PROXY_HEADERS", "true")]).await.unwrap();
+    let login = |email: String, forwarded: &'static str| {
+        let app = &app;
+        async move {
+            let body = serde_json::to_vec(&json!({"email": email, "password": "wrong password!"})).unwrap();
+            app.send_with(
+                awc::http::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(("application/json", body)),
+                &[("x-forwarded-for", forwarded)],
+            )
+            .await
+        }
+    };
+    // The client varies the first entry; the proxy's own (last) entry stays.
+    for (i, spoofed) in
+        ["1.1.1.1, 9.9.9.9", "1.1.1.2, 9.9.9.9", "1.1.1.3,9.9.9.9", "1.1.1.4, 9.9.9.9", "1.1.1.5, 9.9.9.9"]
+            .into_iter()
+            .enumerate()
+    {
+        login(format!("a{i}@x.example"), spoofed).await.assert_problem(401, "invalid_credentials");
+    }
+    login("b@x.example".into(), "2.2.2.2, 9.9.9.9").await.assert_problem(429, "rate_limited");
+    login("c@x.example".into(), "9.9.9.9, 8.8.8.8").await.assert_problem(401, "invalid_credentials");
 }

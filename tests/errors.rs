@@ -8,44 +8,19 @@ use serde_json::json;
 
 async fn malformed_bodies_get_precise_problems(app: TestApp) {
     let login = "/api/v1/auth/login";
-    let res = app
-        .send(
-            Method::POST,
-            login,
-            None,
-            Some(("application/json", b"{\"email\":".to_vec())),
-        )
-        .await;
+    let res = app.send(Method::POST, login, None, Some(("application/json", b"{\"email\":".to_vec()))).await;
     res.assert_problem(400, "malformed_json");
-    let res = app
-        .send(
-            Method::POST,
-            login,
-            None,
-            Some(("text/plain", b"{}".to_vec())),
-        )
-        .await;
+    let res = app.send(Method::POST, login, None, Some(("text/plain", b"{}".to_vec()))).await;
     res.assert_problem(415, "unsupported_media_type");
     let res = app.send(Method::POST, login, None, None).await;
     assert!(matches!(res.status.as_u16(), 400 | 415), "{}", res.text);
-    assert_eq!(
-        res.header("content-type").as_deref(),
-        Some("application/problem+json")
-    );
+    assert_eq!(res.header("content-type").as_deref(), Some("application/problem+json"));
     let res = app.post(login, None, json!({"email": "a@b.example"})).await;
     res.assert_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "password");
-    let res = app
-        .post(login, None, json!({"email": 42, "password": "x"}))
-        .await;
+    let res = app.post(login, None, json!({"email": 42, "password": "x"})).await;
     res.assert_problem(422, "validation_failed");
-    let res = app
-        .post(
-            login,
-            None,
-            json!({"email": "a@b.example", "password": "x".repeat(70 * 1024)}),
-        )
-        .await;
+    let res = app.post(login, None, json!({"email": "a@b.example", "password": "x".repeat(70 * 1024)})).await;
     res.assert_problem(413, "payload_too_large");
 }
 
@@ -57,14 +32,7 @@ async fn unknown_routes_and_wrong_methods(app: TestApp) {
     let res = app.delete("/api/v1/auth/login", None).await;
     res.assert_problem(405, "method_not_allowed");
     assert_eq!(res.header("allow").as_deref(), Some("POST"));
-    let res = app
-        .send(
-            Method::PUT,
-            &format!("/api/v1/users/{}", uuid::Uuid::now_v7()),
-            None,
-            None,
-        )
-        .await;
+    let res = app.send(Method::PUT, &format!("/api/v1/users/{}", uuid::Uuid::now_v7()), None, None).await;
     res.assert_problem(405, "method_not_allowed");
     assert_eq!(res.header("allow").as_deref(), Some("GET, DELETE, PATCH"));
     let res = app.send(Method::OPTIONS, "/api/v1/users", None, None).await;
@@ -81,42 +49,38 @@ async fn invalid_ids_in_paths_are_not_found(app: TestApp) {
 }
 
 async fn authentication_comes_before_everything_else(app: TestApp) {
-    app.get("/api/v1/users", None)
+    app.get("/api/v1/users", None).await.assert_problem(401, "unauthorized");
+    app.post("/api/v1/users", None, json!({})).await.assert_problem(401, "unauthorized");
+    app.send(Method::GET, "/api/v1/users", Some("a.b.c"), None).await.assert_problem(401, "unauthorized");
+}
+
+async fn an_ended_session_is_401_even_with_a_bad_body_or_path(app: TestApp) {
+    let token = app.admin().await;
+    app.send(Method::POST, "/api/v1/auth/logout", Some(&token), None).await.assert_status(204);
+    let res =
+        app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/json", b"{not json".to_vec()))).await;
+    res.assert_problem(401, "unauthorized");
+    app.send(Method::POST, "/api/v1/users", Some(&token), Some(("text/plain", b"x".to_vec())))
         .await
         .assert_problem(401, "unauthorized");
-    app.post("/api/v1/users", None, json!({}))
-        .await
-        .assert_problem(401, "unauthorized");
-    app.send(Method::GET, "/api/v1/users", Some("a.b.c"), None)
-        .await
-        .assert_problem(401, "unauthorized");
+    app.get("/api/v1/users/not-a-uuid", Some(&token)).await.assert_problem(401, "unauthorized");
+    app.get("/api/v1/users?limit=0", Some(&token)).await.assert_problem(401, "unauthorized");
 }
 
 async fn health_and_readiness(app: TestApp) {
-    assert_eq!(
-        app.get("/healthz", None).await.assert_status(200)["status"],
-        "ok"
-    );
-    assert_eq!(
-        app.get("/readyz", None).await.assert_status(200)["status"],
-        "ready"
-    );
+    assert_eq!(app.get("/healthz", None).await.assert_status(200)["status"], "ok");
+    assert_eq!(app.get("/readyz", None).await.assert_status(200)["status"], "ready");
 }
 
 async fn swagger_ui_and_the_served_document(app: TestApp) {
     let ui = app.get("/swagger-ui/", None).await;
     assert_eq!(ui.status.as_u16(), 200);
-    assert!(
-        ui.text.contains("swagger-ui"),
-        "{}",
-        &ui.text[..ui.text.len().min(200)]
-    );
+    assert!(ui.text.contains("swagger-ui"), "{}", &ui.text[..ui.text.len().min(200)]);
     let bare = app.get("/swagger-ui", None).await;
     assert_eq!(bare.status.as_u16(), 308);
     assert_eq!(bare.header("location").as_deref(), Some("/swagger-ui/"));
     let served = app.get("/api-docs/openapi.json", None).await;
-    let committed: serde_json::Value =
-        serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap();
     assert_eq!(served.assert_status(200), &committed);
 }
 
@@ -127,6 +91,7 @@ mod contract {
         unknown_routes_and_wrong_methods,
         invalid_ids_in_paths_are_not_found,
         authentication_comes_before_everything_else,
+        an_ended_session_is_401_even_with_a_bad_body_or_path,
         health_and_readiness,
         swagger_ui_and_the_served_document,
     );
@@ -136,15 +101,8 @@ async fn readiness_fails_when_the_database_cannot_answer(app: TestApp) {
     app.sql("ALTER TABLE organizations RENAME TO organizations_moved");
     let res = app.get("/readyz", None).await;
     res.assert_problem(503, "service_unavailable");
-    assert!(
-        !res.text.contains("organizations"),
-        "internal detail leaked: {}",
-        res.text
-    );
-    assert_eq!(
-        app.get("/healthz", None).await.assert_status(200)["status"],
-        "ok"
-    );
+    assert!(!res.text.contains("organizations"), "internal detail leaked: {}", res.text);
+    assert_eq!(app.get("/healthz", None).await.assert_status(200)["status"], "ok");
 }
 
 backend_tests!(readiness_fails_when_the_database_cannot_answer);

@@ -13,10 +13,7 @@ async fn me_shows_the_user_and_their_organization(app: TestApp) {
     assert_eq!(body["user"]["email"], "eve@eu.acme.example");
     assert_eq!(body["user"]["role"], "member");
     assert_eq!(body["user"]["organization"]["id"], w.acme_eu.to_string());
-    assert_eq!(
-        body["user"]["organization"]["parent_id"],
-        w.acme.to_string()
-    );
+    assert_eq!(body["user"]["organization"]["parent_id"], w.acme.to_string());
     assert_eq!(body["user"]["organization"]["depth"], 2);
     assert_eq!(body["impersonation"], serde_json::Value::Null);
 }
@@ -62,15 +59,9 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(app
         )
         .await;
     res.assert_status(204);
-    app.get("/api/v1/me", Some(&current))
-        .await
-        .assert_status(200);
-    app.get("/api/v1/me", Some(&other))
-        .await
-        .assert_problem(401, "unauthorized");
-    app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        .await
-        .assert_problem(401, "invalid_credentials");
+    app.get("/api/v1/me", Some(&current)).await.assert_status(200);
+    app.get("/api/v1/me", Some(&other)).await.assert_problem(401, "unauthorized");
+    app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await.assert_problem(401, "invalid_credentials");
     app.login(ADMIN_EMAIL, new_password).await;
 }
 
@@ -87,11 +78,7 @@ async fn wrong_current_passwords_are_rate_limited(app: TestApp) {
         res.assert_problem(403, "reauthentication_failed");
     }
     let res = app
-        .put(
-            "/api/v1/me/password",
-            Some(&token),
-            json!({"current_password": ADMIN_PASSWORD, "new_password": PASSWORD}),
-        )
+        .put("/api/v1/me/password", Some(&token), json!({"current_password": ADMIN_PASSWORD, "new_password": PASSWORD}))
         .await;
     res.assert_problem(429, "rate_limited");
     assert!(res.header("retry-after").is_some());

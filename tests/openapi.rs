@@ -6,15 +6,8 @@ use std::process::Command;
 use serde_json::Value;
 
 fn generated() -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_actas"))
-        .arg("openapi")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_actas")).arg("openapi").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -31,10 +24,7 @@ fn committed_document_equals_what_actas_openapi_prints() {
 fn every_operation_is_documented_with_errors_examples_and_security() {
     let doc = generated();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-    assert_eq!(
-        doc["components"]["securitySchemes"]["bearer"]["scheme"],
-        "bearer"
-    );
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let paths = doc["paths"].as_object().unwrap();
     for required in [
         "/api/v1/auth/login",
@@ -54,49 +44,24 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             let name = format!("{method} {path}");
-            assert!(
-                op["summary"].is_string() || op["description"].is_string(),
-                "{name} has no description"
-            );
-            assert!(
-                !op["tags"].as_array().unwrap().is_empty(),
-                "{name} has no tag"
-            );
+            assert!(op["summary"].is_string() || op["description"].is_string(), "{name} has no description");
+            assert!(!op["tags"].as_array().unwrap().is_empty(), "{name} has no tag");
             let responses = op["responses"].as_object().unwrap();
-            assert!(
-                responses.keys().any(|s| s.starts_with('2')),
-                "{name} has no success response"
-            );
-            assert!(
-                responses.contains_key("500"),
-                "{name} does not document 500"
-            );
+            assert!(responses.keys().any(|s| s.starts_with('2')), "{name} has no success response");
+            assert!(responses.contains_key("500"), "{name} does not document 500");
             if public.contains(&path.as_str()) {
                 assert!(op.get("security").is_none(), "{name} should be public");
             } else {
-                assert_eq!(
-                    op["security"][0]["bearer"],
-                    Value::Array(vec![]),
-                    "{name} lacks bearer security"
-                );
-                assert!(
-                    responses.contains_key("401"),
-                    "{name} does not document 401"
-                );
+                assert_eq!(op["security"][0]["bearer"], Value::Array(vec![]), "{name} lacks bearer security");
+                assert!(responses.contains_key("401"), "{name} does not document 401");
             }
             if op.get("requestBody").is_some() {
                 for status in ["400", "413", "415", "422"] {
-                    assert!(
-                        responses.contains_key(status),
-                        "{name} does not document {status}"
-                    );
+                    assert!(responses.contains_key(status), "{name} does not document {status}");
                 }
             }
             if path.contains('{') {
-                assert!(
-                    responses.contains_key("404"),
-                    "{name} does not document 404"
-                );
+                assert!(responses.contains_key("404"), "{name} does not document 404");
             }
         }
     }

@@ -6,9 +6,7 @@ mod common;
 use actas::bootstrap::{self, Outcome};
 use actas::config::Config;
 use actas::store::organizations::{self, Organization};
-use actas::store::schema::{
-    auth_attempts, login_sessions, organizations as orgs, users as users_table,
-};
+use actas::store::schema::{auth_attempts, login_sessions, organizations as orgs, users as users_table};
 use actas::store::sql_types::{DbTime, DbUuid};
 use actas::store::users::{self, User};
 use actas::store::{is_unique_violation, DbConnection};
@@ -22,9 +20,7 @@ fn outcome(result: QueryResult<()>) -> String {
     match result {
         Ok(()) => "ok".into(),
         Err(e) if is_unique_violation(&e) => "unique_violation".into(),
-        Err(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
-            "foreign_key_violation".into()
-        }
+        Err(Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => "foreign_key_violation".into(),
         Err(Error::DatabaseError(DatabaseErrorKind::CheckViolation, _)) => "check_violation".into(),
         Err(e) => format!("other error: {e}"),
     }
@@ -53,77 +49,23 @@ fn script(conn: &mut DbConnection) -> Vec<(String, String)> {
     let owner = organizations::owner(conn).unwrap().expect("bootstrapped");
     let at = datetime!(2026-01-02 03:04:05.123456 UTC);
     let child = Organization::new_child(Some(&owner), "Child".into(), at);
-    step(
-        "insert child org",
-        outcome(organizations::insert(conn, &child)),
-    );
+    step("insert child org", outcome(organizations::insert(conn, &child)));
     let read = organizations::find(conn, *child.id).unwrap().unwrap();
     step(
         "child round trip",
-        format!(
-            "{} {} {} {}",
-            read.name,
-            read.depth,
-            read.parent_id == Some(owner.id),
-            *read.created_at == at
-        ),
+        format!("{} {} {} {}", read.name, read.depth, read.parent_id == Some(owner.id), *read.created_at == at),
     );
     step(
         "second owner org",
-        outcome(organizations::insert(
-            conn,
-            &Organization::new_child(None, "Owner 2".into(), at),
-        )),
+        outcome(organizations::insert(conn, &Organization::new_child(None, "Owner 2".into(), at))),
     );
-    step(
-        "bad role",
-        outcome(users::insert(
-            conn,
-            &user(child.id, "a@x.example", "god", "active"),
-        )),
-    );
-    step(
-        "bad status",
-        outcome(users::insert(
-            conn,
-            &user(child.id, "a@x.example", "member", "asleep"),
-        )),
-    );
-    step(
-        "uppercase email",
-        outcome(users::insert(
-            conn,
-            &user(child.id, "A@x.example", "member", "active"),
-        )),
-    );
-    step(
-        "unknown org",
-        outcome(users::insert(
-            conn,
-            &user(DbUuid(Uuid::now_v7()), "b@x.example", "member", "active"),
-        )),
-    );
-    step(
-        "first user",
-        outcome(users::insert(
-            conn,
-            &user(child.id, "c@x.example", "member", "active"),
-        )),
-    );
-    step(
-        "same live email",
-        outcome(users::insert(
-            conn,
-            &user(child.id, "c@x.example", "member", "active"),
-        )),
-    );
-    step(
-        "same email, deleted",
-        outcome(users::insert(
-            conn,
-            &user(child.id, "c@x.example", "member", "deleted"),
-        )),
-    );
+    step("bad role", outcome(users::insert(conn, &user(child.id, "a@x.example", "god", "active"))));
+    step("bad status", outcome(users::insert(conn, &user(child.id, "a@x.example", "member", "asleep"))));
+    step("uppercase email", outcome(users::insert(conn, &user(child.id, "A@x.example", "member", "active"))));
+    step("unknown org", outcome(users::insert(conn, &user(DbUuid(Uuid::now_v7()), "b@x.example", "member", "active"))));
+    step("first user", outcome(users::insert(conn, &user(child.id, "c@x.example", "member", "active"))));
+    step("same live email", outcome(users::insert(conn, &user(child.id, "c@x.example", "member", "active"))));
+    step("same email, deleted", outcome(users::insert(conn, &user(child.id, "c@x.example", "member", "deleted"))));
     let listed = users::list(
         conn,
         users::ListFilter {
@@ -138,29 +80,15 @@ fn script(conn: &mut DbConnection) -> Vec<(String, String)> {
     )
     .unwrap();
     step("search live users", listed.len().to_string());
-    let (before, after) = (
-        at - time::Duration::microseconds(1),
-        at + time::Duration::microseconds(1),
-    );
+    let (before, after) = (at - time::Duration::microseconds(1), at + time::Duration::microseconds(1));
     let exact: i64 = orgs::table
-        .filter(
-            orgs::created_at
-                .gt(DbTime(before))
-                .and(orgs::created_at.lt(DbTime(after))),
-        )
+        .filter(orgs::created_at.gt(DbTime(before)).and(orgs::created_at.lt(DbTime(after))))
         .count()
         .get_result(conn)
         .unwrap();
     // Only the owner organization, bootstrapped "now", is later.
-    let newer: i64 = orgs::table
-        .filter(orgs::created_at.gt(DbTime(at)))
-        .count()
-        .get_result(conn)
-        .unwrap();
-    step(
-        "time comparisons at microsecond precision",
-        format!("exact={exact} newer={newer}"),
-    );
+    let newer: i64 = orgs::table.filter(orgs::created_at.gt(DbTime(at))).count().get_result(conn).unwrap();
+    step("time comparisons at microsecond precision", format!("exact={exact} newer={newer}"));
     // Every column that schema.rs declares exists with a compatible type.
     step(
         "sessions columns",
@@ -189,15 +117,7 @@ fn script(conn: &mut DbConnection) -> Vec<(String, String)> {
                 .map(|_| ()),
         ),
     );
-    step(
-        "users columns",
-        outcome(
-            users_table::table
-                .select(User::as_select())
-                .load::<User>(conn)
-                .map(|_| ()),
-        ),
-    );
+    step("users columns", outcome(users_table::table.select(User::as_select()).load::<User>(conn).map(|_| ())));
     log
 }
 
@@ -214,10 +134,7 @@ fn expected() -> Vec<(String, String)> {
         ("same live email", "unique_violation"),
         ("same email, deleted", "ok"),
         ("search live users", "1"),
-        (
-            "time comparisons at microsecond precision",
-            "exact=1 newer=1",
-        ),
+        ("time comparisons at microsecond precision", "exact=1 newer=1"),
         ("sessions columns", "ok"),
         ("attempts columns", "ok"),
         ("users columns", "ok"),
@@ -242,10 +159,7 @@ async fn bootstrap_happens_once(app: TestApp) {
     let config = Config::from_lookup(|_| None).unwrap();
     let mut conn = app.state.pool.get().unwrap();
     // TestApp already bootstrapped this database.
-    assert!(matches!(
-        bootstrap::run(&mut conn, &config, app.state.clock.now()).unwrap(),
-        Outcome::AlreadyBootstrapped
-    ));
+    assert!(matches!(bootstrap::run(&mut conn, &config, app.state.clock.now()).unwrap(), Outcome::AlreadyBootstrapped));
     let count: i64 = orgs::table.count().get_result(&mut conn).unwrap();
     assert_eq!(count, 1);
 }
@@ -256,15 +170,11 @@ backend_tests!(bootstrap_happens_once);
 async fn bootstrap_without_a_password_generates_one_that_logs_in() {
     let app = TestApp::sqlite().await;
     let mut conn = app.state.pool.get().unwrap();
-    diesel::delete(users_table::table)
-        .execute(&mut conn)
-        .unwrap();
+    diesel::delete(users_table::table).execute(&mut conn).unwrap();
     diesel::delete(orgs::table).execute(&mut conn).unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
-    let Outcome::Created {
-        email,
-        generated_password: Some(password),
-    } = bootstrap::run(&mut conn, &config, app.state.clock.now()).unwrap()
+    let Outcome::Created { email, generated_password: Some(password) } =
+        bootstrap::run(&mut conn, &config, app.state.clock.now()).unwrap()
     else {
         panic!("expected a fresh bootstrap with a generated password");
     };

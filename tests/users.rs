@@ -8,12 +8,7 @@ use common::{TestApp, PASSWORD};
 use serde_json::{json, Value};
 
 fn ids(list: &Value) -> Vec<String> {
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].as_str().unwrap().to_owned())
-        .collect()
+    list["items"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect()
 }
 
 async fn super_admin_manages_a_user_through_its_life(app: TestApp) {
@@ -30,91 +25,64 @@ async fn super_admin_manages_a_user_through_its_life(app: TestApp) {
     assert_eq!(created["status"], "active");
     assert!(created.get("password_hash").is_none() && created.get("password").is_none());
 
-    let read = app
-        .get(&format!("/api/v1/users/{id}"), Some(&w.admin))
-        .await;
-    assert_eq!(read.assert_status(200), &created);
+    let read = app.get(&format!("/api/v1/users/{id}"), Some(&w.admin)).await;
+    let mut read = read.assert_status(200).clone();
+    let flag = read.as_object_mut().unwrap().remove("impersonation").unwrap();
+    assert_eq!(read, created);
+    assert_eq!(flag, json!({"available": false, "consent_expires_at": null}));
 
-    let updated = app
-        .patch(
-            &format!("/api/v1/users/{id}"),
-            Some(&w.admin),
-            json!({"name": "Renamed", "role": "admin"}),
-        )
-        .await;
+    let updated =
+        app.patch(&format!("/api/v1/users/{id}"), Some(&w.admin), json!({"name": "Renamed", "role": "admin"})).await;
     let updated = updated.assert_status(200);
-    assert_eq!(
-        (updated["name"].as_str(), updated["role"].as_str()),
-        (Some("Renamed"), Some("admin"))
-    );
+    assert_eq!((updated["name"].as_str(), updated["role"].as_str()), (Some("Renamed"), Some("admin")));
 
     let token = app.login("new.person@acme.example", PASSWORD).await;
-    app.delete(&format!("/api/v1/users/{id}"), Some(&w.admin))
-        .await
-        .assert_status(204);
-    app.get("/api/v1/me", Some(&token))
-        .await
-        .assert_problem(401, "unauthorized");
-    app.try_login("new.person@acme.example", PASSWORD)
-        .await
-        .assert_problem(401, "invalid_credentials");
-    let read = app
-        .get(&format!("/api/v1/users/{id}"), Some(&w.admin))
-        .await;
+    app.delete(&format!("/api/v1/users/{id}"), Some(&w.admin)).await.assert_status(204);
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    app.try_login("new.person@acme.example", PASSWORD).await.assert_problem(401, "invalid_credentials");
+    let read = app.get(&format!("/api/v1/users/{id}"), Some(&w.admin)).await;
     assert_eq!(read.assert_status(200)["status"], "deleted");
     let listed = app.get("/api/v1/users?q=new.person", Some(&w.admin)).await;
     assert!(ids(listed.assert_status(200)).is_empty());
-    let listed = app
-        .get("/api/v1/users?q=new.person&status=deleted", Some(&w.admin))
-        .await;
+    let listed = app.get("/api/v1/users?q=new.person&status=deleted", Some(&w.admin)).await;
     assert_eq!(ids(listed.assert_status(200)), vec![id.clone()]);
     // Deleting again is a no-op; changing a deleted user is a conflict.
-    app.delete(&format!("/api/v1/users/{id}"), Some(&w.admin))
+    app.delete(&format!("/api/v1/users/{id}"), Some(&w.admin)).await.assert_status(204);
+    app.patch(&format!("/api/v1/users/{id}"), Some(&w.admin), json!({"name": "Back"}))
         .await
-        .assert_status(204);
-    app.patch(
-        &format!("/api/v1/users/{id}"),
+        .assert_problem(409, "user_deleted");
+    // The email is free again.
+    app.post(
+        "/api/v1/users",
         Some(&w.admin),
-        json!({"name": "Back"}),
+        json!({"email": "new.person@acme.example", "name": "Again", "password": PASSWORD, "organization_id": w.acme}),
     )
     .await
-    .assert_problem(409, "user_deleted");
-    // The email is free again.
-    app.post("/api/v1/users", Some(&w.admin), json!({"email": "new.person@acme.example", "name": "Again", "password": PASSWORD, "organization_id": w.acme}))
-        .await
-        .assert_status(201);
+    .assert_status(201);
 }
 
 async fn emails_are_unique_whatever_their_case(app: TestApp) {
     let w = app.world().await;
-    let res = app.post("/api/v1/users", Some(&w.admin), json!({"email": "ADA@acme.example", "name": "Twin", "password": PASSWORD, "organization_id": w.acme})).await;
+    let res = app
+        .post(
+            "/api/v1/users",
+            Some(&w.admin),
+            json!({"email": "ADA@acme.example", "name": "Twin", "password": PASSWORD, "organization_id": w.acme}),
+        )
+        .await;
     res.assert_problem(409, "email_taken");
 }
 
 async fn invalid_users_are_refused_field_by_field(app: TestApp) {
     let w = app.world().await;
     let res = app
-        .post(
-            "/api/v1/users",
-            Some(&w.admin),
-            json!({"email": "not-an-email", "name": "", "password": "short"}),
-        )
+        .post("/api/v1/users", Some(&w.admin), json!({"email": "not-an-email", "name": "", "password": "short"}))
         .await;
     res.assert_problem(422, "validation_failed");
-    let fields: HashSet<&str> = res.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields: HashSet<&str> =
+        res.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, HashSet::from(["email", "name", "password"]));
-    let res = app
-        .post(
-            "/api/v1/users",
-            Some(&w.admin),
-            json!({"email": "x@y.example", "name": "X"}),
-        )
-        .await;
+    let res = app.post("/api/v1/users", Some(&w.admin), json!({"email": "x@y.example", "name": "X"})).await;
     res.assert_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "password");
     let res = app
@@ -133,7 +101,13 @@ async fn invalid_users_are_refused_field_by_field(app: TestApp) {
         )
         .await;
     res.assert_problem(422, "validation_failed");
-    let res = app.post("/api/v1/users", Some(&w.admin), json!({"email": "x@y.example", "name": "X", "password": PASSWORD, "organization_id": uuid::Uuid::now_v7()})).await;
+    let res = app
+        .post(
+            "/api/v1/users",
+            Some(&w.admin),
+            json!({"email": "x@y.example", "name": "X", "password": PASSWORD, "organization_id": uuid::Uuid::now_v7()}),
+        )
+        .await;
     res.assert_problem(404, "not_found");
 }
 
@@ -141,25 +115,14 @@ async fn lists_page_newest_first_without_gaps_or_repeats(app: TestApp) {
     let w = app.world().await;
     let mut created = Vec::new();
     for i in 0..5 {
-        created.push(
-            app.create_user(
-                &w.admin,
-                &format!("page{i}@globex.example"),
-                w.globex,
-                "member",
-            )
-            .await
-            .to_string(),
-        );
+        created
+            .push(app.create_user(&w.admin, &format!("page{i}@globex.example"), w.globex, "member").await.to_string());
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let path = match &cursor {
-            Some(c) => format!(
-                "/api/v1/users?organization_id={}&limit=2&cursor={c}",
-                w.globex
-            ),
+            Some(c) => format!("/api/v1/users?organization_id={}&limit=2&cursor={c}", w.globex),
             None => format!("/api/v1/users?organization_id={}&limit=2", w.globex),
         };
         let page = app.get(&path, Some(&w.admin)).await;
@@ -174,15 +137,9 @@ async fn lists_page_newest_first_without_gaps_or_repeats(app: TestApp) {
     let mut expected: Vec<String> = created.into_iter().rev().collect();
     expected.push(w.globex_member.0.to_string());
     assert_eq!(seen, expected);
-    app.get("/api/v1/users?limit=0", Some(&w.admin))
-        .await
-        .assert_problem(422, "validation_failed");
-    app.get("/api/v1/users?limit=abc", Some(&w.admin))
-        .await
-        .assert_problem(422, "validation_failed");
-    app.get("/api/v1/users?cursor=!!", Some(&w.admin))
-        .await
-        .assert_problem(422, "validation_failed");
+    app.get("/api/v1/users?limit=0", Some(&w.admin)).await.assert_problem(422, "validation_failed");
+    app.get("/api/v1/users?limit=abc", Some(&w.admin)).await.assert_problem(422, "validation_failed");
+    app.get("/api/v1/users?cursor=!!", Some(&w.admin)).await.assert_problem(422, "validation_failed");
 }
 
 async fn search_matches_email_or_name_case_insensitively_and_literally(app: TestApp) {
@@ -190,21 +147,13 @@ async fn search_matches_email_or_name_case_insensitively_and_literally(app: Test
     let admin = &w.admin;
     app.post("/api/v1/users", Some(admin), json!({"email": "grace@navy.example", "name": "Grace HOPPER", "password": PASSWORD, "organization_id": w.globex})).await.assert_status(201);
     let by_name = app.get("/api/v1/users?q=hopper", Some(admin)).await;
-    assert_eq!(
-        by_name.assert_status(200)["items"][0]["email"],
-        "grace@navy.example"
-    );
+    assert_eq!(by_name.assert_status(200)["items"][0]["email"], "grace@navy.example");
     let by_email = app.get("/api/v1/users?q=NAVY.EX", Some(admin)).await;
     assert_eq!(ids(by_email.assert_status(200)).len(), 1);
     // LIKE wildcards in the query match only themselves.
     for wildcard in ["%25", "_", "%5C"] {
-        let res = app
-            .get(&format!("/api/v1/users?q={wildcard}"), Some(admin))
-            .await;
-        assert!(
-            ids(res.assert_status(200)).is_empty(),
-            "q={wildcard} matched"
-        );
+        let res = app.get(&format!("/api/v1/users?q={wildcard}"), Some(admin)).await;
+        assert!(ids(res.assert_status(200)).is_empty(), "q={wildcard} matched");
     }
 }
 
@@ -213,44 +162,29 @@ async fn admins_see_and_manage_only_their_subtree(app: TestApp) {
     let boss = &w.acme_admin.1;
     let listed = app.get("/api/v1/users", Some(boss)).await;
     let seen: HashSet<String> = ids(listed.assert_status(200)).into_iter().collect();
-    let expected: HashSet<String> = [w.acme_admin.0, w.acme_member.0, w.acme_eu_member.0]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let expected: HashSet<String> =
+        [w.acme_admin.0, w.acme_member.0, w.acme_eu_member.0].iter().map(ToString::to_string).collect();
     assert_eq!(seen, expected);
 
     let globex_user = format!("/api/v1/users/{}", w.globex_member.0);
-    app.get(&globex_user, Some(boss))
-        .await
-        .assert_problem(404, "not_found");
-    app.patch(&globex_user, Some(boss), json!({"status": "suspended"}))
-        .await
-        .assert_problem(404, "not_found");
-    app.delete(&globex_user, Some(boss))
-        .await
-        .assert_problem(404, "not_found");
-    let res = app.post("/api/v1/users", Some(boss), json!({"email": "spy@globex.example", "name": "Spy", "password": PASSWORD, "organization_id": w.globex})).await;
+    app.get(&globex_user, Some(boss)).await.assert_problem(404, "not_found");
+    app.patch(&globex_user, Some(boss), json!({"status": "suspended"})).await.assert_problem(404, "not_found");
+    app.delete(&globex_user, Some(boss)).await.assert_problem(404, "not_found");
+    let res = app
+        .post(
+            "/api/v1/users",
+            Some(boss),
+            json!({"email": "spy@globex.example", "name": "Spy", "password": PASSWORD, "organization_id": w.globex}),
+        )
+        .await;
     res.assert_problem(404, "not_found");
-    app.get(
-        &format!("/api/v1/users?organization_id={}", w.globex),
-        Some(boss),
-    )
-    .await
-    .assert_problem(404, "not_found");
+    app.get(&format!("/api/v1/users?organization_id={}", w.globex), Some(boss)).await.assert_problem(404, "not_found");
 
     // Within the subtree, everything works.
-    app.create_user(boss, "new@eu.acme.example", w.acme_eu, "admin")
-        .await;
+    app.create_user(boss, "new@eu.acme.example", w.acme_eu, "admin").await;
     let eve = format!("/api/v1/users/{}", w.acme_eu_member.0);
-    app.patch(&eve, Some(boss), json!({"name": "Eve E."}))
-        .await
-        .assert_status(200);
-    app.get(
-        &format!("/api/v1/users?organization_id={}", w.acme_eu),
-        Some(boss),
-    )
-    .await
-    .assert_status(200);
+    app.patch(&eve, Some(boss), json!({"name": "Eve E."})).await.assert_status(200);
+    app.get(&format!("/api/v1/users?organization_id={}", w.acme_eu), Some(boss)).await.assert_status(200);
 }
 
 async fn members_see_only_themselves(app: TestApp) {
@@ -258,78 +192,36 @@ async fn members_see_only_themselves(app: TestApp) {
     let (ada_id, ada) = &w.acme_member;
     let listed = app.get("/api/v1/users", Some(ada)).await;
     assert_eq!(ids(listed.assert_status(200)), vec![ada_id.to_string()]);
-    app.get(&format!("/api/v1/users/{ada_id}"), Some(ada))
-        .await
-        .assert_status(200);
-    app.get(&format!("/api/v1/users/{}", w.acme_admin.0), Some(ada))
-        .await
-        .assert_problem(404, "not_found");
+    app.get(&format!("/api/v1/users/{ada_id}"), Some(ada)).await.assert_status(200);
+    app.get(&format!("/api/v1/users/{}", w.acme_admin.0), Some(ada)).await.assert_problem(404, "not_found");
     let res = app
-        .post(
-            "/api/v1/users",
-            Some(ada),
-            json!({"email": "x@acme.example", "name": "X", "password": PASSWORD}),
-        )
+        .post("/api/v1/users", Some(ada), json!({"email": "x@acme.example", "name": "X", "password": PASSWORD}))
         .await;
     res.assert_problem(403, "forbidden");
-    app.patch(
-        &format!("/api/v1/users/{ada_id}"),
-        Some(ada),
-        json!({"name": "Ada L."}),
-    )
-    .await
-    .assert_status(200);
-    app.patch(
-        &format!("/api/v1/users/{ada_id}"),
-        Some(ada),
-        json!({"role": "admin"}),
-    )
-    .await
-    .assert_problem(403, "forbidden");
-    app.delete(&format!("/api/v1/users/{ada_id}"), Some(ada))
+    app.patch(&format!("/api/v1/users/{ada_id}"), Some(ada), json!({"name": "Ada L."})).await.assert_status(200);
+    app.patch(&format!("/api/v1/users/{ada_id}"), Some(ada), json!({"role": "admin"}))
         .await
         .assert_problem(403, "forbidden");
+    app.delete(&format!("/api/v1/users/{ada_id}"), Some(ada)).await.assert_problem(403, "forbidden");
 }
 
 async fn super_admin_is_granted_only_by_owner_organization_users(app: TestApp) {
     let w = app.world().await;
     let ada = format!("/api/v1/users/{}", w.acme_member.0);
     // A customer admin: not an owner-organization user.
-    app.patch(&ada, Some(&w.acme_admin.1), json!({"role": "super_admin"}))
-        .await
-        .assert_problem(403, "forbidden");
+    app.patch(&ada, Some(&w.acme_admin.1), json!({"role": "super_admin"})).await.assert_problem(403, "forbidden");
     // An owner-organization admin may not grant a role above their own.
-    let staff_peer = app
-        .create_user(&w.admin, "pat@owner.example", w.owner_org, "member")
-        .await;
-    let res = app
-        .patch(
-            &format!("/api/v1/users/{staff_peer}"),
-            Some(&w.owner_staff.1),
-            json!({"role": "super_admin"}),
-        )
-        .await;
+    let staff_peer = app.create_user(&w.admin, "pat@owner.example", w.owner_org, "member").await;
+    let res =
+        app.patch(&format!("/api/v1/users/{staff_peer}"), Some(&w.owner_staff.1), json!({"role": "super_admin"})).await;
     res.assert_problem(403, "forbidden");
     // super_admin is a platform role: not for customer users, even from a super admin.
-    app.patch(&ada, Some(&w.admin), json!({"role": "super_admin"}))
-        .await
-        .assert_problem(422, "validation_failed");
-    let res = app
-        .patch(
-            &format!("/api/v1/users/{staff_peer}"),
-            Some(&w.admin),
-            json!({"role": "super_admin"}),
-        )
-        .await;
+    app.patch(&ada, Some(&w.admin), json!({"role": "super_admin"})).await.assert_problem(422, "validation_failed");
+    let res = app.patch(&format!("/api/v1/users/{staff_peer}"), Some(&w.admin), json!({"role": "super_admin"})).await;
     assert_eq!(res.assert_status(200)["role"], "super_admin");
     // Admins cannot touch a super admin.
-    let res = app
-        .patch(
-            &format!("/api/v1/users/{staff_peer}"),
-            Some(&w.owner_staff.1),
-            json!({"status": "suspended"}),
-        )
-        .await;
+    let res =
+        app.patch(&format!("/api/v1/users/{staff_peer}"), Some(&w.owner_staff.1), json!({"status": "suspended"})).await;
     res.assert_problem(403, "forbidden");
 }
 
@@ -338,18 +230,10 @@ async fn nobody_suspends_demotes_or_deletes_themself(app: TestApp) {
     let me = app.get("/api/v1/me", Some(&w.admin)).await;
     let id = me.body["user"]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/users/{id}");
-    app.patch(&path, Some(&w.admin), json!({"status": "suspended"}))
-        .await
-        .assert_problem(403, "forbidden");
-    app.patch(&path, Some(&w.admin), json!({"role": "member"}))
-        .await
-        .assert_problem(403, "forbidden");
-    app.delete(&path, Some(&w.admin))
-        .await
-        .assert_problem(403, "forbidden");
-    app.patch(&path, Some(&w.admin), json!({"status": "deleted"}))
-        .await
-        .assert_problem(403, "forbidden");
+    app.patch(&path, Some(&w.admin), json!({"status": "suspended"})).await.assert_problem(403, "forbidden");
+    app.patch(&path, Some(&w.admin), json!({"role": "member"})).await.assert_problem(403, "forbidden");
+    app.delete(&path, Some(&w.admin)).await.assert_problem(403, "forbidden");
+    app.patch(&path, Some(&w.admin), json!({"status": "deleted"})).await.assert_problem(403, "forbidden");
 }
 
 async fn suspending_ends_sessions_and_reactivating_allows_login(app: TestApp) {
@@ -357,39 +241,56 @@ async fn suspending_ends_sessions_and_reactivating_allows_login(app: TestApp) {
     let (eve_id, eve) = &w.acme_eu_member;
     let path = format!("/api/v1/users/{eve_id}");
     app.get("/api/v1/me", Some(eve)).await.assert_status(200);
-    let res = app
-        .patch(&path, Some(&w.acme_admin.1), json!({"status": "suspended"}))
-        .await;
+    let res = app.patch(&path, Some(&w.acme_admin.1), json!({"status": "suspended"})).await;
     assert_eq!(res.assert_status(200)["status"], "suspended");
-    app.get("/api/v1/me", Some(eve))
-        .await
-        .assert_problem(401, "unauthorized");
-    app.try_login("eve@eu.acme.example", PASSWORD)
-        .await
-        .assert_problem(401, "invalid_credentials");
-    app.patch(&path, Some(&w.acme_admin.1), json!({"status": "active"}))
-        .await
-        .assert_status(200);
+    app.get("/api/v1/me", Some(eve)).await.assert_problem(401, "unauthorized");
+    app.try_login("eve@eu.acme.example", PASSWORD).await.assert_problem(401, "invalid_credentials");
+    app.patch(&path, Some(&w.acme_admin.1), json!({"status": "active"})).await.assert_status(200);
     // The old session stays ended; a new login works.
-    app.get("/api/v1/me", Some(eve))
-        .await
-        .assert_problem(401, "unauthorized");
+    app.get("/api/v1/me", Some(eve)).await.assert_problem(401, "unauthorized");
     app.login("eve@eu.acme.example", PASSWORD).await;
 }
 
 async fn status_deleted_must_go_through_delete(app: TestApp) {
     let w = app.world().await;
-    let res = app
-        .patch(
-            &format!("/api/v1/users/{}", w.acme_member.0),
-            Some(&w.admin),
-            json!({"status": "deleted"}),
-        )
-        .await;
+    let res =
+        app.patch(&format!("/api/v1/users/{}", w.acme_member.0), Some(&w.admin), json!({"status": "deleted"})).await;
     res.assert_problem(422, "validation_failed");
 }
 
+async fn members_cannot_change_or_delete_others(app: TestApp) {
+    let w = app.world().await;
+    let (_, ada) = &w.acme_member;
+    for other in [w.acme_admin.0, w.acme_eu_member.0, w.globex_member.0] {
+        let path = format!("/api/v1/users/{other}");
+        app.patch(&path, Some(ada), json!({"name": "Mallory"})).await.assert_problem(404, "not_found");
+        app.delete(&path, Some(ada)).await.assert_problem(404, "not_found");
+    }
+}
+
+async fn customer_admins_cannot_create_super_admins(app: TestApp) {
+    let w = app.world().await;
+    let body = json!({"email": "x@acme.example", "name": "X", "password": PASSWORD, "organization_id": w.acme, "role": "super_admin"});
+    app.post("/api/v1/users", Some(&w.acme_admin.1), body).await.assert_problem(403, "forbidden");
+    let body = json!({"email": "y@acme.example", "name": "Y", "password": PASSWORD, "organization_id": w.acme, "role": "admin"});
+    app.post("/api/v1/users", Some(&w.acme_admin.1), body).await.assert_status(201);
+}
+
+async fn search_folds_case_beyond_ascii(app: TestApp) {
+    let w = app.world().await;
+    let body = json!({"email": "elodie@globex.example", "name": "ÉLODIE Ørsted", "password": PASSWORD, "organization_id": w.globex});
+    app.post("/api/v1/users", Some(&w.admin), body).await.assert_status(201);
+    // é and Ø, percent-encoded as a browser would send them.
+    for q in ["%C3%A9lodie", "%C3%98RSTED", "%C3%89LODIE"] {
+        let res = app.get(&format!("/api/v1/users?q={q}"), Some(&w.admin)).await;
+        assert_eq!(ids(res.assert_status(200)).len(), 1, "q={q}");
+    }
+}
+
 backend_tests!(
+    members_cannot_change_or_delete_others,
+    customer_admins_cannot_create_super_admins,
+    search_folds_case_beyond_ascii,
     super_admin_manages_a_user_through_its_life,
     emails_are_unique_whatever_their_case,
     invalid_users_are_refused_field_by_field,

@@ -16,17 +16,11 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read signing key {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("signing key {path} is not an Ed25519 PKCS#8 PEM private key")]
     Parse { path: PathBuf },
     #[error("cannot write signing key {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// A key that verifies tokens (and, for the current key, signs them).
@@ -57,9 +51,7 @@ impl SigningKeys {
     /// Builds the key set from the current signing key; `previous` keys only
     /// verify (kept during rotation until their tokens have expired).
     pub fn new(current: &SigningKey, previous: &[SigningKey]) -> Self {
-        let der = current
-            .to_pkcs8_der()
-            .expect("an Ed25519 key always encodes as PKCS#8");
+        let der = current.to_pkcs8_der().expect("an Ed25519 key always encodes as PKCS#8");
         let current_entry = verifying_entry(current);
         let mut verifying = vec![current_entry];
         for key in previous {
@@ -68,11 +60,7 @@ impl SigningKeys {
                 verifying.push(entry);
             }
         }
-        Self {
-            current_kid: verifying[0].kid.clone(),
-            encoding: EncodingKey::from_ed_der(der.as_bytes()),
-            verifying,
-        }
+        Self { current_kid: verifying[0].kid.clone(), encoding: EncodingKey::from_ed_der(der.as_bytes()), verifying }
     }
 
     /// A fresh in-memory key (tests, and `actas openapi` which signs nothing).
@@ -109,27 +97,17 @@ impl SigningKeys {
 
 fn verifying_entry(key: &SigningKey) -> VerifyingKey {
     let public = key.verifying_key().to_bytes();
-    VerifyingKey {
-        kid: thumbprint(&public),
-        decoding: DecodingKey::from_ed_der(&public),
-        public,
-    }
+    VerifyingKey { kid: thumbprint(&public), decoding: DecodingKey::from_ed_der(&public), public }
 }
 
 /// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
 fn thumbprint(public: &[u8; 32]) -> String {
-    let canonical = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        URL_SAFE_NO_PAD.encode(public)
-    );
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public));
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
 }
 
 pub fn read_pem(path: &Path) -> Result<SigningKey, KeyError> {
-    let pem = fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.into(),
-        source,
-    })?;
+    let pem = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Parse { path: path.into() })
 }
 
@@ -142,10 +120,7 @@ pub fn load_or_generate(path: &Path) -> Result<SigningKey, KeyError> {
     let pem = key
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .expect("an Ed25519 key always encodes as PEM");
-    let write_err = |source| KeyError::Write {
-        path: path.into(),
-        source,
-    };
+    let write_err = |source| KeyError::Write { path: path.into(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(write_err)?;
     }
@@ -176,10 +151,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         fs::remove_dir_all(dir).unwrap();
     }
@@ -199,12 +171,7 @@ mod tests {
     #[test]
     fn thumbprint_matches_rfc_8037_example() {
         // RFC 8037 Appendix A.3: the thumbprint of the example Ed25519 key.
-        let x = URL_SAFE_NO_PAD
-            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
-            .unwrap();
-        assert_eq!(
-            thumbprint(&x.try_into().unwrap()),
-            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
-        );
+        let x = URL_SAFE_NO_PAD.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
+        assert_eq!(thumbprint(&x.try_into().unwrap()), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     }
 }

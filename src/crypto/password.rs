@@ -31,21 +31,12 @@ impl PasswordHasher {
     pub fn new(max_concurrent: usize) -> Self {
         let dummy = hash_blocking("a password nobody has: only its cost matters")
             .expect("hashing a constant password cannot fail");
-        Self {
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-            dummy_hash: dummy.into(),
-        }
+        Self { permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_hash: dummy.into() }
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_blocking(&password))
-            .await
-            .map_err(|e| HashError(e.to_string()))?
+        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hash_blocking(&password)).await.map_err(|e| HashError(e.to_string()))?
     }
 
     /// True only when `stored` is present and matches. With no stored hash the
@@ -56,22 +47,16 @@ impl PasswordHasher {
         };
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = tokio::task::spawn_blocking(move || {
-            argon2()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .unwrap_or(false);
+        let matches =
+            tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
+                .await
+                .unwrap_or(false);
         known && matches
     }
 }
 
 pub fn hash_blocking(password: &str) -> Result<String, HashError> {
-    argon2()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| HashError(e.to_string()))
+    argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| HashError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -83,16 +68,8 @@ mod tests {
         let hasher = PasswordHasher::new(2);
         let hash = hasher.hash("correct horse battery".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
-            hasher
-                .verify("correct horse battery".into(), Some(hash.clone()))
-                .await
-        );
-        assert!(
-            !hasher
-                .verify("wrong horse battery".into(), Some(hash))
-                .await
-        );
+        assert!(hasher.verify("correct horse battery".into(), Some(hash.clone())).await);
+        assert!(!hasher.verify("wrong horse battery".into(), Some(hash)).await);
         assert!(!hasher.verify("correct horse battery".into(), None).await);
     }
 }

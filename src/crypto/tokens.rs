@@ -106,12 +106,7 @@ impl TokenIssuer<'_> {
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
         }
-        match header
-            .typ
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        match header.typ.as_deref().map(str::to_ascii_lowercase).as_deref() {
             Some("at+jwt" | "application/at+jwt") => {}
             _ => return Err(TokenError::WrongType),
         }
@@ -125,9 +120,8 @@ impl TokenIssuer<'_> {
         // Time claims are checked below against the service clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
-            .map_err(|_| TokenError::Invalid)?
-            .claims;
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map_err(|_| TokenError::Invalid)?.claims;
 
         let now = now.unix_timestamp();
         if claims.exp <= now - LEEWAY_SECONDS {
@@ -149,11 +143,7 @@ mod tests {
     use time::Duration;
 
     fn issuer(keys: &SigningKeys) -> TokenIssuer<'_> {
-        TokenIssuer {
-            keys,
-            issuer: "https://actas.test",
-            audience: "actas",
-        }
+        TokenIssuer { keys, issuer: "https://actas.test", audience: "actas" }
     }
 
     fn request(now: OffsetDateTime) -> TokenRequest {
@@ -188,13 +178,8 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let token = issuer(&keys).sign(request(now));
         let exp = now + Duration::minutes(60);
-        assert!(issuer(&keys)
-            .verify(&token, exp + Duration::seconds(LEEWAY_SECONDS - 1))
-            .is_ok());
-        assert_eq!(
-            issuer(&keys).verify(&token, exp + Duration::seconds(LEEWAY_SECONDS)),
-            Err(TokenError::Expired)
-        );
+        assert!(issuer(&keys).verify(&token, exp + Duration::seconds(LEEWAY_SECONDS - 1)).is_ok());
+        assert_eq!(issuer(&keys).verify(&token, exp + Duration::seconds(LEEWAY_SECONDS)), Err(TokenError::Expired));
     }
 
     #[test]
@@ -202,10 +187,7 @@ mod tests {
         let keys = SigningKeys::ephemeral();
         let now = OffsetDateTime::now_utc();
         let token = issuer(&keys).sign(request(now + Duration::minutes(5)));
-        assert_eq!(
-            issuer(&keys).verify(&token, now),
-            Err(TokenError::NotYetValid)
-        );
+        assert_eq!(issuer(&keys).verify(&token, now), Err(TokenError::NotYetValid));
     }
 
     #[test]
@@ -213,26 +195,12 @@ mod tests {
         let keys = SigningKeys::ephemeral();
         let now = OffsetDateTime::now_utc();
         let token = issuer(&keys).sign(request(now));
-        let other_iss = TokenIssuer {
-            keys: &keys,
-            issuer: "https://elsewhere",
-            audience: "actas",
-        };
+        let other_iss = TokenIssuer { keys: &keys, issuer: "https://elsewhere", audience: "actas" };
         assert_eq!(other_iss.verify(&token, now), Err(TokenError::Invalid));
-        let other_aud = TokenIssuer {
-            keys: &keys,
-            issuer: "https://actas.test",
-            audience: "other",
-        };
+        let other_aud = TokenIssuer { keys: &keys, issuer: "https://actas.test", audience: "other" };
         assert_eq!(other_aud.verify(&token, now), Err(TokenError::Invalid));
         let foreign = SigningKeys::ephemeral();
-        assert_eq!(
-            issuer(&foreign).verify(&token, now),
-            Err(TokenError::UnknownKey)
-        );
-        assert_eq!(
-            issuer(&keys).verify("not.a.token", now),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(issuer(&foreign).verify(&token, now), Err(TokenError::UnknownKey));
+        assert_eq!(issuer(&keys).verify("not.a.token", now), Err(TokenError::Malformed));
     }
 }

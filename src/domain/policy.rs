@@ -100,9 +100,7 @@ impl Actor {
         if self.role >= Role::Admin {
             Ok(())
         } else {
-            Err(Denied::Forbidden(
-                "only administrators may manage organizations and users",
-            ))
+            Err(Denied::Forbidden("only administrators may manage organizations and users"))
         }
     }
 
@@ -143,9 +141,7 @@ impl Actor {
             return if changes.role.is_some_and(|r| r != self.role)
                 || changes.status.is_some_and(|s| s != UserStatus::Active)
             {
-                Err(Denied::Forbidden(
-                    "you cannot change your own role or status",
-                ))
+                Err(Denied::Forbidden("you cannot change your own role or status"))
             } else {
                 Ok(())
             };
@@ -177,9 +173,7 @@ impl Actor {
 
     fn outranks_or_equals(&self, subject: &Subject<'_>) -> Decision {
         if subject.role > self.role {
-            Err(Denied::Forbidden(
-                "you cannot manage a user whose role is above your own",
-            ))
+            Err(Denied::Forbidden("you cannot manage a user whose role is above your own"))
         } else {
             Ok(())
         }
@@ -188,9 +182,7 @@ impl Actor {
     fn may_assign_role(&self, role: Role, target_org: &OrgPath) -> Decision {
         if role == Role::SuperAdmin {
             if !self.org.is_owner() {
-                return Err(Denied::Forbidden(
-                    "super_admin can be assigned only by owner-organization users",
-                ));
+                return Err(Denied::Forbidden("super_admin can be assigned only by owner-organization users"));
             }
             if !target_org.is_owner() {
                 return Err(Denied::Invalid(Invalid {
@@ -222,38 +214,22 @@ mod tests {
         let acme = owner.child(Uuid::from_u128(2));
         let acme_eu = acme.child(Uuid::from_u128(3));
         let globex = owner.child(Uuid::from_u128(4));
-        Tree {
-            owner,
-            acme,
-            acme_eu,
-            globex,
-        }
+        Tree { owner, acme, acme_eu, globex }
     }
 
     fn actor(role: Role, org: &OrgPath) -> Actor {
-        Actor {
-            id: Uuid::new_v4(),
-            role,
-            org: org.clone(),
-        }
+        Actor { id: Uuid::new_v4(), role, org: org.clone() }
     }
 
     fn subject<'a>(role: Role, org: &'a OrgPath) -> Subject<'a> {
-        Subject {
-            id: Uuid::new_v4(),
-            role,
-            org,
-        }
+        Subject { id: Uuid::new_v4(), role, org }
     }
 
     #[test]
     fn paths_know_the_tree() {
         let t = tree();
         assert!(t.owner.is_owner() && !t.acme.is_owner());
-        assert_eq!(
-            (t.owner.depth(), t.acme.depth(), t.acme_eu.depth()),
-            (0, 1, 2)
-        );
+        assert_eq!((t.owner.depth(), t.acme.depth(), t.acme_eu.depth()), (0, 1, 2));
         assert!(t.acme.contains(&t.acme_eu) && t.acme.contains(&t.acme));
         assert!(!t.acme.contains(&t.globex) && !t.acme_eu.contains(&t.acme));
         assert!(t.owner.is_ancestor_of(&t.acme) && !t.acme.is_ancestor_of(&t.acme));
@@ -272,10 +248,7 @@ mod tests {
         let admin = actor(Role::Admin, &t.acme);
         assert!(admin.sees_org(&t.acme) && admin.sees_org(&t.acme_eu));
         assert!(!admin.sees_org(&t.globex) && !admin.sees_org(&t.owner));
-        assert_eq!(
-            admin.may_create_user(&t.globex, Role::Member),
-            Err(Denied::NotFound)
-        );
+        assert_eq!(admin.may_create_user(&t.globex, Role::Member), Err(Denied::NotFound));
         assert_eq!(admin.may_create_org(&t.globex), Err(Denied::NotFound));
         assert_eq!(admin.may_create_org(&t.acme_eu), Ok(()));
     }
@@ -285,75 +258,35 @@ mod tests {
         let t = tree();
         let member = actor(Role::Member, &t.acme);
         assert!(!member.sees_org(&t.acme));
-        let me = Subject {
-            id: member.id,
-            role: Role::Member,
-            org: &t.acme,
-        };
+        let me = Subject { id: member.id, role: Role::Member, org: &t.acme };
         assert!(member.sees_user(&me));
         assert!(!member.sees_user(&subject(Role::Member, &t.acme)));
-        assert!(matches!(
-            member.may_create_user(&t.acme, Role::Member),
-            Err(Denied::Forbidden(_))
-        ));
-        assert!(matches!(
-            member.may_create_org(&t.acme),
-            Err(Denied::Forbidden(_))
-        ));
+        assert!(matches!(member.may_create_user(&t.acme, Role::Member), Err(Denied::Forbidden(_))));
+        assert!(matches!(member.may_create_org(&t.acme), Err(Denied::Forbidden(_))));
     }
 
     #[test]
     fn member_may_rename_themself_but_not_promote() {
         let t = tree();
         let member = actor(Role::Member, &t.acme);
-        let me = Subject {
-            id: member.id,
-            role: Role::Member,
-            org: &t.acme,
-        };
-        assert_eq!(
-            member.may_change_user(
-                &me,
-                &UserChanges {
-                    name: true,
-                    ..Default::default()
-                }
-            ),
-            Ok(())
-        );
-        let promote = UserChanges {
-            role: Some(Role::Admin),
-            ..Default::default()
-        };
-        assert!(matches!(
-            member.may_change_user(&me, &promote),
-            Err(Denied::Forbidden(_))
-        ));
+        let me = Subject { id: member.id, role: Role::Member, org: &t.acme };
+        assert_eq!(member.may_change_user(&me, &UserChanges { name: true, ..Default::default() }), Ok(()));
+        let promote = UserChanges { role: Some(Role::Admin), ..Default::default() };
+        assert!(matches!(member.may_change_user(&me, &promote), Err(Denied::Forbidden(_))));
     }
 
     #[test]
     fn super_admin_only_by_owner_org_and_only_in_owner_org() {
         let t = tree();
-        let promote = UserChanges {
-            role: Some(Role::SuperAdmin),
-            ..Default::default()
-        };
+        let promote = UserChanges { role: Some(Role::SuperAdmin), ..Default::default() };
         let customer_admin = actor(Role::Admin, &t.acme);
         assert_eq!(
             customer_admin.may_change_user(&subject(Role::Member, &t.acme_eu), &promote),
-            Err(Denied::Forbidden(
-                "super_admin can be assigned only by owner-organization users"
-            ))
+            Err(Denied::Forbidden("super_admin can be assigned only by owner-organization users"))
         );
         let sa = actor(Role::SuperAdmin, &t.owner);
-        assert_eq!(
-            sa.may_change_user(&subject(Role::Admin, &t.owner), &promote),
-            Ok(())
-        );
-        assert!(matches!(
-            sa.may_change_user(&subject(Role::Admin, &t.acme), &promote),
-            Err(Denied::Invalid(_))
-        ));
+        assert_eq!(sa.may_change_user(&subject(Role::Admin, &t.owner), &promote), Ok(()));
+        assert!(matches!(sa.may_change_user(&subject(Role::Admin, &t.acme), &promote), Err(Denied::Invalid(_))));
         // An owner-org admin is an owner-org user but still cannot grant above their own role.
         let owner_admin = actor(Role::Admin, &t.owner);
         assert_eq!(
@@ -368,63 +301,29 @@ mod tests {
         let owner_admin = actor(Role::Admin, &t.owner);
         let sa = subject(Role::SuperAdmin, &t.owner);
         assert!(owner_admin.sees_user(&sa));
-        assert!(matches!(
-            owner_admin.may_delete_user(&sa),
-            Err(Denied::Forbidden(_))
-        ));
-        let suspend = UserChanges {
-            status: Some(UserStatus::Suspended),
-            ..Default::default()
-        };
-        assert!(matches!(
-            owner_admin.may_change_user(&sa, &suspend),
-            Err(Denied::Forbidden(_))
-        ));
-        assert_eq!(
-            owner_admin.may_change_user(&subject(Role::Admin, &t.acme), &suspend),
-            Ok(())
-        );
+        assert!(matches!(owner_admin.may_delete_user(&sa), Err(Denied::Forbidden(_))));
+        let suspend = UserChanges { status: Some(UserStatus::Suspended), ..Default::default() };
+        assert!(matches!(owner_admin.may_change_user(&sa, &suspend), Err(Denied::Forbidden(_))));
+        assert_eq!(owner_admin.may_change_user(&subject(Role::Admin, &t.acme), &suspend), Ok(()));
     }
 
     #[test]
     fn nobody_suspends_or_deletes_themself() {
         let t = tree();
         let sa = actor(Role::SuperAdmin, &t.owner);
-        let me = Subject {
-            id: sa.id,
-            role: Role::SuperAdmin,
-            org: &t.owner,
-        };
-        let suspend = UserChanges {
-            status: Some(UserStatus::Suspended),
-            ..Default::default()
-        };
-        assert!(matches!(
-            sa.may_change_user(&me, &suspend),
-            Err(Denied::Forbidden(_))
-        ));
+        let me = Subject { id: sa.id, role: Role::SuperAdmin, org: &t.owner };
+        let suspend = UserChanges { status: Some(UserStatus::Suspended), ..Default::default() };
+        assert!(matches!(sa.may_change_user(&me, &suspend), Err(Denied::Forbidden(_))));
         assert!(matches!(sa.may_delete_user(&me), Err(Denied::Forbidden(_))));
-        let demote = UserChanges {
-            role: Some(Role::Member),
-            ..Default::default()
-        };
-        assert!(matches!(
-            sa.may_change_user(&me, &demote),
-            Err(Denied::Forbidden(_))
-        ));
+        let demote = UserChanges { role: Some(Role::Member), ..Default::default() };
+        assert!(matches!(sa.may_change_user(&me, &demote), Err(Denied::Forbidden(_))));
     }
 
     #[test]
     fn status_deleted_goes_through_delete() {
         let t = tree();
         let sa = actor(Role::SuperAdmin, &t.owner);
-        let delete = UserChanges {
-            status: Some(UserStatus::Deleted),
-            ..Default::default()
-        };
-        assert!(matches!(
-            sa.may_change_user(&subject(Role::Member, &t.acme), &delete),
-            Err(Denied::Invalid(_))
-        ));
+        let delete = UserChanges { status: Some(UserStatus::Deleted), ..Default::default() };
+        assert!(matches!(sa.may_change_user(&subject(Role::Member, &t.acme), &delete), Err(Denied::Invalid(_))));
     }
 }

@@ -37,10 +37,7 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const LIMIT: Limit = Limit {
-        max_failures: 5,
-        window: Duration::minutes(15),
-    };
+    const LIMIT: Limit = Limit { max_failures: 5, window: Duration::minutes(15) };
 
     #[test]
     fn allows_up_to_the_limit() {

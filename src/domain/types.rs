@@ -14,10 +14,7 @@ pub struct Invalid {
 
 impl Invalid {
     fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field,
-            message: message.into(),
-        }
+        Self { field, message: message.into() }
     }
 }
 
@@ -87,9 +84,7 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim().to_lowercase();
         let invalid = || Invalid::new("email", "must be an email address such as ada@example.com");
-        if email.is_empty()
-            || email.len() > Self::MAX_LEN
-            || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        if email.is_empty() || email.len() > Self::MAX_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(invalid());
         }
@@ -127,10 +122,7 @@ impl Name {
         let name = raw.trim();
         let chars = name.chars().count();
         if chars == 0 || chars > Self::MAX_CHARS {
-            return Err(Invalid::new(
-                field,
-                format!("must be 1 to {} characters", Self::MAX_CHARS),
-            ));
+            return Err(Invalid::new(field, format!("must be 1 to {} characters", Self::MAX_CHARS)));
         }
         if name.chars().any(char::is_control) {
             return Err(Invalid::new(field, "must not contain control characters"));
@@ -154,16 +146,10 @@ impl NewPassword {
 
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, Invalid> {
         if raw.chars().count() < Self::MIN_CHARS {
-            return Err(Invalid::new(
-                field,
-                format!("must be at least {} characters", Self::MIN_CHARS),
-            ));
+            return Err(Invalid::new(field, format!("must be at least {} characters", Self::MIN_CHARS)));
         }
         if raw.len() > Self::MAX_BYTES {
-            return Err(Invalid::new(
-                field,
-                format!("must be at most {} bytes", Self::MAX_BYTES),
-            ));
+            return Err(Invalid::new(field, format!("must be at most {} bytes", Self::MAX_BYTES)));
         }
         if raw.trim().is_empty() {
             return Err(Invalid::new(field, "must not be only whitespace"));
@@ -188,13 +174,8 @@ mod tests {
 
     #[test]
     fn emails_are_normalized() {
-        assert_eq!(
-            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
-            "ada@example.com"
-        );
-        for bad in [
-            "", "ada", "@x.io", "ada@", "a b@x.io", "a@b@c", "ada@.x", "ada@x.",
-        ] {
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        for bad in ["", "ada", "@x.io", "ada@", "a b@x.io", "a@b@c", "ada@.x", "ada@x."] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@x.io", "a".repeat(250))).is_err());
@@ -216,13 +197,7 @@ mod tests {
         assert!(NewPassword::parse("password", &"x".repeat(1024)).is_ok());
         assert!(NewPassword::parse("password", &"x".repeat(1025)).is_err());
         assert!(NewPassword::parse("password", &" ".repeat(12)).is_err());
-        assert_eq!(
-            format!(
-                "{:?}",
-                NewPassword::parse("p", "correct horse battery").unwrap()
-            ),
-            "NewPassword(***)"
-        );
+        assert_eq!(format!("{:?}", NewPassword::parse("p", "correct horse battery").unwrap()), "NewPassword(***)");
     }
 
     #[test]

@@ -19,15 +19,11 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     pub fn of(req: &HttpRequest) -> Self {
-        let trust_proxy = req
-            .app_data::<web::Data<AppState>>()
-            .is_some_and(|s| s.config.trust_proxy_headers);
-        // Forwarded headers are client-controlled unless a proxy we trust sets them.
-        let ip = if trust_proxy {
-            req.connection_info().realip_remote_addr().map(strip_port)
-        } else {
-            req.peer_addr().map(|a| a.ip().to_string())
-        };
+        let trust_proxy = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.config.trust_proxy_headers);
+        let peer = req.peer_addr().map(|a| a.ip().to_string());
+        // The client writes whatever it likes into X-Forwarded-For; only the
+        // entry our own proxy appended last can be trusted.
+        let ip = if trust_proxy { forwarded_for(req).or(peer) } else { peer };
         let user_agent = req
             .headers()
             .get(header::USER_AGENT)
@@ -42,11 +38,18 @@ impl ClientInfo {
     }
 }
 
-fn strip_port(addr: &str) -> String {
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(socket) => socket.ip().to_string(),
-        Err(_) => addr.trim_matches(|c| c == '[' || c == ']').to_owned(),
+/// The right-most address of `X-Forwarded-For` (the one the nearest proxy added).
+fn forwarded_for(req: &HttpRequest) -> Option<String> {
+    let header = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok()).last()?;
+    let last = header.rsplit(',').next()?.trim();
+    parse_ip(last)
+}
+
+fn parse_ip(addr: &str) -> Option<String> {
+    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
+        return Some(ip.to_string());
     }
+    addr.parse::<std::net::SocketAddr>().ok().map(|s| s.ip().to_string())
 }
 
 impl FromRequest for ClientInfo {

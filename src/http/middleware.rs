@@ -33,78 +33,31 @@ fn to_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
     let status = res.status();
     let kept: Vec<_> = [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE]
         .into_iter()
-        .filter_map(|name| {
-            res.response()
-                .headers()
-                .get(&name)
-                .map(|v| (name, v.clone()))
-        })
+        .filter_map(|name| res.response().headers().get(&name).map(|v| (name, v.clone())))
         .collect();
     let (req, _) = res.into_parts();
     let mut response = generic_error(status).error_response();
     for (name, value) in kept {
         response.headers_mut().insert(name, value);
     }
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(req, response).map_into_right_body(),
-    ))
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
 }
 
 fn generic_error(status: StatusCode) -> ApiError {
     let (code, title, detail) = match status.as_u16() {
-        400 => (
-            "bad_request",
-            "Bad request",
-            "the request could not be understood",
-        ),
+        400 => ("bad_request", "Bad request", "the request could not be understood"),
         401 => ("unauthorized", "Unauthorized", "authentication is required"),
         403 => ("forbidden", "Forbidden", "not allowed"),
         404 => ("not_found", "Not found", "no such resource"),
-        405 => (
-            "method_not_allowed",
-            "Method not allowed",
-            "this method is not supported here",
-        ),
-        408 => (
-            "request_timeout",
-            "Request timeout",
-            "the request took too long to arrive",
-        ),
-        413 => (
-            "payload_too_large",
-            "Payload too large",
-            "the request body is too large",
-        ),
-        414 => (
-            "uri_too_long",
-            "URI too long",
-            "the request URI is too long",
-        ),
-        415 => (
-            "unsupported_media_type",
-            "Unsupported media type",
-            "this content type is not supported here",
-        ),
-        431 => (
-            "headers_too_large",
-            "Request header fields too large",
-            "the request headers are too large",
-        ),
-        s if s < 500 => (
-            "bad_request",
-            "Bad request",
-            "the request could not be processed",
-        ),
-        503 => (
-            "service_unavailable",
-            "Service unavailable",
-            "the service is temporarily unavailable",
-        ),
-        _ => (
-            "internal_error",
-            "Internal server error",
-            "the server could not complete the request",
-        ),
+        405 => ("method_not_allowed", "Method not allowed", "this method is not supported here"),
+        408 => ("request_timeout", "Request timeout", "the request took too long to arrive"),
+        413 => ("payload_too_large", "Payload too large", "the request body is too large"),
+        414 => ("uri_too_long", "URI too long", "the request URI is too long"),
+        415 => ("unsupported_media_type", "Unsupported media type", "this content type is not supported here"),
+        431 => ("headers_too_large", "Request header fields too large", "the request headers are too large"),
+        s if s < 500 => ("bad_request", "Bad request", "the request could not be processed"),
+        503 => ("service_unavailable", "Service unavailable", "the service is temporarily unavailable"),
+        _ => ("internal_error", "Internal server error", "the server could not complete the request"),
     };
     ApiError::new(status, code, title, detail)
 }
@@ -150,14 +103,8 @@ where
         Box::pin(async move {
             let mut res = fut.await?;
             let headers = res.headers_mut();
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            headers.insert(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            );
+            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
             if !is_docs {
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
@@ -250,8 +197,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let request_id = uuid::Uuid::new_v4();
-        let span =
-            tracing::info_span!("request", %request_id, method = %req.method(), path = %req.path());
+        let span = tracing::info_span!("request", %request_id, method = %req.method(), path = %req.path());
         let started = Instant::now();
         let fut = self.service.call(req).instrument(span.clone());
         Box::pin(async move {
@@ -261,16 +207,11 @@ where
                 Err(e) => e.as_response_error().status_code(),
             };
             span.in_scope(|| {
-                tracing::info!(
-                    status = status.as_u16(),
-                    duration_ms = started.elapsed().as_millis() as u64,
-                    "request"
-                )
+                tracing::info!(status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request")
             });
             let mut res = result?;
             if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
-                res.headers_mut()
-                    .insert(header::HeaderName::from_static("x-request-id"), value);
+                res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
             }
             Ok(res)
         })

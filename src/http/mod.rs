@@ -3,6 +3,7 @@
 pub mod attempts;
 pub mod client;
 pub mod controllers;
+pub mod json;
 pub mod middleware;
 pub mod openapi;
 pub mod paging;
@@ -12,7 +13,7 @@ pub mod views;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use utoipa::OpenApi as _;
@@ -20,13 +21,12 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
-use self::controllers::{auth, health, me, organizations, users};
+use self::controllers::{auth, consent, health, impersonations, me, organizations, users};
 use self::problem::ApiError;
 use crate::state::AppState;
 use crate::store::DbConnection;
 
-/// Largest JSON body accepted.
-pub const MAX_JSON_BYTES: usize = 64 * 1024;
+pub use json::MAX_JSON_BYTES;
 
 /// Every route, registered together with its OpenAPI description.
 fn routes(cfg: &mut ServiceConfig) {
@@ -36,6 +36,13 @@ fn routes(cfg: &mut ServiceConfig) {
             .service(auth::logout)
             .service(me::me)
             .service(me::change_password)
+            .service(consent::get_consent)
+            .service(consent::grant_consent)
+            .service(consent::revoke_consent)
+            .service(impersonations::start)
+            .service(impersonations::list)
+            .service(impersonations::get)
+            .service(impersonations::stop)
             .service(organizations::create_organization)
             .service(organizations::list_organizations)
             .service(organizations::get_organization)
@@ -51,11 +58,7 @@ fn routes(cfg: &mut ServiceConfig) {
 
 /// The OpenAPI document, exactly as served at `/api-docs/openapi.json`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = App::new()
-        .into_utoipa_app()
-        .openapi(openapi::ApiDoc::openapi())
-        .configure(routes)
-        .split_for_parts();
+    let (_, doc) = App::new().into_utoipa_app().openapi(openapi::ApiDoc::openapi()).configure(routes).split_for_parts();
     openapi::finish(doc)
 }
 
@@ -71,32 +74,24 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let (app, doc) = App::new()
-        .into_utoipa_app()
-        .openapi(openapi::ApiDoc::openapi())
-        .configure(routes)
-        .split_for_parts();
+    let (app, doc) =
+        App::new().into_utoipa_app().openapi(openapi::ApiDoc::openapi()).configure(routes).split_for_parts();
     let doc = openapi::finish(doc);
     let allowed = web::Data::new(RouteTable::from_openapi(&doc));
     app.app_data(web::Data::new(state))
         .app_data(allowed)
-        .app_data(
-            web::JsonConfig::default()
-                .limit(MAX_JSON_BYTES)
-                .error_handler(json_error),
-        )
+        .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
         .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", doc))
         .route(
             "/swagger-ui",
             web::get().to(|| async {
-                HttpResponse::PermanentRedirect()
-                    .insert_header((header::LOCATION, "/swagger-ui/"))
-                    .finish()
+                HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/swagger-ui/")).finish()
             }),
         )
         .default_service(web::to(fallback))
+        .wrap(principal::Authenticate)
         .wrap(middleware::problem_for_every_error())
         .wrap(middleware::SecurityHeaders)
         .wrap(middleware::CatchPanic)
@@ -120,54 +115,20 @@ impl AppState {
     }
 }
 
-fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let api_error = match &error {
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
-            "expected Content-Type: application/json",
-        ),
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                format!("the request body is larger than {MAX_JSON_BYTES} bytes"),
-            )
-        }
-        JsonPayloadError::Deserialize(e) if e.is_data() => {
-            ApiError::validation(vec![problem::FieldError {
-                field: field_of(&e.to_string()),
-                message: e.to_string(),
-            }])
-        }
-        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
-            "malformed_json",
-            format!("the request body is not valid JSON: {e}"),
-        ),
-        _ => ApiError::bad_request("malformed_body", "the request body could not be read"),
-    };
-    api_error.into()
-}
-
-/// Best-effort field name from a serde message ("missing field `email`").
+/// Best-effort field name from a serde message ("unknown field `email`").
 fn field_of(message: &str) -> String {
     message
         .split('`')
         .nth(1)
         .filter(|f| f.chars().all(|c| c.is_alphanumeric() || c == '_'))
-        .unwrap_or("body")
+        .unwrap_or("query")
         .to_owned()
 }
 
 fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     let message = error.to_string().replace("Query deserialize error: ", "");
-    ApiError::validation(vec![problem::FieldError {
-        field: field_of(&message).replace("body", "query"),
-        message,
-    }])
-    .into()
+    ApiError::validation(vec![problem::FieldError { field: field_of(&message).replace("body", "query"), message }])
+        .into()
 }
 
 fn path_error(_: PathError, req: &HttpRequest) -> actix_web::Error {
@@ -212,19 +173,13 @@ impl RouteTable {
             .iter()
             .find(|(pattern, _)| {
                 pattern.len() == wanted.len()
-                    && pattern
-                        .iter()
-                        .zip(&wanted)
-                        .all(|(p, w)| (p.starts_with('{') && !w.is_empty()) || p == w)
+                    && pattern.iter().zip(&wanted).all(|(p, w)| (p.starts_with('{') && !w.is_empty()) || p == w)
             })
             .map(|(_, methods)| methods.as_slice())
     }
 }
 
-async fn fallback(
-    req: HttpRequest,
-    routes: web::Data<RouteTable>,
-) -> Result<HttpResponse, ApiError> {
+async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<HttpResponse, ApiError> {
     let Some(methods) = routes.allowed(req.path()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -233,15 +188,9 @@ async fn fallback(
             format!("no route for {} {}", req.method(), req.path()),
         ));
     };
-    let allow = methods
-        .iter()
-        .map(Method::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
     if req.method() == Method::OPTIONS {
-        return Ok(HttpResponse::NoContent()
-            .insert_header((header::ALLOW, allow))
-            .finish());
+        return Ok(HttpResponse::NoContent().insert_header((header::ALLOW, allow)).finish());
     }
     Err(ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,

@@ -5,9 +5,7 @@
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{
-    ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response, ResponseBuilder,
-};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::problem::{FieldError, Problem, PROBLEM_JSON};
@@ -21,7 +19,9 @@ use super::problem::{FieldError, Problem, PROBLEM_JSON};
     ),
     tags(
         (name = "auth", description = "Log in and out"),
-        (name = "me", description = "The caller: profile, password"),
+        (name = "me", description = "The caller: profile, password, and the impersonation banner"),
+        (name = "consent", description = "A user's consent to be impersonated"),
+        (name = "impersonations", description = "Starting, stopping and reviewing impersonation sessions"),
         (name = "organizations", description = "The organization tree under the owner organization"),
         (name = "users", description = "Users, their roles and status"),
         (name = "health", description = "Liveness and readiness probes"),
@@ -65,13 +65,7 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
         "unauthorized",
         "the session has ended",
     ),
-    (
-        "NotFound",
-        "404",
-        "No such resource, or not visible to the caller (`not_found`)",
-        "not_found",
-        "user not found",
-    ),
+    ("NotFound", "404", "No such resource, or not visible to the caller (`not_found`)", "not_found", "user not found"),
     (
         "PayloadTooLarge",
         "413",
@@ -119,16 +113,14 @@ fn shared_response(description: &str, status: &str, code: &str, detail: &str) ->
         "code": code,
     });
     if code == "validation_failed" {
-        example["errors"] = serde_json::json!([{"field": "email", "message": "must be an email address such as ada@example.com"}]);
+        example["errors"] =
+            serde_json::json!([{"field": "email", "message": "must be an email address such as ada@example.com"}]);
     }
     ResponseBuilder::new()
         .description(description)
         .content(
             PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(Problem::name())))
-                .example(Some(example))
-                .build(),
+            ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).example(Some(example)).build(),
         )
         .build()
 }
@@ -150,20 +142,11 @@ fn title_for(status: u16) -> &'static str {
 pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
     let components = doc.components.get_or_insert_with(Default::default);
     for (name, status, description, code, detail) in SHARED {
-        components.responses.insert(
-            (*name).to_owned(),
-            RefOr::T(shared_response(description, status, code, detail)),
-        );
+        components.responses.insert((*name).to_owned(), RefOr::T(shared_response(description, status, code, detail)));
     }
     for (path, item) in doc.paths.paths.iter_mut() {
         let has_id = path.contains('{');
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
+        let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
         for operation in operations.into_iter().flatten() {
             add_shared(operation, has_id);
         }
@@ -177,11 +160,7 @@ fn add_shared(op: &mut Operation, has_id: bool) {
     let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let mut wanted = vec![];
     if has_body {
-        wanted.extend([
-            "MalformedRequest",
-            "PayloadTooLarge",
-            "UnsupportedMediaType",
-        ]);
+        wanted.extend(["MalformedRequest", "PayloadTooLarge", "UnsupportedMediaType"]);
     }
     if has_body || has_params {
         wanted.push("ValidationFailed");
@@ -198,14 +177,7 @@ fn add_shared(op: &mut Operation, has_id: bool) {
         wanted.push("ServiceUnavailable");
     }
     for name in wanted {
-        let status = SHARED
-            .iter()
-            .find(|s| s.0 == name)
-            .map(|s| s.1)
-            .unwrap_or("500");
-        op.responses
-            .responses
-            .entry(status.to_owned())
-            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+        let status = SHARED.iter().find(|s| s.0 == name).map(|s| s.1).unwrap_or("500");
+        op.responses.responses.entry(status.to_owned()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
     }
 }

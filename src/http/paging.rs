@@ -20,16 +20,10 @@ impl Page {
     pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid_field(
-                "limit",
-                format!("must be from 1 to {MAX_LIMIT}"),
-            ));
+            return Err(ApiError::invalid_field("limit", format!("must be from 1 to {MAX_LIMIT}")));
         }
         let before_id = cursor.map(decode_cursor).transpose()?;
-        Ok(Self {
-            limit: i64::from(limit),
-            before_id,
-        })
+        Ok(Self { limit: i64::from(limit), before_id })
     }
 
     /// Rows are fetched with one extra to learn whether another page exists.
@@ -43,8 +37,7 @@ impl Page {
             return None;
         }
         rows.truncate(self.limit as usize);
-        rows.last()
-            .map(|last| URL_SAFE_NO_PAD.encode(id_of(last).as_bytes()))
+        rows.last().map(|last| URL_SAFE_NO_PAD.encode(id_of(last).as_bytes()))
     }
 }
 
@@ -67,10 +60,7 @@ mod tests {
         let mut rows = ids.to_vec();
         let cursor = page.finish(&mut rows, |id| *id).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(
-            Page::parse(Some(2), Some(&cursor)).unwrap().before_id,
-            Some(ids[1])
-        );
+        assert_eq!(Page::parse(Some(2), Some(&cursor)).unwrap().before_id, Some(ids[1]));
         let mut last_page = vec![ids[2]];
         assert_eq!(page.finish(&mut last_page, |id| *id), None);
     }

@@ -1,9 +1,13 @@
 //! The authenticated caller. Every request with a token is checked twice: the
 //! token itself (signature, typ, iss, aud, time) and, in the database, that the
-//! session its `sid` names is still open and its user still active. There is no
-//! cache between the two, so an ended session is refused on the very next request.
+//! session its `sid` names is still open and its users still active. There is
+//! no cache between the two, so an ended session is refused on the very next
+//! request, on every node.
 
-use actix_web::dev::Payload;
+use std::future::{ready, Ready};
+use std::rc::Rc;
+
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
@@ -11,47 +15,64 @@ use uuid::Uuid;
 
 use super::problem::ApiError;
 use crate::crypto::tokens::{Claims, TokenError};
-use crate::domain::policy::Actor;
+use crate::domain::impersonation::Party;
+use crate::domain::policy::{Actor, OrgPath};
 use crate::state::AppState;
+use crate::store::impersonations::{self, ImpersonationSession};
 use crate::store::organizations::Organization;
 use crate::store::sessions;
 use crate::store::users::User;
 
+/// The caller. With an impersonation token, `user` is the target: every
+/// permission is the target's, and `impersonation` says who is really acting.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user: User,
     pub organization: Organization,
+    /// The login session, or the impersonation session, the token names.
     pub session_id: Uuid,
     pub claims: Claims,
+    pub impersonation: Option<Impersonation>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Impersonation {
+    pub session: ImpersonationSession,
+    pub impersonator: User,
 }
 
 impl Principal {
     pub fn actor(&self) -> Actor {
-        Actor {
-            id: *self.user.id,
-            role: self.user.role(),
-            org: self.organization.org_path(),
+        Actor { id: *self.user.id, role: self.user.role(), org: self.organization.org_path() }
+    }
+
+    pub fn party<'a>(&'a self, org: &'a OrgPath) -> Party<'a> {
+        Party { id: *self.user.id, role: self.user.role(), status: self.user.status(), org }
+    }
+
+    /// The user really making the call: the impersonator when impersonating.
+    pub fn real_user_id(&self) -> Uuid {
+        self.impersonation.as_ref().map_or(*self.user.id, |i| *i.impersonator.id)
+    }
+
+    /// SPEC §3: while impersonating, some actions stay the target's own.
+    pub fn forbid_while_impersonating(&self, action: &str) -> Result<(), ApiError> {
+        match self.impersonation {
+            Some(_) => Err(ApiError::impersonation_restricted(format!("{action} is not allowed while impersonating"))),
+            None => Ok(()),
         }
     }
 }
 
 /// The bearer token of the request, if it has one in the expected form.
 pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
     match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim()))
         }
-        _ => Err(ApiError::unauthorized(
-            "expected `Authorization: Bearer <token>`",
-        )),
+        _ => Err(ApiError::unauthorized("expected `Authorization: Bearer <token>`")),
     }
 }
 
@@ -59,45 +80,108 @@ fn token_error(error: TokenError) -> ApiError {
     ApiError::unauthorized(error.to_string())
 }
 
-async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("application state missing"))?
-        .clone();
-    let token = bearer_token(&req)?.ok_or_else(ApiError::missing_token)?;
+async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    let state =
+        req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))?.clone();
+    let token = bearer_token(req)?.ok_or_else(ApiError::missing_token)?;
     let now = state.clock.now();
     let claims = state.tokens().verify(token, now).map_err(token_error)?;
-    if claims.act.is_some() {
-        // Impersonation sessions are not issued by this service version.
-        return Err(ApiError::unauthorized("the session has ended"));
-    }
     let sid = claims.sid;
-    let live = state
-        .db(move |conn| Ok(sessions::find_live(conn, sid, now)?))
-        .await?;
-    let (session, user, organization) =
-        live.ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
-    if *user.id != claims.sub {
-        return Err(ApiError::unauthorized(
-            "the token does not match its session",
-        ));
-    }
-    let principal = Principal {
-        user,
-        organization,
-        session_id: *session.id,
-        claims,
+    let principal = match &claims.act {
+        None => {
+            let live = state.db(move |conn| Ok(sessions::find_live(conn, sid, now)?)).await?;
+            let (session, user, organization) = live.ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
+            if *user.id != claims.sub {
+                return Err(ApiError::unauthorized("the token does not match its session"));
+            }
+            Principal { user, organization, session_id: *session.id, claims, impersonation: None }
+        }
+        Some(act) => {
+            let act_sub = act.sub;
+            let live = state.db(move |conn| Ok(impersonations::find_live(conn, sid, now)?)).await?;
+            let (session, target, organization, impersonator) =
+                live.ok_or_else(|| ApiError::unauthorized("the impersonation session has ended"))?;
+            if *target.id != claims.sub || *impersonator.id != act_sub {
+                return Err(ApiError::unauthorized("the token does not match its session"));
+            }
+            let session_id = *session.id;
+            let impersonation = Some(Impersonation { session, impersonator });
+            Principal { user: target, organization, session_id, claims, impersonation }
+        }
     };
-    req.extensions_mut().insert(principal.clone());
     Ok(principal)
 }
 
+/// The result of authenticating a request's bearer token.
+#[derive(Clone)]
+struct Authenticated(Result<Principal, ApiError>);
+
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(authenticate(req))
+        let outcome = req.extensions().get::<Authenticated>().map(|a| a.0.clone());
+        ready(outcome.unwrap_or_else(|| Err(ApiError::missing_token())))
+    }
+}
+
+impl Principal {
+    /// The caller of a request that already went through [`Authenticate`].
+    pub fn of(req: &HttpRequest) -> Option<Principal> {
+        req.extensions().get::<Authenticated>().and_then(|a| a.0.clone().ok())
+    }
+}
+
+/// Authenticates every request that carries a bearer token, before routing
+/// and extraction: a bad token is then always answered 401, never beaten by a
+/// body or path error that an extractor would find first.
+pub struct Authenticate;
+
+impl<S, B> Transform<S, ServiceRequest> for Authenticate
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = AuthenticateService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(AuthenticateService { service: Rc::new(service) }))
+    }
+}
+
+pub struct AuthenticateService<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for AuthenticateService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        Box::pin(async move {
+            if req.headers().contains_key(header::AUTHORIZATION) {
+                // The clone must be gone before the request moves on: actix
+                // needs exclusive access to it while routing.
+                let outcome = {
+                    let http = req.request().clone();
+                    authenticate(&http).await
+                };
+                req.extensions_mut().insert(Authenticated(outcome));
+            }
+            service.call(req).await
+        })
     }
 }

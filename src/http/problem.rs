@@ -47,14 +47,33 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
+/// An error answer. Boxed: it travels in every handler's `Result`.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorBody>);
+
+#[derive(Debug, Clone)]
+pub struct ErrorBody {
     pub status: StatusCode,
     pub code: &'static str,
+    /// Problem type, when it is broader than the code (`impersonation-restricted`).
+    pub problem_type: Option<&'static str>,
     pub title: &'static str,
     pub detail: String,
     pub errors: Option<Vec<FieldError>>,
     pub headers: Vec<(HeaderName, String)>,
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = ErrorBody;
+    fn deref(&self) -> &ErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorBody {
+        &mut self.0
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -64,20 +83,16 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self(Box::new(ErrorBody {
             status,
             code,
+            problem_type: None,
             title,
             detail: detail.into(),
             errors: None,
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
@@ -90,42 +105,22 @@ impl ApiError {
     }
 
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut error = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "Validation failed",
-            detail,
-        );
+        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "Validation failed", detail);
         error.errors = Some(errors);
         error
     }
 
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Self::validation(vec![FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        }])
+        Self::validation(vec![FieldError { field: field.to_owned(), message: message.into() }])
     }
 
     /// 401 with an RFC 6750 challenge.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         let detail = detail.into();
-        let challenge = format!(
-            r#"Bearer error="invalid_token", error_description="{}""#,
-            detail.replace('"', "'")
-        );
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Unauthorized",
-            detail,
-        )
-        .with_header(header::WWW_AUTHENTICATE, challenge)
+        let challenge = format!(r#"Bearer error="invalid_token", error_description="{}""#, detail.replace('"', "'"));
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
+            .with_header(header::WWW_AUTHENTICATE, challenge)
     }
 
     pub fn missing_token() -> Self {
@@ -142,13 +137,23 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, code, "Forbidden", detail)
     }
 
+    /// SPEC §3: actions an impersonation token may not take.
+    pub fn impersonation_restricted(detail: impl Into<String>) -> Self {
+        Self::forbidden("impersonation-restricted", detail)
+    }
+
+    /// A refusal to start an impersonation. A chained start is also an
+    /// impersonation-restricted action, so it carries that problem type.
+    pub fn impersonation_refused(refusal: crate::domain::impersonation::Refusal) -> Self {
+        let mut error = Self::forbidden(refusal.code(), refusal.detail());
+        if refusal == crate::domain::impersonation::Refusal::Chained {
+            error.problem_type = Some("impersonation-restricted");
+        }
+        error
+    }
+
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not found",
-            format!("{what} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", format!("{what} not found"))
     }
 
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
@@ -189,7 +194,7 @@ impl ApiError {
 
     pub fn problem(&self) -> Problem {
         Problem {
-            type_uri: format!("urn:actas:problem:{}", self.code),
+            type_uri: format!("urn:actas:problem:{}", self.problem_type.unwrap_or(self.code)),
             title: self.title.to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
@@ -225,12 +230,7 @@ impl From<Invalid> for ApiError {
 impl From<Vec<Invalid>> for ApiError {
     fn from(all: Vec<Invalid>) -> Self {
         Self::validation(
-            all.into_iter()
-                .map(|i| FieldError {
-                    field: i.field.to_owned(),
-                    message: i.message,
-                })
-                .collect(),
+            all.into_iter().map(|i| FieldError { field: i.field.to_owned(), message: i.message }).collect(),
         )
     }
 }

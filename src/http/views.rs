@@ -82,3 +82,47 @@ impl From<&Organization> for OrganizationView {
         }
     }
 }
+
+/// A user as named on an impersonation session.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"}))]
+pub struct PersonRef {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+}
+
+impl PersonRef {
+    pub fn of(user: Option<&User>, id: Uuid) -> Self {
+        match user {
+            Some(u) => Self { id: *u.id, email: u.email.clone(), name: u.name.clone() },
+            None => Self { id, email: String::new(), name: String::new() },
+        }
+    }
+}
+
+/// Whether the caller can impersonate this user now.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"available": true, "consent_expires_at": "2026-11-22T09:00:00Z"}))]
+pub struct ImpersonationAvailability {
+    /// True when every rule allows it now; only the password confirmation remains.
+    pub available: bool,
+    /// The user's active consent expiry, shown only to callers who may
+    /// impersonate this user; `null` otherwise.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub consent_expires_at: Option<OffsetDateTime>,
+}
+
+/// A user as listed for an administrator, with the impersonation flag.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
+    "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
+    "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
+    "impersonation": {"available": true, "consent_expires_at": "2026-11-22T09:00:00Z"}
+}))]
+pub struct UserItem {
+    #[serde(flatten)]
+    pub user: UserView,
+    pub impersonation: ImpersonationAvailability,
+}

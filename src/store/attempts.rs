@@ -16,6 +16,8 @@ pub enum Scope {
     LoginEmail,
     LoginIp,
     PasswordChange,
+    /// An impersonator confirming their password to start a session.
+    Reauthentication,
 }
 
 impl Scope {
@@ -24,16 +26,12 @@ impl Scope {
             Scope::LoginEmail => "login_email",
             Scope::LoginIp => "login_ip",
             Scope::PasswordChange => "password_change",
+            Scope::Reauthentication => "reauthentication",
         }
     }
 }
 
-pub fn record(
-    conn: &mut DbConnection,
-    scope: Scope,
-    subject: &str,
-    now: OffsetDateTime,
-) -> QueryResult<Uuid> {
+pub fn record(conn: &mut DbConnection, scope: Scope, subject: &str, now: OffsetDateTime) -> QueryResult<Uuid> {
     let id = Uuid::now_v7();
     diesel::insert_into(auth_attempts::table)
         .values((
@@ -67,18 +65,14 @@ pub fn in_window(
 }
 
 pub fn forget(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
-    diesel::delete(
-        auth_attempts::table.filter(auth_attempts::id.eq_any(ids.iter().copied().map(DbUuid))),
-    )
-    .execute(conn)
-    .map(|_| ())
+    diesel::delete(auth_attempts::table.filter(auth_attempts::id.eq_any(ids.iter().copied().map(DbUuid))))
+        .execute(conn)
+        .map(|_| ())
 }
 
 pub fn clear(conn: &mut DbConnection, scope: Scope, subject: &str) -> QueryResult<()> {
     diesel::delete(
-        auth_attempts::table
-            .filter(auth_attempts::scope.eq(scope.as_str()))
-            .filter(auth_attempts::subject.eq(subject)),
+        auth_attempts::table.filter(auth_attempts::scope.eq(scope.as_str())).filter(auth_attempts::subject.eq(subject)),
     )
     .execute(conn)
     .map(|_| ())
@@ -86,6 +80,5 @@ pub fn clear(conn: &mut DbConnection, scope: Scope, subject: &str) -> QueryResul
 
 /// Drops attempts older than every window (housekeeping, run now and then).
 pub fn prune(conn: &mut DbConnection, before: OffsetDateTime) -> QueryResult<usize> {
-    diesel::delete(auth_attempts::table.filter(auth_attempts::attempted_at.lt(DbTime(before))))
-        .execute(conn)
+    diesel::delete(auth_attempts::table.filter(auth_attempts::attempted_at.lt(DbTime(before)))).execute(conn)
 }

@@ -1,6 +1,8 @@
 //! Persistence: diesel schema, models and queries. Knows SQL, not HTTP.
 
 pub mod attempts;
+pub mod consents;
+pub mod impersonations;
 pub mod organizations;
 pub mod pool;
 pub mod schema;
@@ -24,8 +26,5 @@ pub fn like_literal(input: &str) -> String {
 
 /// Whether a database error is a unique-constraint violation.
 pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
-    matches!(
-        error,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
+    matches!(error, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }

@@ -41,18 +41,11 @@ impl Organization {
 }
 
 pub fn insert(conn: &mut DbConnection, org: &Organization) -> QueryResult<()> {
-    diesel::insert_into(organizations::table)
-        .values(org.clone())
-        .execute(conn)
-        .map(|_| ())
+    diesel::insert_into(organizations::table).values(org.clone()).execute(conn).map(|_| ())
 }
 
 pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Organization>> {
-    organizations::table
-        .find(DbUuid(id))
-        .select(Organization::as_select())
-        .first(conn)
-        .optional()
+    organizations::table.find(DbUuid(id)).select(Organization::as_select()).first(conn).optional()
 }
 
 pub fn owner(conn: &mut DbConnection) -> QueryResult<Option<Organization>> {
@@ -74,15 +67,10 @@ pub struct ListFilter<'a> {
 
 /// Newest first.
 pub fn list(conn: &mut DbConnection, filter: ListFilter<'_>) -> QueryResult<Vec<Organization>> {
-    let mut query = organizations::table
-        .select(Organization::as_select())
-        .into_boxed();
+    let mut query = organizations::table.select(Organization::as_select()).into_boxed();
     if let Some(within) = filter.within {
-        query = query.filter(
-            organizations::path
-                .like(format!("{}%", super::like_literal(within.as_str())))
-                .escape('\\'),
-        );
+        query =
+            query.filter(organizations::path.like(format!("{}%", super::like_literal(within.as_str()))).escape('\\'));
     }
     if let Some(parent) = filter.parent_id {
         query = query.filter(organizations::parent_id.eq(Some(DbUuid(parent))));
@@ -90,8 +78,5 @@ pub fn list(conn: &mut DbConnection, filter: ListFilter<'_>) -> QueryResult<Vec<
     if let Some(before) = filter.before_id {
         query = query.filter(organizations::id.lt(DbUuid(before)));
     }
-    query
-        .order(organizations::id.desc())
-        .limit(filter.limit)
-        .load(conn)
+    query.order(organizations::id.desc()).limit(filter.limit).load(conn)
 }

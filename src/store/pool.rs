@@ -39,10 +39,7 @@ pub enum DbSetupError {
     #[error("unsupported database URL (expected postgres://… or sqlite://…): {0}")]
     UnsupportedUrl(String),
     #[error("cannot create the SQLite directory {path}: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    CreateDir { path: String, source: std::io::Error },
     #[error("cannot connect to the database: {0}")]
     Connect(String),
     #[error("cannot run database migrations: {0}")]
@@ -66,34 +63,29 @@ impl DatabaseTarget {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{sep}connect_timeout={}", CONNECT_TIMEOUT.as_secs())
             };
-            return Ok(Self {
-                backend: Backend::Postgres,
-                conninfo,
-            });
+            return Ok(Self { backend: Backend::Postgres, conninfo });
         }
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if path.is_empty() || path.contains("://") || path.contains(":memory:") {
             return Err(DbSetupError::UnsupportedUrl(redact_url(url)));
         }
-        Ok(Self {
-            backend: Backend::Sqlite,
-            conninfo: path.to_owned(),
-        })
+        Ok(Self { backend: Backend::Sqlite, conninfo: path.to_owned() })
     }
 
     fn establish(&self) -> Result<DbConnection, ConnectionError> {
         match self.backend {
-            Backend::Postgres => {
-                diesel::PgConnection::establish(&self.conninfo).map(DbConnection::Postgresql)
-            }
+            Backend::Postgres => diesel::PgConnection::establish(&self.conninfo).map(DbConnection::Postgresql),
             Backend::Sqlite => {
                 let mut conn = diesel::SqliteConnection::establish(&self.conninfo)?;
-                // Wait for a writer instead of failing; enforce declared foreign keys.
-                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                // SQLite's own lower() folds only ASCII; PostgreSQL's folds all
+                // of Unicode. Use Rust's, so searches match alike on both.
+                super::users::lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
                     .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                // Wait for a writer instead of failing; enforce declared foreign keys.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }
@@ -106,12 +98,7 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
                 None => url.to_owned(),
             }
         }
@@ -129,14 +116,11 @@ impl ManageConnection for ConnectionManager {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
-        self.target
-            .establish()
-            .map_err(r2d2::Error::ConnectionError)
+        self.target.establish().map_err(r2d2::Error::ConnectionError)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1")
-            .map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
@@ -152,19 +136,14 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
     if target.backend == Backend::Sqlite {
         let path = PathBuf::from(&target.conninfo);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| DbSetupError::CreateDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| DbSetupError::CreateDir { path: dir.display().to_string(), source })?;
         }
     }
-    let mut first = target
-        .establish()
-        .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
+    let mut first = target.establish().map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
     if let DbConnection::Sqlite(conn) = &mut first {
         // WAL lets readers run beside the single writer; set once, it persists in the file.
-        conn.batch_execute("PRAGMA journal_mode = WAL;")
-            .map_err(|e| DbSetupError::Connect(e.to_string()))?;
+        conn.batch_execute("PRAGMA journal_mode = WAL;").map_err(|e| DbSetupError::Connect(e.to_string()))?;
     }
     run_migrations(&mut first)?;
     drop(first);
@@ -183,14 +162,26 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
     Ok((pool, backend))
 }
 
+/// Key of the PostgreSQL advisory lock held while migrating, so that nodes
+/// starting together migrate one after the other.
+const MIGRATION_LOCK_KEY: i64 = 0x6163_7461_735f_6d69; // "actas_mi"
+
 pub fn run_migrations(conn: &mut DbConnection) -> Result<(), DbSetupError> {
-    let migrations = match conn {
-        DbConnection::Postgresql(_) => POSTGRES_MIGRATIONS,
-        DbConnection::Sqlite(_) => SQLITE_MIGRATIONS,
-    };
-    conn.run_pending_migrations(migrations)
-        .map(|_| ())
-        .map_err(|e| DbSetupError::Migrate(one_line(&e.to_string())))
+    let failed = |e: &dyn std::fmt::Display| DbSetupError::Migrate(one_line(&e.to_string()));
+    match conn {
+        DbConnection::Postgresql(pg) => {
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .execute(pg)
+                .map_err(|e| failed(&e))?;
+            let result = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()).map_err(|e| failed(&*e));
+            let unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(pg);
+            result?;
+            unlocked.map(|_| ()).map_err(|e| failed(&e))
+        }
+        DbConnection::Sqlite(sqlite) => {
+            sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()).map_err(|e| failed(&*e))
+        }
+    }
 }
 
 /// Runs `f` in a transaction that takes the write lock up front. On SQLite a
@@ -205,9 +196,7 @@ where
 {
     type Manager = <DbConnection as Connection>::TransactionManager;
     match conn {
-        DbConnection::Sqlite(inner) => {
-            AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?
-        }
+        DbConnection::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?,
         DbConnection::Postgresql(_) => Manager::begin_transaction(conn)?,
     }
     match f(conn) {
@@ -234,22 +223,9 @@ mod tests {
 
     #[test]
     fn url_scheme_picks_backend() {
-        assert_eq!(
-            DatabaseTarget::parse("postgres://u:p@h/db")
-                .unwrap()
-                .backend,
-            Backend::Postgres
-        );
-        assert_eq!(
-            DatabaseTarget::parse("sqlite://actas-data/actas.db")
-                .unwrap()
-                .backend,
-            Backend::Sqlite
-        );
-        assert_eq!(
-            DatabaseTarget::parse("/tmp/x.db").unwrap().backend,
-            Backend::Sqlite
-        );
+        assert_eq!(DatabaseTarget::parse("postgres://u:p@h/db").unwrap().backend, Backend::Postgres);
+        assert_eq!(DatabaseTarget::parse("sqlite://actas-data/actas.db").unwrap().backend, Backend::Sqlite);
+        assert_eq!(DatabaseTarget::parse("/tmp/x.db").unwrap().backend, Backend::Sqlite);
         assert!(DatabaseTarget::parse("mysql://h/db").is_err());
         assert!(DatabaseTarget::parse("sqlite://:memory:").is_err());
     }
@@ -262,10 +238,7 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden_in_messages() {
-        assert_eq!(
-            redact_url("postgres://bob:secret@db:5432/x"),
-            "postgres://bob:***@db:5432/x"
-        );
+        assert_eq!(redact_url("postgres://bob:secret@db:5432/x"), "postgres://bob:***@db:5432/x");
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
     }
 }

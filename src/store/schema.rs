@@ -65,4 +65,47 @@ diesel::table! {
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(login_sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(organizations, users, login_sessions, auth_attempts);
+diesel::table! {
+    use diesel::sql_types::{Integer, Nullable};
+    use crate::store::sql_types::{Instant, Uuid};
+
+    consents (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        duration_hours -> Integer,
+        granted_at -> Instant,
+        expires_at -> Instant,
+        revoked_at -> Nullable<Instant>,
+        superseded_at -> Nullable<Instant>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{Nullable, Text};
+    use crate::store::sql_types::{Instant, Uuid};
+
+    impersonation_sessions (id) {
+        id -> Uuid,
+        impersonator_id -> Uuid,
+        target_id -> Uuid,
+        consent_id -> Uuid,
+        login_session_id -> Uuid,
+        reason -> Nullable<Text>,
+        started_at -> Instant,
+        expires_at -> Instant,
+        ended_at -> Nullable<Instant>,
+        end_reason -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(consents -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    users,
+    login_sessions,
+    auth_attempts,
+    consents,
+    impersonation_sessions,
+);

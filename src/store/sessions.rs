@@ -46,10 +46,7 @@ pub struct LoginSession {
 }
 
 pub fn insert(conn: &mut DbConnection, session: &LoginSession) -> QueryResult<()> {
-    diesel::insert_into(login_sessions::table)
-        .values(session.clone())
-        .execute(conn)
-        .map(|_| ())
+    diesel::insert_into(login_sessions::table).values(session.clone()).execute(conn).map(|_| ())
 }
 
 /// The session with its user and organization, if it is still live at `now`.
@@ -64,31 +61,17 @@ pub fn find_live(
         .filter(login_sessions::ended_at.is_null())
         .filter(login_sessions::expires_at.gt(DbTime(now)))
         .filter(users::status.eq(UserStatus::Active.as_str()))
-        .select((
-            LoginSession::as_select(),
-            User::as_select(),
-            Organization::as_select(),
-        ))
+        .select((LoginSession::as_select(), User::as_select(), Organization::as_select()))
         .first(conn)
         .optional()
 }
 
 /// Ends one open session; returns whether it was open.
-pub fn end(
-    conn: &mut DbConnection,
-    id: Uuid,
-    reason: LoginEnd,
-    now: OffsetDateTime,
-) -> QueryResult<bool> {
+pub fn end(conn: &mut DbConnection, id: Uuid, reason: LoginEnd, now: OffsetDateTime) -> QueryResult<bool> {
     diesel::update(
-        login_sessions::table
-            .filter(login_sessions::id.eq(DbUuid(id)))
-            .filter(login_sessions::ended_at.is_null()),
+        login_sessions::table.filter(login_sessions::id.eq(DbUuid(id))).filter(login_sessions::ended_at.is_null()),
     )
-    .set((
-        login_sessions::ended_at.eq(Some(DbTime(now))),
-        login_sessions::end_reason.eq(Some(reason.as_str())),
-    ))
+    .set((login_sessions::ended_at.eq(Some(DbTime(now))), login_sessions::end_reason.eq(Some(reason.as_str()))))
     .execute(conn)
     .map(|n| n > 0)
 }
@@ -106,9 +89,6 @@ pub fn end_all_for_user(
         .filter(login_sessions::ended_at.is_null())
         .filter(login_sessions::id.ne(DbUuid(keep.unwrap_or(Uuid::nil()))));
     diesel::update(open)
-        .set((
-            login_sessions::ended_at.eq(Some(DbTime(now))),
-            login_sessions::end_reason.eq(Some(reason.as_str())),
-        ))
+        .set((login_sessions::ended_at.eq(Some(DbTime(now))), login_sessions::end_reason.eq(Some(reason.as_str()))))
         .execute(conn)
 }

@@ -40,9 +40,7 @@ const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 
 /// Formats an instant the way the SQLite store keeps it.
 pub fn sqlite_time_text(t: OffsetDateTime) -> String {
-    t.to_offset(UtcOffset::UTC)
-        .format(SQLITE_TIME_FORMAT)
-        .expect("formatting a UTC instant cannot fail")
+    t.to_offset(UtcOffset::UTC).format(SQLITE_TIME_FORMAT).expect("formatting a UTC instant cannot fail")
 }
 
 /// A UUID as stored; dereferences to `uuid::Uuid`.
@@ -93,9 +91,7 @@ macro_rules! multi_backend_type {
             }
         }
         impl FromSql<$sql, MultiBackend> for $rust {
-            fn from_sql(
-                bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>,
-            ) -> deserialize::Result<Self> {
+            fn from_sql(bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>) -> deserialize::Result<Self> {
                 bytes.from_sql::<Self, $sql>()
             }
         }
@@ -142,14 +138,9 @@ impl ToSql<Instant, Pg> for DbTime {
 
 impl FromSql<Instant, Pg> for DbTime {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        let bytes: [u8; 8] = value
-            .as_bytes()
-            .try_into()
-            .map_err(|_| "timestamptz value is not 8 bytes")?;
+        let bytes: [u8; 8] = value.as_bytes().try_into().map_err(|_| "timestamptz value is not 8 bytes")?;
         let unix_micros = i64::from_be_bytes(bytes) + PG_EPOCH_OFFSET_MICROS;
-        Ok(Self(OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(unix_micros) * 1_000,
-        )?))
+        Ok(Self(OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_micros) * 1_000)?))
     }
 }
 
@@ -163,9 +154,7 @@ impl ToSql<Instant, Sqlite> for DbTime {
 impl FromSql<Instant, Sqlite> for DbTime {
     fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
         let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
-        Ok(Self(
-            time::PrimitiveDateTime::parse(&text, SQLITE_TIME_FORMAT)?.assume_utc(),
-        ))
+        Ok(Self(time::PrimitiveDateTime::parse(&text, SQLITE_TIME_FORMAT)?.assume_utc()))
     }
 }
 

@@ -9,7 +9,7 @@ use super::DbConnection;
 use crate::domain::policy::OrgPath;
 use crate::domain::types::{Role, UserStatus};
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users, treat_none_as_default_value = false)]
 pub struct User {
     pub id: DbUuid,
@@ -22,6 +22,19 @@ pub struct User {
     pub created_at: DbTime,
     pub updated_at: DbTime,
     pub deleted_at: Option<DbTime>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password hash.
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("organization_id", &self.organization_id)
+            .field("role", &self.role)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
 }
 
 impl User {
@@ -39,19 +52,16 @@ impl User {
     }
 }
 
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
-
-pub fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
-    diesel::insert_into(users::table)
-        .values(user.clone())
-        .execute(conn)
-        .map(|_| ())
+diesel::define_sql_function! {
+    /// SQL `lower()`; on SQLite replaced by a Unicode-aware version (see pool).
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
-pub fn find_with_org(
-    conn: &mut DbConnection,
-    id: Uuid,
-) -> QueryResult<Option<(User, Organization)>> {
+pub fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
+    diesel::insert_into(users::table).values(user.clone()).execute(conn).map(|_| ())
+}
+
+pub fn find_with_org(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<(User, Organization)>> {
     users::table
         .inner_join(organizations::table)
         .filter(users::id.eq(DbUuid(id)))
@@ -83,20 +93,14 @@ pub struct ListFilter<'a> {
 }
 
 /// Newest first (ids are UUIDv7). Deleted users only when asked for by status.
-pub fn list(
-    conn: &mut DbConnection,
-    filter: ListFilter<'_>,
-) -> QueryResult<Vec<(User, Organization)>> {
+pub fn list(conn: &mut DbConnection, filter: ListFilter<'_>) -> QueryResult<Vec<(User, Organization)>> {
     let mut query = users::table
         .inner_join(organizations::table)
         .select((User::as_select(), Organization::as_select()))
         .into_boxed();
     if let Some(within) = filter.within {
-        query = query.filter(
-            organizations::path
-                .like(format!("{}%", super::like_literal(within.as_str())))
-                .escape('\\'),
-        );
+        query =
+            query.filter(organizations::path.like(format!("{}%", super::like_literal(within.as_str()))).escape('\\'));
     }
     if let Some(id) = filter.only_id {
         query = query.filter(users::id.eq(DbUuid(id)));
@@ -110,12 +114,8 @@ pub fn list(
     };
     if let Some(search) = filter.search {
         let pattern = format!("%{}%", super::like_literal(&search.to_lowercase()));
-        query = query.filter(
-            users::email
-                .like(pattern.clone())
-                .escape('\\')
-                .or(lower(users::name).like(pattern).escape('\\')),
-        );
+        query = query
+            .filter(users::email.like(pattern.clone()).escape('\\').or(lower(users::name).like(pattern).escape('\\')));
     }
     if let Some(before) = filter.before_id {
         query = query.filter(users::id.lt(DbUuid(before)));
@@ -132,22 +132,15 @@ pub struct Update<'a> {
 
 pub fn update(conn: &mut DbConnection, id: Uuid, change: Update<'_>) -> QueryResult<()> {
     if let Some(name) = change.name {
-        diesel::update(users::table.find(DbUuid(id)))
-            .set(users::name.eq(name))
-            .execute(conn)?;
+        diesel::update(users::table.find(DbUuid(id))).set(users::name.eq(name)).execute(conn)?;
     }
     if let Some(role) = change.role {
-        diesel::update(users::table.find(DbUuid(id)))
-            .set(users::role.eq(role.as_str()))
-            .execute(conn)?;
+        diesel::update(users::table.find(DbUuid(id))).set(users::role.eq(role.as_str())).execute(conn)?;
     }
     if let Some(status) = change.status {
         let deleted_at = (status == UserStatus::Deleted).then_some(DbTime(change.now));
         diesel::update(users::table.find(DbUuid(id)))
-            .set((
-                users::status.eq(status.as_str()),
-                users::deleted_at.eq(deleted_at),
-            ))
+            .set((users::status.eq(status.as_str()), users::deleted_at.eq(deleted_at)))
             .execute(conn)?;
     }
     diesel::update(users::table.find(DbUuid(id)))
@@ -156,21 +149,29 @@ pub fn update(conn: &mut DbConnection, id: Uuid, change: Update<'_>) -> QueryRes
         .map(|_| ())
 }
 
-pub fn set_password_hash(
-    conn: &mut DbConnection,
-    id: Uuid,
-    hash: &str,
-    now: OffsetDateTime,
-) -> QueryResult<()> {
+pub fn set_password_hash(conn: &mut DbConnection, id: Uuid, hash: &str, now: OffsetDateTime) -> QueryResult<()> {
     diesel::update(users::table.find(DbUuid(id)))
-        .set((
-            users::password_hash.eq(hash),
-            users::updated_at.eq(DbTime(now)),
-        ))
+        .set((users::password_hash.eq(hash), users::updated_at.eq(DbTime(now))))
         .execute(conn)
         .map(|_| ())
 }
 
 pub fn any_exist(conn: &mut DbConnection) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(users::table.select(users::id))).get_result(conn)
+}
+
+/// Locks users' rows until the transaction ends, in id order (no deadlocks).
+/// Every change to who may impersonate whom takes these locks on PostgreSQL,
+/// so a consent revocation, a suspension or a start can never interleave. On
+/// SQLite, write transactions (`BEGIN IMMEDIATE`) are already serial.
+pub fn lock(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
+    if let DbConnection::Postgresql(pg) = conn {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+            .execute(pg)?;
+    }
+    Ok(())
 }

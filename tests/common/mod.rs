@@ -92,45 +92,23 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
     }
 
     /// Asserts a problem+json error with this status and code.
     #[track_caller]
     pub fn assert_problem(&self, status: u16, code: &str) {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.text
-        );
-        assert_eq!(
-            self.header("content-type").as_deref(),
-            Some("application/problem+json"),
-            "body: {}",
-            self.text
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        assert_eq!(self.header("content-type").as_deref(), Some("application/problem+json"), "body: {}", self.text);
         assert_eq!(self.body["code"], code, "body: {}", self.text);
         assert_eq!(self.body["status"], status);
         assert_eq!(self.body["type"], format!("urn:actas:problem:{code}"));
-        assert!(
-            self.body["title"].is_string() && self.body["detail"].is_string(),
-            "body: {}",
-            self.text
-        );
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string(), "body: {}", self.text);
     }
 
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Value {
-        assert_eq!(
-            self.status.as_u16(),
-            status,
-            "unexpected status; body: {}",
-            self.text
-        );
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
         &self.body
     }
 }
@@ -146,9 +124,7 @@ fn in_ci() -> bool {
 
 impl TestApp {
     pub async fn sqlite() -> Self {
-        Self::start(Backend::Sqlite, &[])
-            .await
-            .expect("SQLite is always available")
+        Self::start(Backend::Sqlite, &[]).await.expect("SQLite is always available")
     }
 
     /// `None` (skipped) only outside CI when no PostgreSQL server answers.
@@ -164,10 +140,9 @@ impl TestApp {
         let dir = std::env::temp_dir().join(format!("actas-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let (url, db) = match backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}", dir.join("actas.db").display()),
-                TestDb::Sqlite { dir: dir.clone() },
-            ),
+            Backend::Sqlite => {
+                (format!("sqlite://{}", dir.join("actas.db").display()), TestDb::Sqlite { dir: dir.clone() })
+            }
             Backend::Postgres => {
                 let admin_url = postgres_admin_url();
                 let schema = format!("t_{}", Uuid::new_v4().simple());
@@ -176,10 +151,7 @@ impl TestApp {
                         .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))
                 });
                 if let Err(e) = created {
-                    assert!(
-                        !in_ci(),
-                        "CI=true but PostgreSQL at ACTAS_TEST_POSTGRES_URL is unreachable: {e}"
-                    );
+                    assert!(!in_ci(), "CI=true but PostgreSQL at ACTAS_TEST_POSTGRES_URL is unreachable: {e}");
                     eprintln!("skipping PostgreSQL test: {e}");
                     return None;
                 }
@@ -194,23 +166,15 @@ impl TestApp {
             ("ACTAS_BIND".into(), "127.0.0.1:0".into()),
             ("ACTAS_ISSUER".into(), "https://actas.test".into()),
             ("ACTAS_BOOTSTRAP_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
-            (
-                "ACTAS_BOOTSTRAP_ADMIN_PASSWORD".into(),
-                ADMIN_PASSWORD.into(),
-            ),
+            ("ACTAS_BOOTSTRAP_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
         ];
         for (k, v) in env {
             vars.retain(|(name, _)| name != k);
             vars.push(((*k).into(), (*v).into()));
         }
-        let config = Config::from_lookup(|name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
-        .unwrap();
-        let state = actix_web::web::block(move || actas::server::prepare(config, Clock::default()))
-            .await
-            .unwrap()
-            .unwrap();
+        let config = Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
+        let state =
+            actix_web::web::block(move || actas::server::prepare(config, Clock::default())).await.unwrap().unwrap();
         let app_state = state.clone();
         let server = actix_web::HttpServer::new(move || actas::http::app(app_state.clone()))
             .workers(1)
@@ -219,18 +183,8 @@ impl TestApp {
             .unwrap();
         let addr = server.addrs()[0];
         actix_web::rt::spawn(server.run());
-        let client = awc::Client::builder()
-            .disable_redirects()
-            .timeout(Duration::from_secs(30))
-            .finish();
-        Some(Self {
-            backend,
-            base_url: format!("http://{addr}"),
-            state,
-            data_dir: dir,
-            client,
-            _db: db,
-        })
+        let client = awc::Client::builder().disable_redirects().timeout(Duration::from_secs(30)).finish();
+        Some(Self { backend, base_url: format!("http://{addr}"), state, data_dir: dir, client, _db: db })
     }
 
     pub async fn send(
@@ -240,17 +194,27 @@ impl TestApp {
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
     ) -> Response {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base_url));
+        self.send_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, Vec<u8>)>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut req = self.client.request(method, format!("{}{path}", self.base_url));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
         if let Some(token) = token {
             req = req.insert_header((header::AUTHORIZATION, format!("Bearer {token}")));
         }
         let mut res = match body {
             Some((content_type, bytes)) => {
-                req.insert_header((header::CONTENT_TYPE, content_type))
-                    .send_body(bytes)
-                    .await
+                req.insert_header((header::CONTENT_TYPE, content_type)).send_body(bytes).await
             }
             None => req.send().await,
         }
@@ -258,12 +222,7 @@ impl TestApp {
         let bytes = res.body().limit(16 * 1024 * 1024).await.unwrap();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Response {
-            status: res.status(),
-            headers: res.headers().clone(),
-            body,
-            text,
-        }
+        Response { status: res.status(), headers: res.headers().clone(), body, text }
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -274,20 +233,8 @@ impl TestApp {
         self.send(Method::DELETE, path, token, None).await
     }
 
-    pub async fn json(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Value,
-    ) -> Response {
-        self.send(
-            method,
-            path,
-            token,
-            Some(("application/json", serde_json::to_vec(&body).unwrap())),
-        )
-        .await
+    pub async fn json(&self, method: Method, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.send(method, path, token, Some(("application/json", serde_json::to_vec(&body).unwrap()))).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
@@ -303,20 +250,12 @@ impl TestApp {
     }
 
     pub async fn try_login(&self, email: &str, password: &str) -> Response {
-        self.post(
-            "/api/v1/auth/login",
-            None,
-            json!({"email": email, "password": password}),
-        )
-        .await
+        self.post("/api/v1/auth/login", None, json!({"email": email, "password": password})).await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {
         let res = self.try_login(email, password).await;
-        res.assert_status(200)["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        res.assert_status(200)["access_token"].as_str().unwrap().to_owned()
     }
 
     /// A token of the bootstrap super admin.
@@ -326,37 +265,23 @@ impl TestApp {
 
     pub async fn owner_org_id(&self, token: &str) -> Uuid {
         let me = self.get("/api/v1/me", Some(token)).await;
-        me.body["user"]["organization"]["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        me.body["user"]["organization"]["id"].as_str().unwrap().parse().unwrap()
     }
 
     pub async fn create_org(&self, token: &str, name: &str, parent: Option<Uuid>) -> Uuid {
-        let res = self
-            .post(
-                "/api/v1/organizations",
-                Some(token),
-                json!({"name": name, "parent_id": parent}),
-            )
-            .await;
-        res.assert_status(201)["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        let res = self.post("/api/v1/organizations", Some(token), json!({"name": name, "parent_id": parent})).await;
+        res.assert_status(201)["id"].as_str().unwrap().parse().unwrap()
     }
 
     pub async fn create_user(&self, token: &str, email: &str, org: Uuid, role: &str) -> Uuid {
         let res = self
-            .post("/api/v1/users", Some(token), json!({"email": email, "name": email, "password": PASSWORD, "organization_id": org, "role": role}))
+            .post(
+                "/api/v1/users",
+                Some(token),
+                json!({"email": email, "name": email, "password": PASSWORD, "organization_id": org, "role": role}),
+            )
             .await;
-        res.assert_status(201)["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap()
+        res.assert_status(201)["id"].as_str().unwrap().parse().unwrap()
     }
 
     /// Runs SQL directly against the test database, behind the service's back.

@@ -5,17 +5,20 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::crypto::tokens::TokenRequest;
+use crate::domain::impersonation::EndReason;
 use crate::domain::types::NewPassword;
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
+use crate::http::json::JsonBody;
 use crate::http::principal::Principal;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::views::UserView;
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
+use crate::store::impersonations::{self, Running};
 use crate::store::sessions::{self, LoginEnd, LoginSession};
 use crate::store::sql_types::{DbTime, DbUuid};
-use crate::store::users;
+use crate::store::{users, write_transaction};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,19 +80,12 @@ fn invalid_credentials() -> ApiError {
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
-    body: web::Json<LoginRequest>,
+    body: JsonBody<LoginRequest>,
 ) -> Result<web::Json<LoginResponse>, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
     let email = email.trim().to_lowercase();
     if email.is_empty() || password.is_empty() {
-        return Err(ApiError::invalid_field(
-            if email.is_empty() {
-                "email"
-            } else {
-                "password"
-            },
-            "must not be empty",
-        ));
+        return Err(ApiError::invalid_field(if email.is_empty() { "email" } else { "password" }, "must not be empty"));
     }
     if email.len() > 254 || password.len() > NewPassword::MAX_BYTES {
         return Err(invalid_credentials());
@@ -102,20 +98,12 @@ pub async fn login(
         let email = email.clone();
         state
             .db(move |conn| {
-                let ids = attempts::begin(
-                    conn,
-                    limit,
-                    now,
-                    &[(Scope::LoginEmail, &email), (Scope::LoginIp, &ip)],
-                )?;
+                let ids = attempts::begin(conn, limit, now, &[(Scope::LoginEmail, &email), (Scope::LoginIp, &ip)])?;
                 Ok((ids, users::find_live_by_email(conn, &email)?))
             })
             .await?
     };
-    let verified = state
-        .hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await;
+    let verified = state.hasher.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let user = match user {
         Some(user) if verified && user.is_active() => user,
         _ => return Err(invalid_credentials()),
@@ -141,15 +129,22 @@ pub async fn login(
         expires_at: *session.expires_at,
     });
     let stored = session.clone();
+    let verified_hash = user.password_hash.clone();
     state
         .db(move |conn| {
-            crate::store::write_transaction(conn, |conn| {
+            write_transaction(conn, |conn| {
+                // A password change, suspension or deletion that committed while
+                // the hash was being checked wins: its end-all-sessions has run.
+                users::lock(conn, &[*stored.user_id])?;
+                let current = users::find_with_org(conn, *stored.user_id)?;
+                if !current.is_some_and(|(u, _)| u.is_active() && u.password_hash == verified_hash) {
+                    return Err(invalid_credentials());
+                }
                 // A successful login is not a failure, and clears the email's earlier failures.
                 attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::LoginEmail, &email)?;
-                sessions::insert(conn, &stored)
-            })?;
-            Ok(())
+                Ok(sessions::insert(conn, &stored)?)
+            })
         })
         .await?;
     tracing::info!(user_id = %*user.id, session_id = %*session.id, "login");
@@ -163,26 +158,37 @@ pub async fn login(
 
 /// Log out: end the session of the token used.
 ///
-/// The token (and any other token of the same session) is refused from the
-/// next request on.
+/// With a login token, every impersonation started from that login session
+/// ends too (`end_reason` `logout`). With an impersonation token, the
+/// impersonation is stopped (`stopped`). Either way the token is refused from
+/// the next request on.
 #[utoipa::path(
     tag = "auth",
     security(("bearer" = [])),
     responses((status = 204, description = "Session ended")),
 )]
 #[post("/auth/logout")]
-pub async fn logout(
-    state: web::Data<AppState>,
-    principal: Principal,
-) -> Result<HttpResponse, ApiError> {
+pub async fn logout(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let session_id = principal.session_id;
+    let user_id = principal.real_user_id();
+    let impersonating = principal.impersonation.is_some();
     state
         .db(move |conn| {
-            sessions::end(conn, session_id, LoginEnd::Logout, now)?;
+            write_transaction(conn, |conn| {
+                if impersonating {
+                    impersonations::end(conn, Running::Id(session_id), EndReason::Stopped, now)?;
+                } else {
+                    // Serialized with starts by this user, so none slips past the logout.
+                    users::lock(conn, &[user_id])?;
+                    impersonations::end(conn, Running::LoginSession(session_id), EndReason::Logout, now)?;
+                    sessions::end(conn, session_id, LoginEnd::Logout, now)?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            })?;
             Ok(())
         })
         .await?;
-    tracing::info!(user_id = %*principal.user.id, session_id = %session_id, "logout");
+    tracing::info!(user_id = %user_id, session_id = %session_id, impersonating, "logout");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -4,13 +4,16 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::domain::impersonation::EndReason;
 use crate::domain::types::NewPassword;
 use crate::http::attempts;
+use crate::http::json::JsonBody;
 use crate::http::principal::Principal;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::views::{OrganizationView, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
+use crate::store::impersonations::{self, Running};
 use crate::store::sessions::{self, LoginEnd};
 use crate::store::{users, write_transaction};
 
@@ -58,15 +61,29 @@ pub struct MeResponse {
 }
 
 /// The caller: user, organization, and whether someone is acting as them.
+///
+/// With an impersonation token, `user` is the impersonated user and
+/// `impersonation` names the impersonator and the session's start and expiry:
+/// everything a banner with a countdown needs.
 #[utoipa::path(tag = "me", security(("bearer" = [])), responses((status = 200, description = "The caller", body = MeResponse)))]
 #[get("/me")]
 pub async fn me(principal: Principal) -> web::Json<MeResponse> {
+    let impersonation = principal.impersonation.as_ref().map(|i| ImpersonationBanner {
+        session_id: *i.session.id,
+        impersonator: Impersonator {
+            id: *i.impersonator.id,
+            email: i.impersonator.email.clone(),
+            name: i.impersonator.name.clone(),
+        },
+        started_at: *i.session.started_at,
+        expires_at: *i.session.expires_at,
+    });
     web::Json(MeResponse {
         user: MeUser {
             user: UserView::from(&principal.user),
             organization: OrganizationView::from(&principal.organization),
         },
-        impersonation: None,
+        impersonation,
     })
 }
 
@@ -89,7 +106,8 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed; other sessions ended"),
-        (status = 403, description = "The current password is wrong (`reauthentication_failed`)", body = Problem, content_type = "application/problem+json",
+        (status = 401, description = "Not allowed with an impersonation token: 403 `impersonation-restricted` (see 403)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The current password is wrong (`reauthentication_failed`), or the token is an impersonation token (`impersonation-restricted`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:reauthentication_failed", "title": "Forbidden", "status": 403, "detail": "the current password is incorrect", "code": "reauthentication_failed"})),
         (status = 429, description = "Too many wrong passwords (`rate_limited`)", body = Problem, content_type = "application/problem+json"),
     )
@@ -98,18 +116,13 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<ChangePasswordRequest>,
+    body: JsonBody<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let ChangePasswordRequest {
-        current_password,
-        new_password,
-    } = body.into_inner();
+    principal.forbid_while_impersonating("changing the password")?;
+    let ChangePasswordRequest { current_password, new_password } = body.into_inner();
     let new_password = NewPassword::parse("new_password", &new_password)?;
     if new_password.expose() == current_password {
-        return Err(ApiError::invalid_field(
-            "new_password",
-            "must differ from the current password",
-        ));
+        return Err(ApiError::invalid_field("new_password", "must differ from the current password"));
     }
     let now = state.clock.now();
     let limit = state.failure_limit();
@@ -117,39 +130,28 @@ pub async fn change_password(
     let subject = user_id.to_string();
     let attempt_ids = {
         let subject = subject.clone();
-        state
-            .db(move |conn| attempts::begin(conn, limit, now, &[(Scope::PasswordChange, &subject)]))
-            .await?
+        state.db(move |conn| attempts::begin(conn, limit, now, &[(Scope::PasswordChange, &subject)])).await?
     };
-    if !state
-        .hasher
-        .verify(current_password, Some(principal.user.password_hash.clone()))
-        .await
-    {
-        return Err(ApiError::forbidden(
-            "reauthentication_failed",
-            "the current password is incorrect",
-        ));
+    if !state.hasher.verify(current_password, Some(principal.user.password_hash.clone())).await {
+        return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
     }
-    let hash = state
-        .hasher
-        .hash(new_password.expose().to_owned())
-        .await
-        .map_err(ApiError::internal)?;
+    let hash = state.hasher.hash(new_password.expose().to_owned()).await.map_err(ApiError::internal)?;
     let keep = principal.session_id;
     let ended = state
         .db(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::PasswordChange, &subject)?;
+                users::lock(conn, &[user_id])?;
                 users::set_password_hash(conn, user_id, &hash, now)?;
-                sessions::end_all_for_user(
+                // Impersonations started from the sessions that end, end too.
+                impersonations::end(
                     conn,
-                    user_id,
-                    Some(keep),
-                    LoginEnd::PasswordChanged,
+                    Running::ImpersonatorExceptLogin { impersonator: user_id, keep },
+                    EndReason::Logout,
                     now,
-                )
+                )?;
+                sessions::end_all_for_user(conn, user_id, Some(keep), LoginEnd::PasswordChanged, now)
             })?)
         })
         .await?;

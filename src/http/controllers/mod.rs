@@ -2,7 +2,9 @@
 //! parse, ask the domain whether it is allowed, store, answer.
 
 pub mod auth;
+pub mod consent;
 pub mod health;
+pub mod impersonations;
 pub mod me;
 pub mod organizations;
 pub mod users;

@@ -5,6 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::types::{Name, Role};
+use crate::http::json::JsonBody;
 use crate::http::paging::Page;
 use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError};
@@ -56,12 +57,10 @@ pub struct OrganizationList {
 pub async fn create_organization(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<CreateOrganizationRequest>,
+    body: JsonBody<CreateOrganizationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = principal.actor();
-    actor
-        .may_administer()
-        .map_err(|d| denied("organization", d))?;
+    actor.may_administer().map_err(|d| denied("organization", d))?;
     let body = body.into_inner();
     let name = Name::parse("name", &body.name)?;
     let parent_id = body.parent_id.unwrap_or(*principal.organization.id);
@@ -69,20 +68,13 @@ pub async fn create_organization(
         .db(move |conn| Ok(organizations::find(conn, parent_id)?))
         .await?
         .ok_or_else(|| ApiError::not_found("parent organization"))?;
-    actor
-        .may_create_org(&parent.org_path())
-        .map_err(|d| denied("parent organization", d))?;
+    actor.may_create_org(&parent.org_path()).map_err(|d| denied("parent organization", d))?;
     let org = Organization::new_child(Some(&parent), name.into_string(), state.clock.now());
     let stored = org.clone();
-    state
-        .db(move |conn| Ok(organizations::insert(conn, &stored)?))
-        .await?;
+    state.db(move |conn| Ok(organizations::insert(conn, &stored)?)).await?;
     tracing::info!(organization_id = %*org.id, by = %actor.id, "organization created");
     Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            format!("/api/v1/organizations/{}", *org.id),
-        ))
+        .insert_header((header::LOCATION, format!("/api/v1/organizations/{}", *org.id)))
         .json(OrganizationView::from(&org)))
 }
 
@@ -102,9 +94,7 @@ pub async fn list_organizations(
     query: web::Query<OrganizationListQuery>,
 ) -> Result<web::Json<OrganizationList>, ApiError> {
     let actor = principal.actor();
-    actor
-        .may_administer()
-        .map_err(|d| denied("organization", d))?;
+    actor.may_administer().map_err(|d| denied("organization", d))?;
     let query = query.into_inner();
     let page = Page::parse(query.limit, query.cursor.as_deref())?;
     let within = (actor.role != Role::SuperAdmin).then(|| actor.org.clone());
@@ -123,10 +113,7 @@ pub async fn list_organizations(
         })
         .await?;
     let next_cursor = page.finish(&mut rows, |org| *org.id);
-    Ok(web::Json(OrganizationList {
-        items: rows.iter().map(OrganizationView::from).collect(),
-        next_cursor,
-    }))
+    Ok(web::Json(OrganizationList { items: rows.iter().map(OrganizationView::from).collect(), next_cursor }))
 }
 
 /// Read one organization you administer.
@@ -143,13 +130,9 @@ pub async fn get_organization(
     id: web::Path<Uuid>,
 ) -> Result<web::Json<OrganizationView>, ApiError> {
     let actor = principal.actor();
-    actor
-        .may_administer()
-        .map_err(|d| denied("organization", d))?;
+    actor.may_administer().map_err(|d| denied("organization", d))?;
     let id = id.into_inner();
-    let org = state
-        .db(move |conn| Ok(organizations::find(conn, id)?))
-        .await?;
+    let org = state.db(move |conn| Ok(organizations::find(conn, id)?)).await?;
     match org {
         Some(org) if actor.sees_org(&org.org_path()) => Ok(web::Json(OrganizationView::from(&org))),
         _ => Err(ApiError::not_found("organization")),

@@ -4,18 +4,26 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::domain::impersonation::EndReason;
+use crate::domain::policy::OrgPath;
 use crate::domain::policy::{Subject, UserChanges};
 use crate::domain::types::{Email, Name, NewPassword, Role, UserStatus};
+use crate::http::controllers::impersonations::availability;
+use crate::http::json::JsonBody;
 use crate::http::paging::Page;
 use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError, Problem};
-use crate::http::views::UserView;
+use crate::http::views::{UserItem, UserView};
 use crate::state::AppState;
+use crate::store::consents::{self, Consent};
+use crate::store::impersonations::{self, Running};
 use crate::store::organizations::{self, Organization};
 use crate::store::sessions::{self, LoginEnd};
 use crate::store::sql_types::{DbTime, DbUuid};
 use crate::store::users::{self, User};
+use crate::store::DbConnection;
 use crate::store::{is_unique_violation, write_transaction};
+use diesel::QueryResult;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,23 +71,13 @@ pub struct UserListQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct UserList {
-    pub items: Vec<UserView>,
+    pub items: Vec<UserItem>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
-fn subject<'a>(user: &User, org_path: &'a crate::domain::policy::OrgPath) -> Subject<'a> {
-    Subject {
-        id: *user.id,
-        role: user.role(),
-        org: org_path,
-    }
-}
-
-async fn load_user(state: &AppState, id: Uuid) -> Result<Option<(User, Organization)>, ApiError> {
-    state
-        .db(move |conn| Ok(users::find_with_org(conn, id)?))
-        .await
+fn subject<'a>(user: &User, org_path: &'a OrgPath) -> Subject<'a> {
+    Subject { id: *user.id, role: user.role(), org: org_path }
 }
 
 /// Create a user in an organization you administer.
@@ -99,25 +97,16 @@ async fn load_user(state: &AppState, id: Uuid) -> Result<Option<(User, Organizat
 pub async fn create_user(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<CreateUserRequest>,
+    body: JsonBody<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = principal.actor();
     actor.may_administer().map_err(|d| denied("user", d))?;
     let body = body.into_inner();
-    let parsed = (
-        Email::parse(&body.email),
-        Name::parse("name", &body.name),
-        NewPassword::parse("password", &body.password),
-    );
+    let parsed =
+        (Email::parse(&body.email), Name::parse("name", &body.name), NewPassword::parse("password", &body.password));
     let (email, name, password) = match parsed {
         (Ok(e), Ok(n), Ok(p)) => (e, n, p),
-        (e, n, p) => {
-            return Err(vec![e.err(), n.err(), p.err()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .into())
-        }
+        (e, n, p) => return Err(vec![e.err(), n.err(), p.err()].into_iter().flatten().collect::<Vec<_>>().into()),
     };
     let role = body.role.unwrap_or(Role::Member);
     let org_id = body.organization_id.unwrap_or(*principal.organization.id);
@@ -125,15 +114,9 @@ pub async fn create_user(
         .db(move |conn| Ok(organizations::find(conn, org_id)?))
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
-    actor
-        .may_create_user(&org.org_path(), role)
-        .map_err(|d| denied("organization", d))?;
+    actor.may_create_user(&org.org_path(), role).map_err(|d| denied("organization", d))?;
 
-    let hash = state
-        .hasher
-        .hash(password.expose().to_owned())
-        .await
-        .map_err(ApiError::internal)?;
+    let hash = state.hasher.hash(password.expose().to_owned()).await.map_err(ApiError::internal)?;
     let now = state.clock.now();
     let user = User {
         id: DbUuid(Uuid::now_v7()),
@@ -150,10 +133,9 @@ pub async fn create_user(
     let stored = user.clone();
     state
         .db(move |conn| match users::insert(conn, &stored) {
-            Err(e) if is_unique_violation(&e) => Err(ApiError::conflict(
-                "email_taken",
-                "a user with this email already exists",
-            )),
+            Err(e) if is_unique_violation(&e) => {
+                Err(ApiError::conflict("email_taken", "a user with this email already exists"))
+            }
             other => Ok(other?),
         })
         .await?;
@@ -166,7 +148,8 @@ pub async fn create_user(
 /// List the users you can see, newest first.
 ///
 /// super_admin: everyone; admin: users of their organization's subtree;
-/// member: only themself.
+/// member: only themself. Each item says whether you can impersonate that
+/// user now (`impersonation.available`) and until when their consent runs.
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
@@ -182,23 +165,13 @@ pub async fn list_users(
     let query = query.into_inner();
     let page = Page::parse(query.limit, query.cursor.as_deref())?;
     let actor = principal.actor();
-    let search = query
-        .q
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
+    let search = query.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
     if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        return Err(ApiError::invalid_field(
-            "q",
-            "must be at most 200 characters",
-        ));
+        return Err(ApiError::invalid_field("q", "must be at most 200 characters"));
     }
     if let Some(org_id) = query.organization_id {
-        let org = state
-            .db(move |conn| Ok(organizations::find(conn, org_id)?))
-            .await?;
-        if !org.is_some_and(|org| {
-            actor.sees_org(&org.org_path()) || org.id == principal.organization.id
-        }) {
+        let org = state.db(move |conn| Ok(organizations::find(conn, org_id)?)).await?;
+        if !org.is_some_and(|org| actor.sees_org(&org.org_path()) || org.id == principal.organization.id) {
             return Err(ApiError::not_found("organization"));
         }
     }
@@ -207,29 +180,48 @@ pub async fn list_users(
         Role::Admin => (Some(actor.org.clone()), None),
         Role::Member => (None, Some(actor.id)),
     };
-    let fetch = page.fetch_limit();
-    let before_id = page.before_id;
-    let mut rows = state
+    let (fetch, before_id) = (page.fetch_limit(), page.before_id);
+    let now = state.clock.now();
+    let (mut rows, consents) = state
         .db(move |conn| {
-            Ok(users::list(
-                conn,
-                users::ListFilter {
-                    within: within.as_ref(),
-                    only_id,
-                    organization_id: query.organization_id,
-                    status: query.status,
-                    search: search.as_deref(),
-                    before_id,
-                    limit: fetch,
-                },
-            )?)
+            let filter = users::ListFilter {
+                within: within.as_ref(),
+                only_id,
+                organization_id: query.organization_id,
+                status: query.status,
+                search: search.as_deref(),
+                before_id,
+                limit: fetch,
+            };
+            let rows = users::list(conn, filter)?;
+            let ids: Vec<Uuid> = rows.iter().map(|(u, _)| *u.id).collect();
+            Ok((rows, consents::active_for(conn, &ids, now)?))
         })
         .await?;
     let next_cursor = page.finish(&mut rows, |(user, _)| *user.id);
-    Ok(web::Json(UserList {
-        items: rows.iter().map(|(user, _)| UserView::from(user)).collect(),
-        next_cursor,
-    }))
+    let caller_org = principal.organization.org_path();
+    let items = rows
+        .iter()
+        .map(|(user, org)| {
+            let consent = consents.iter().find(|c| c.user_id == user.id);
+            item(&principal, &caller_org, user, org, consent, now)
+        })
+        .collect();
+    Ok(web::Json(UserList { items, next_cursor }))
+}
+
+fn item(
+    principal: &Principal,
+    caller_org: &OrgPath,
+    user: &User,
+    org: &Organization,
+    consent: Option<&Consent>,
+    now: time::OffsetDateTime,
+) -> UserItem {
+    UserItem {
+        user: UserView::from(user),
+        impersonation: availability(principal, caller_org, user, &org.org_path(), consent, now),
+    }
 }
 
 /// Read one user you can see.
@@ -237,28 +229,39 @@ pub async fn list_users(
     tag = "users",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
-    responses((status = 200, description = "The user", body = UserView)),
+    responses((status = 200, description = "The user", body = UserItem)),
 )]
 #[get("/users/{id}")]
 pub async fn get_user(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-) -> Result<web::Json<UserView>, ApiError> {
+) -> Result<web::Json<UserItem>, ApiError> {
     let actor = principal.actor();
-    let (user, org) = load_user(&state, id.into_inner())
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    if !actor.sees_user(&subject(&user, &org.org_path())) {
-        return Err(ApiError::not_found("user"));
+    let now = state.clock.now();
+    let id = id.into_inner();
+    let found = state
+        .db(move |conn| {
+            let Some(found) = users::find_with_org(conn, id)? else { return Ok(None) };
+            let consent = consents::active_for(conn, &[id], now)?.pop();
+            Ok(Some((found, consent)))
+        })
+        .await?;
+    match found {
+        Some(((user, org), consent)) if actor.sees_user(&subject(&user, &org.org_path())) => {
+            let caller_org = principal.organization.org_path();
+            Ok(web::Json(item(&principal, &caller_org, &user, &org, consent.as_ref(), now)))
+        }
+        _ => Err(ApiError::not_found("user")),
     }
-    Ok(web::Json(UserView::from(&user)))
 }
 
 /// Change a user's name, role or status.
 ///
 /// Members may change only their own name. Nobody changes their own role or
-/// status. Suspending a user ends all their sessions on their next request.
+/// status. Suspending a user ends all their sessions, including impersonations
+/// of them or by them, on the next request; a role change ends the
+/// impersonations they take part in (start again under the new role).
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
@@ -275,60 +278,59 @@ pub async fn update_user(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateUserRequest>,
+    body: JsonBody<UpdateUserRequest>,
 ) -> Result<web::Json<UserView>, ApiError> {
     let actor = principal.actor();
     let body = body.into_inner();
-    let name = body
-        .name
-        .as_deref()
-        .map(|n| Name::parse("name", n))
-        .transpose()?;
-    let (user, org) = load_user(&state, id.into_inner())
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    let changes = UserChanges {
-        name: name.is_some(),
-        role: body.role,
-        status: body.status,
-    };
-    actor
-        .may_change_user(&subject(&user, &org.org_path()), &changes)
-        .map_err(|d| denied("user", d))?;
-    if user.status() == UserStatus::Deleted {
-        return Err(ApiError::conflict(
-            "user_deleted",
-            "the user is deleted and cannot be changed",
-        ));
-    }
+    let name = body.name.as_deref().map(|n| Name::parse("name", n)).transpose()?;
+    let changes = UserChanges { name: name.is_some(), role: body.role, status: body.status };
+    let user_id = id.into_inner();
     let now = state.clock.now();
-    let user_id = *user.id;
-    let suspend =
-        body.status == Some(UserStatus::Suspended) && user.status() != UserStatus::Suspended;
+    let by = actor.id;
     let updated = state
         .db(move |conn| {
-            Ok(write_transaction(conn, |conn| {
-                let name = name.map(Name::into_string);
-                users::update(
-                    conn,
-                    user_id,
-                    users::Update {
-                        name: name.as_deref(),
-                        role: body.role,
-                        status: body.status,
-                        now,
-                    },
-                )?;
-                if suspend {
-                    sessions::end_all_for_user(conn, user_id, None, LoginEnd::UserSuspended, now)?;
+            write_transaction(conn, |conn| {
+                // Decide on the row as it is now, and hold it until done.
+                users::lock(conn, &[user_id])?;
+                let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+                actor.may_change_user(&subject(&user, &org.org_path()), &changes).map_err(|d| denied("user", d))?;
+                if user.status() == UserStatus::Deleted {
+                    return Err(ApiError::conflict("user_deleted", "the user is deleted and cannot be changed"));
                 }
-                users::find_with_org(conn, user_id)
-            })?)
+                let name = name.map(Name::into_string);
+                let update = users::Update { name: name.as_deref(), role: body.role, status: body.status, now };
+                users::update(conn, user_id, update)?;
+                if body.status == Some(UserStatus::Suspended) && user.status() != UserStatus::Suspended {
+                    end_everything(conn, user_id, UserStatus::Suspended, now)?;
+                }
+                if body.role.is_some_and(|role| role != user.role()) {
+                    impersonations::end(conn, Running::Target(user_id), EndReason::Stopped, now)?;
+                    impersonations::end(conn, Running::Impersonator(user_id), EndReason::Stopped, now)?;
+                }
+                Ok(users::find_with_org(conn, user_id)?)
+            })
         })
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    tracing::info!(user_id = %user_id, by = %actor.id, "user updated");
+    tracing::info!(user_id = %user_id, by = %by, "user updated");
     Ok(web::Json(UserView::from(&updated.0)))
+}
+
+/// Ends every session a suspended or deleted user takes part in.
+fn end_everything(
+    conn: &mut DbConnection,
+    user_id: Uuid,
+    status: UserStatus,
+    now: time::OffsetDateTime,
+) -> QueryResult<()> {
+    let (login_end, as_target) = match status {
+        UserStatus::Deleted => (LoginEnd::UserDeleted, EndReason::TargetDeleted),
+        _ => (LoginEnd::UserSuspended, EndReason::TargetSuspended),
+    };
+    impersonations::end(conn, Running::Target(user_id), as_target, now)?;
+    impersonations::end(conn, Running::Impersonator(user_id), EndReason::ImpersonatorSuspended, now)?;
+    sessions::end_all_for_user(conn, user_id, None, login_end, now)?;
+    Ok(())
 }
 
 /// Delete a user (soft): they can no longer log in and all their sessions end.
@@ -350,33 +352,26 @@ pub async fn delete_user(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = principal.actor();
-    let (user, org) = load_user(&state, id.into_inner())
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    actor
-        .may_delete_user(&subject(&user, &org.org_path()))
-        .map_err(|d| denied("user", d))?;
-    if user.status() != UserStatus::Deleted {
-        let now = state.clock.now();
-        let user_id = *user.id;
-        state
-            .db(move |conn| {
-                Ok(write_transaction(conn, |conn| {
-                    users::update(
-                        conn,
-                        user_id,
-                        users::Update {
-                            name: None,
-                            role: None,
-                            status: Some(UserStatus::Deleted),
-                            now,
-                        },
-                    )?;
-                    sessions::end_all_for_user(conn, user_id, None, LoginEnd::UserDeleted, now)
-                })?)
+    let user_id = id.into_inner();
+    let now = state.clock.now();
+    let deleted = state
+        .db(move |conn| {
+            write_transaction(conn, |conn| {
+                users::lock(conn, &[user_id])?;
+                let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+                actor.may_delete_user(&subject(&user, &org.org_path())).map_err(|d| denied("user", d))?;
+                if user.status() == UserStatus::Deleted {
+                    return Ok(false);
+                }
+                let update = users::Update { name: None, role: None, status: Some(UserStatus::Deleted), now };
+                users::update(conn, user_id, update)?;
+                end_everything(conn, user_id, UserStatus::Deleted, now)?;
+                Ok(true)
             })
-            .await?;
-        tracing::info!(user_id = %user_id, by = %actor.id, "user deleted");
+        })
+        .await?;
+    if deleted {
+        tracing::info!(user_id = %user_id, by = %principal.user.id.0, "user deleted");
     }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,0 +1,2 @@
+DROP TABLE impersonation_sessions;
+DROP TABLE consents;

@@ -1,0 +1,360 @@
+//! Who may impersonate whom (SPEC §2), how long the token lives (SPEC §3), and
+//! how a session's state is shown to clients.
+
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::policy::OrgPath;
+use super::types::{Role, UserStatus};
+
+/// Why a start was refused. Each maps to one stable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The token already carries `act`: impersonation never chains.
+    Chained,
+    /// The caller may not impersonate this user (rules 1–3).
+    NotPermitted,
+    SelfImpersonation,
+    /// The target is a super admin.
+    TargetPrivileged,
+    /// The target is suspended or deleted.
+    TargetInactive,
+    /// No active consent: none, expired, or revoked.
+    ConsentRequired,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Chained => "chained_impersonation",
+            Refusal::NotPermitted => "not_permitted",
+            Refusal::SelfImpersonation => "self_impersonation",
+            Refusal::TargetPrivileged => "target_privileged",
+            Refusal::TargetInactive => "target_inactive",
+            Refusal::ConsentRequired => "consent_required",
+        }
+    }
+
+    pub fn detail(self) -> &'static str {
+        match self {
+            Refusal::Chained => "an impersonation token cannot start another impersonation",
+            Refusal::NotPermitted => "you may not impersonate this user",
+            Refusal::SelfImpersonation => "you cannot impersonate yourself",
+            Refusal::TargetPrivileged => "super admins cannot be impersonated",
+            Refusal::TargetInactive => "the user is suspended or deleted",
+            Refusal::ConsentRequired => {
+                "the user has not granted impersonation consent, or it has expired or been revoked"
+            }
+        }
+    }
+}
+
+/// Someone on either side of an impersonation.
+#[derive(Debug, Clone)]
+pub struct Party<'a> {
+    pub id: Uuid,
+    pub role: Role,
+    pub status: UserStatus,
+    pub org: &'a OrgPath,
+}
+
+/// The target's consent as far as the rules care.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsentState {
+    pub expires_at: OffsetDateTime,
+    pub revoked: bool,
+}
+
+impl ConsentState {
+    pub fn is_active(&self, now: OffsetDateTime) -> bool {
+        !self.revoked && self.expires_at > now
+    }
+}
+
+/// Rules 1–3: whether `actor` holds the right to impersonate `target` at all,
+/// regardless of consent and status. Nobody else ever sees the feature.
+pub fn may_ever_impersonate(actor: &Party<'_>, target: &Party<'_>) -> Result<(), Refusal> {
+    if actor.id == target.id {
+        return Err(Refusal::SelfImpersonation);
+    }
+    let actor_rights = actor.role == Role::SuperAdmin || actor.org.is_owner();
+    if !actor_rights {
+        return Err(Refusal::NotPermitted);
+    }
+    if target.role == Role::SuperAdmin {
+        return Err(Refusal::TargetPrivileged);
+    }
+    // Rule 1: super admins, anyone but another super admin.
+    // Rule 2: other owner-organization users, only users of organizations below it.
+    if actor.role != Role::SuperAdmin && !actor.org.is_ancestor_of(target.org) {
+        return Err(Refusal::NotPermitted);
+    }
+    Ok(())
+}
+
+/// Every rule of SPEC §2 except the password confirmation.
+pub fn may_impersonate(
+    actor: &Party<'_>,
+    actor_token_has_act: bool,
+    target: &Party<'_>,
+    consent: Option<ConsentState>,
+    now: OffsetDateTime,
+) -> Result<(), Refusal> {
+    if actor_token_has_act {
+        return Err(Refusal::Chained);
+    }
+    if actor.status != UserStatus::Active {
+        return Err(Refusal::NotPermitted);
+    }
+    may_ever_impersonate(actor, target)?;
+    if target.status != UserStatus::Active {
+        return Err(Refusal::TargetInactive);
+    }
+    match consent {
+        Some(c) if c.is_active(now) && token_expiry(c.expires_at, now, Duration::ZERO).is_some() => Ok(()),
+        _ => Err(Refusal::ConsentRequired),
+    }
+}
+
+/// `exp = min(consent expiry, start + cap)`, on whole seconds (JWT `exp` is in
+/// seconds; rounding down never outlives the consent). `None` when less than a
+/// second is left: too short to be of use.
+pub fn token_expiry(
+    consent_expires_at: OffsetDateTime,
+    started_at: OffsetDateTime,
+    cap: Duration,
+) -> Option<OffsetDateTime> {
+    let capped = if cap > Duration::ZERO { consent_expires_at.min(started_at + cap) } else { consent_expires_at };
+    let whole = OffsetDateTime::from_unix_timestamp(capped.unix_timestamp()).ok()?;
+    (whole > started_at).then_some(whole)
+}
+
+/// How a session ended; stored as `end_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Stopped,
+    Expired,
+    ConsentRevoked,
+    Logout,
+    TargetSuspended,
+    TargetDeleted,
+    ImpersonatorSuspended,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 7] = [
+        EndReason::Stopped,
+        EndReason::Expired,
+        EndReason::ConsentRevoked,
+        EndReason::Logout,
+        EndReason::TargetSuspended,
+        EndReason::TargetDeleted,
+        EndReason::ImpersonatorSuspended,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Stopped => "stopped",
+            EndReason::Expired => "expired",
+            EndReason::ConsentRevoked => "consent_revoked",
+            EndReason::Logout => "logout",
+            EndReason::TargetSuspended => "target_suspended",
+            EndReason::TargetDeleted => "target_deleted",
+            EndReason::ImpersonatorSuspended => "impersonator_suspended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The status clients see for a session that ended this way.
+    pub fn status(self) -> SessionStatus {
+        match self {
+            EndReason::Stopped | EndReason::Logout => SessionStatus::Ended,
+            EndReason::Expired => SessionStatus::Expired,
+            _ => SessionStatus::Revoked,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Running: the token works.
+    Ongoing,
+    /// Stopped by the impersonator or by logging out.
+    Ended,
+    /// Reached its expiry.
+    Expired,
+    /// Ended by the user's side: consent revoked, or a user suspended or deleted.
+    Revoked,
+}
+
+/// Status and end reason as shown: a session past its expiry that nobody
+/// ended is `expired`, ended at its expiry time.
+pub fn session_state(
+    ended: Option<(OffsetDateTime, EndReason)>,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> (SessionStatus, Option<(OffsetDateTime, EndReason)>) {
+    match ended {
+        Some((at, reason)) => (reason.status(), Some((at, reason))),
+        None if expires_at <= now => (SessionStatus::Expired, Some((expires_at, EndReason::Expired))),
+        None => (SessionStatus::Ongoing, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-21 12:00:00.250 UTC);
+
+    struct Orgs {
+        owner: OrgPath,
+        acme: OrgPath,
+        acme_eu: OrgPath,
+    }
+
+    fn orgs() -> Orgs {
+        let owner = OrgPath::root(Uuid::from_u128(1));
+        let acme = owner.child(Uuid::from_u128(2));
+        let acme_eu = acme.child(Uuid::from_u128(3));
+        Orgs { owner, acme, acme_eu }
+    }
+
+    fn party(role: Role, org: &OrgPath) -> Party<'_> {
+        Party { id: Uuid::new_v4(), role, status: UserStatus::Active, org }
+    }
+
+    fn consent(hours_left: i64) -> Option<ConsentState> {
+        Some(ConsentState { expires_at: NOW + Duration::hours(hours_left), revoked: false })
+    }
+
+    #[test]
+    fn super_admin_may_impersonate_anyone_but_super_admins() {
+        let o = orgs();
+        let sa = party(Role::SuperAdmin, &o.owner);
+        for target in [
+            party(Role::Member, &o.acme),
+            party(Role::Admin, &o.acme_eu),
+            party(Role::Admin, &o.owner),
+            party(Role::Member, &o.owner),
+        ] {
+            assert_eq!(may_impersonate(&sa, false, &target, consent(1), NOW), Ok(()));
+        }
+        assert_eq!(
+            may_impersonate(&sa, false, &party(Role::SuperAdmin, &o.owner), consent(1), NOW),
+            Err(Refusal::TargetPrivileged)
+        );
+    }
+
+    #[test]
+    fn owner_org_users_may_impersonate_only_below_the_owner() {
+        let o = orgs();
+        for role in [Role::Member, Role::Admin] {
+            let staff = party(role, &o.owner);
+            assert_eq!(may_impersonate(&staff, false, &party(Role::Admin, &o.acme), consent(1), NOW), Ok(()));
+            assert_eq!(may_impersonate(&staff, false, &party(Role::Member, &o.acme_eu), consent(1), NOW), Ok(()));
+            assert_eq!(
+                may_impersonate(&staff, false, &party(Role::Member, &o.owner), consent(1), NOW),
+                Err(Refusal::NotPermitted)
+            );
+        }
+    }
+
+    #[test]
+    fn customer_users_may_not_impersonate_at_all() {
+        let o = orgs();
+        let customer_admin = party(Role::Admin, &o.acme);
+        assert_eq!(
+            may_impersonate(&customer_admin, false, &party(Role::Member, &o.acme_eu), consent(1), NOW),
+            Err(Refusal::NotPermitted)
+        );
+        let member = party(Role::Member, &o.acme);
+        assert_eq!(may_ever_impersonate(&member, &party(Role::Member, &o.acme)), Err(Refusal::NotPermitted));
+    }
+
+    #[test]
+    fn never_yourself_never_chained() {
+        let o = orgs();
+        let sa = party(Role::SuperAdmin, &o.owner);
+        assert_eq!(may_impersonate(&sa, false, &sa.clone(), consent(1), NOW), Err(Refusal::SelfImpersonation));
+        assert_eq!(may_impersonate(&sa, true, &party(Role::Member, &o.acme), consent(1), NOW), Err(Refusal::Chained));
+    }
+
+    #[test]
+    fn inactive_targets_and_actors_are_refused() {
+        let o = orgs();
+        let sa = party(Role::SuperAdmin, &o.owner);
+        for status in [UserStatus::Suspended, UserStatus::Deleted] {
+            let target = Party { status, ..party(Role::Member, &o.acme) };
+            assert_eq!(may_impersonate(&sa, false, &target, consent(1), NOW), Err(Refusal::TargetInactive));
+            let actor = Party { status, ..sa.clone() };
+            assert_eq!(
+                may_impersonate(&actor, false, &party(Role::Member, &o.acme), consent(1), NOW),
+                Err(Refusal::NotPermitted)
+            );
+        }
+    }
+
+    #[test]
+    fn consent_must_be_there_unrevoked_and_unexpired() {
+        let o = orgs();
+        let sa = party(Role::SuperAdmin, &o.owner);
+        let target = party(Role::Member, &o.acme);
+        assert_eq!(may_impersonate(&sa, false, &target, None, NOW), Err(Refusal::ConsentRequired));
+        let revoked = Some(ConsentState { expires_at: NOW + Duration::hours(1), revoked: true });
+        assert_eq!(may_impersonate(&sa, false, &target, revoked, NOW), Err(Refusal::ConsentRequired));
+        let expired = Some(ConsentState { expires_at: NOW, revoked: false });
+        assert_eq!(may_impersonate(&sa, false, &target, expired, NOW), Err(Refusal::ConsentRequired));
+        // Expiring within the current second: no usable token can be issued.
+        let fading = Some(ConsentState { expires_at: NOW + Duration::milliseconds(500), revoked: false });
+        assert_eq!(may_impersonate(&sa, false, &target, fading, NOW), Err(Refusal::ConsentRequired));
+        let one_second = Some(ConsentState { expires_at: NOW + Duration::milliseconds(1750), revoked: false });
+        assert_eq!(may_impersonate(&sa, false, &target, one_second, NOW), Ok(()));
+    }
+
+    #[test]
+    fn token_lives_until_the_earlier_of_consent_expiry_and_the_cap() {
+        let cap = Duration::minutes(30);
+        let start = datetime!(2026-11-21 12:00:00 UTC);
+        // Consent ends first.
+        assert_eq!(token_expiry(start + Duration::minutes(10), start, cap), Some(start + Duration::minutes(10)));
+        // The cap ends first.
+        assert_eq!(token_expiry(start + Duration::hours(168), start, cap), Some(start + cap));
+        // Exactly equal.
+        assert_eq!(token_expiry(start + cap, start, cap), Some(start + cap));
+        // Consent expiring in one second.
+        assert_eq!(token_expiry(start + Duration::seconds(1), start, cap), Some(start + Duration::seconds(1)));
+        // Sub-second remainders round down, never past the consent.
+        let start_frac = datetime!(2026-11-21 12:00:00.400 UTC);
+        assert_eq!(
+            token_expiry(start_frac + Duration::milliseconds(1900), start_frac, cap),
+            Some(datetime!(2026-11-21 12:00:02 UTC))
+        );
+        assert_eq!(token_expiry(start_frac + Duration::milliseconds(500), start_frac, cap), None);
+        assert_eq!(token_expiry(start, start, cap), None);
+    }
+
+    #[test]
+    fn status_follows_the_end_reason() {
+        let exp = NOW + Duration::minutes(5);
+        assert_eq!(session_state(None, exp, NOW).0, SessionStatus::Ongoing);
+        assert_eq!(session_state(None, exp, exp), (SessionStatus::Expired, Some((exp, EndReason::Expired))));
+        for (reason, status) in [
+            (EndReason::Stopped, SessionStatus::Ended),
+            (EndReason::Logout, SessionStatus::Ended),
+            (EndReason::Expired, SessionStatus::Expired),
+            (EndReason::ConsentRevoked, SessionStatus::Revoked),
+            (EndReason::TargetSuspended, SessionStatus::Revoked),
+            (EndReason::TargetDeleted, SessionStatus::Revoked),
+            (EndReason::ImpersonatorSuspended, SessionStatus::Revoked),
+        ] {
+            assert_eq!(session_state(Some((NOW, reason)), exp, NOW).0, status);
+            assert_eq!(EndReason::parse(reason.as_str()), Some(reason));
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! JSON request bodies: `application/json` only, at most 64 KiB, and errors
+//! that name the offending field (`errors[].field`) by its path.
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use super::problem::{ApiError, FieldError};
+
+/// Largest JSON body accepted.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// A request body parsed from JSON.
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonBody<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.mime_type().ok().flatten().is_some_and(|mime| {
+        mime.type_() == "application" && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+    })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+        format!("the request body is larger than {MAX_JSON_BYTES} bytes"),
+    )
+}
+
+/// Turns a deserialization failure into 400 (not JSON) or 422 (wrong shape).
+pub fn body_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if !inner.is_data() {
+        return ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}"));
+    }
+    let message = inner.to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    let named = || message.split('`').nth(1).map(str::to_owned);
+    // A missing field is reported at the object that lacks it.
+    let field = match (path.as_str(), message.starts_with("missing field")) {
+        (".", true) => named().unwrap_or_else(|| "body".into()),
+        (parent, true) => format!("{parent}.{}", named().unwrap_or_default()),
+        (".", false) => named().unwrap_or_else(|| "body".into()),
+        (at, false) => at.to_owned(),
+    };
+    let message = if message.starts_with("missing field") {
+        "is required".to_owned()
+    } else if message.starts_with("unknown field") {
+        "is not a known field".to_owned()
+    } else {
+        message
+    };
+    ApiError::validation(vec![FieldError { field, message }])
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
+        let declared_too_large = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .is_some_and(|len| len > MAX_JSON_BYTES);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Unsupported media type",
+                    "expected Content-Type: application/json",
+                ));
+            }
+            if declared_too_large {
+                return Err(too_large());
+            }
+            let bytes = bytes.await.map_err(|e| match e.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => too_large(),
+                _ => ApiError::bad_request("malformed_body", "the request body could not be read"),
+            })?;
+            let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(body_error)?;
+            deserializer.end().map_err(|e| {
+                ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {e}"))
+            })?;
+            Ok(JsonBody(value))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Grant {
+        duration_hours: i64,
+        reason: Option<String>,
+    }
+
+    fn error_for(body: &str) -> ApiError {
+        let mut de = serde_json::Deserializer::from_str(body);
+        body_error(serde_path_to_error::deserialize::<_, Grant>(&mut de).unwrap_err())
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = error_for(r#"{"duration_hours": 1.5}"#);
+        assert_eq!((e.status.as_u16(), e.errors.as_ref().unwrap()[0].field.as_str()), (422, "duration_hours"));
+        let e = error_for(r#"{}"#);
+        assert_eq!(e.errors.as_ref().unwrap()[0].field, "duration_hours");
+        assert_eq!(e.errors.as_ref().unwrap()[0].message, "is required");
+        let e = error_for(r#"{"duration_hours": 1, "admin": true}"#);
+        assert_eq!(e.errors.as_ref().unwrap()[0].field, "admin");
+        let e = error_for(r#"{"duration_hours": "#);
+        assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"));
+    }
+}

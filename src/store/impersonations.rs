@@ -1,0 +1,190 @@
+//! Impersonation sessions: what an impersonation token's `sid` names.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::organizations::Organization;
+use super::schema::{impersonation_sessions as sessions, login_sessions, organizations, users};
+use super::sql_types::{DbTime, DbUuid};
+use super::users::User;
+use super::DbConnection;
+use crate::domain::impersonation::{session_state, EndReason, SessionStatus};
+use crate::domain::types::UserStatus;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions, treat_none_as_default_value = false)]
+pub struct ImpersonationSession {
+    pub id: DbUuid,
+    pub impersonator_id: DbUuid,
+    pub target_id: DbUuid,
+    pub consent_id: DbUuid,
+    pub login_session_id: DbUuid,
+    pub reason: Option<String>,
+    pub started_at: DbTime,
+    pub expires_at: DbTime,
+    pub ended_at: Option<DbTime>,
+    pub end_reason: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl ImpersonationSession {
+    /// Status and (possibly implied) end as clients see them at `now`.
+    pub fn state(&self, now: OffsetDateTime) -> (SessionStatus, Option<(OffsetDateTime, EndReason)>) {
+        let ended = match (self.ended_at, self.end_reason.as_deref().and_then(EndReason::parse)) {
+            (Some(at), Some(reason)) => Some((*at, reason)),
+            // A stored end without a known reason cannot be shown as running.
+            (Some(at), None) => Some((*at, EndReason::Stopped)),
+            (None, _) => None,
+        };
+        session_state(ended, *self.expires_at, now)
+    }
+}
+
+pub fn insert(conn: &mut DbConnection, session: &ImpersonationSession) -> QueryResult<()> {
+    diesel::insert_into(sessions::table).values(session.clone()).execute(conn).map(|_| ())
+}
+
+pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<ImpersonationSession>> {
+    sessions::table.find(DbUuid(id)).select(ImpersonationSession::as_select()).first(conn).optional()
+}
+
+/// A running session with its target (and organization) and its impersonator,
+/// provided both users are active and the impersonator's login session is open.
+pub fn find_live(
+    conn: &mut DbConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> QueryResult<Option<(ImpersonationSession, User, Organization, User)>> {
+    let Some((session, target, org)) = sessions::table
+        .inner_join(users::table.on(users::id.eq(sessions::target_id)))
+        .inner_join(organizations::table.on(organizations::id.eq(users::organization_id)))
+        .filter(sessions::id.eq(DbUuid(id)))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(DbTime(now)))
+        .filter(users::status.eq(UserStatus::Active.as_str()))
+        .select((ImpersonationSession::as_select(), User::as_select(), Organization::as_select()))
+        .first(conn)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let impersonator = login_sessions::table
+        .inner_join(users::table)
+        .filter(login_sessions::id.eq(session.login_session_id))
+        .filter(login_sessions::ended_at.is_null())
+        .filter(users::id.eq(session.impersonator_id))
+        .filter(users::status.eq(UserStatus::Active.as_str()))
+        .select(User::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(impersonator.map(|impersonator| (session, target, org, impersonator)))
+}
+
+#[derive(Default)]
+pub struct ListFilter {
+    pub impersonator_id: Option<Uuid>,
+    pub target_id: Option<Uuid>,
+    pub status: Option<SessionStatus>,
+    pub before_id: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// Newest first.
+pub fn list(
+    conn: &mut DbConnection,
+    filter: ListFilter,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<ImpersonationSession>> {
+    let mut query = sessions::table.select(ImpersonationSession::as_select()).into_boxed();
+    if let Some(id) = filter.impersonator_id {
+        query = query.filter(sessions::impersonator_id.eq(DbUuid(id)));
+    }
+    if let Some(id) = filter.target_id {
+        query = query.filter(sessions::target_id.eq(DbUuid(id)));
+    }
+    let reasons = |status: SessionStatus| -> Vec<&'static str> {
+        EndReason::ALL.into_iter().filter(|r| r.status() == status).map(EndReason::as_str).collect()
+    };
+    query = match filter.status {
+        None => query,
+        Some(SessionStatus::Ongoing) => {
+            query.filter(sessions::ended_at.is_null()).filter(sessions::expires_at.gt(DbTime(now)))
+        }
+        Some(SessionStatus::Expired) => query.filter(
+            sessions::ended_at
+                .is_null()
+                .and(sessions::expires_at.le(DbTime(now)))
+                .or(sessions::end_reason.eq(EndReason::Expired.as_str())),
+        ),
+        Some(status) => query.filter(sessions::end_reason.eq_any(reasons(status))),
+    };
+    if let Some(before) = filter.before_id {
+        query = query.filter(sessions::id.lt(DbUuid(before)));
+    }
+    query.order(sessions::id.desc()).limit(filter.limit).load(conn)
+}
+
+/// The users named by sessions, by id (for views).
+pub fn users_of(conn: &mut DbConnection, sessions: &[ImpersonationSession]) -> QueryResult<HashMap<Uuid, User>> {
+    let mut ids: Vec<DbUuid> = sessions.iter().flat_map(|s| [s.impersonator_id, s.target_id]).collect();
+    ids.sort();
+    ids.dedup();
+    let found = users::table.filter(users::id.eq_any(ids)).select(User::as_select()).load(conn)?;
+    Ok(found.into_iter().map(|u| (*u.id, u)).collect())
+}
+
+/// Which running sessions to end.
+pub enum Running {
+    Id(Uuid),
+    Target(Uuid),
+    Impersonator(Uuid),
+    LoginSession(Uuid),
+    /// Started from any login session of this impersonator except one.
+    ImpersonatorExceptLogin {
+        impersonator: Uuid,
+        keep: Uuid,
+    },
+}
+
+/// Ends the running sessions that match; returns how many.
+pub fn end(conn: &mut DbConnection, which: Running, reason: EndReason, now: OffsetDateTime) -> QueryResult<usize> {
+    let mut running =
+        sessions::table.filter(sessions::ended_at.is_null()).filter(sessions::expires_at.gt(DbTime(now))).into_boxed();
+    running = match which {
+        Running::Id(id) => running.filter(sessions::id.eq(DbUuid(id))),
+        Running::Target(id) => running.filter(sessions::target_id.eq(DbUuid(id))),
+        Running::Impersonator(id) => running.filter(sessions::impersonator_id.eq(DbUuid(id))),
+        Running::LoginSession(id) => running.filter(sessions::login_session_id.eq(DbUuid(id))),
+        Running::ImpersonatorExceptLogin { impersonator, keep } => running
+            .filter(sessions::impersonator_id.eq(DbUuid(impersonator)))
+            .filter(sessions::login_session_id.ne(DbUuid(keep))),
+    };
+    let ids: Vec<DbUuid> = running.select(sessions::id).load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(sessions::table.filter(sessions::id.eq_any(ids)).filter(sessions::ended_at.is_null()))
+        .set((sessions::ended_at.eq(Some(DbTime(now))), sessions::end_reason.eq(Some(reason.as_str()))))
+        .execute(conn)
+}
+
+/// A newer, possibly shorter consent bounds the target's running sessions.
+pub fn clamp_expiry_for_target(
+    conn: &mut DbConnection,
+    target: Uuid,
+    latest_end: OffsetDateTime,
+    now: OffsetDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::target_id.eq(DbUuid(target)))
+            .filter(sessions::ended_at.is_null())
+            .filter(sessions::expires_at.gt(DbTime(latest_end.max(now)))),
+    )
+    .set(sessions::expires_at.eq(DbTime(latest_end)))
+    .execute(conn)
+}

@@ -1,0 +1,551 @@
+//! Consent and impersonation (SPEC §1–§3): the whole workflow, every refusal,
+//! every way a session ends, and revocation racing a start.
+
+mod common;
+
+use std::time::Duration as StdDuration;
+
+use awc::http::Method;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{Backend, Response, TestApp, World, ADMIN_PASSWORD, PASSWORD};
+use serde_json::{json, Value};
+use time::Duration;
+use uuid::Uuid;
+
+fn claims(token: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+async fn grant(app: &TestApp, token: &str, hours: Value) -> Response {
+    app.put("/api/v1/me/impersonation-consent", Some(token), json!({"duration_hours": hours})).await
+}
+
+async fn start(app: &TestApp, token: &str, target: Uuid, password: &str) -> Response {
+    app.post(
+        "/api/v1/impersonations",
+        Some(token),
+        json!({"target_user_id": target, "password": password, "reason": "Ticket #42"}),
+    )
+    .await
+}
+
+/// Starts a session as the bootstrap super admin; returns (session id, token).
+async fn impersonate(app: &TestApp, w: &World, target: Uuid) -> (String, String) {
+    let res = start(app, &w.admin, target, ADMIN_PASSWORD).await;
+    let body = res.assert_status(201);
+    (body["session_id"].as_str().unwrap().to_owned(), body["access_token"].as_str().unwrap().to_owned())
+}
+
+async fn session(app: &TestApp, w: &World, id: &str) -> Value {
+    app.get(&format!("/api/v1/impersonations/{id}"), Some(&w.admin)).await.assert_status(200).clone()
+}
+
+async fn post_empty(app: &TestApp, path: &str, token: &str) -> Response {
+    app.send(Method::POST, path, Some(token), None).await
+}
+
+async fn consent_is_granted_read_replaced_and_revoked(app: TestApp) {
+    let w = app.world().await;
+    let ada = &w.acme_member.1;
+    let none = app.get("/api/v1/me/impersonation-consent", Some(ada)).await;
+    assert_eq!(
+        none.assert_status(200),
+        &json!({"active": false, "granted_at": null, "expires_at": null, "duration_hours": null, "revoked_at": null})
+    );
+
+    let res = grant(&app, ada, json!(24)).await;
+    let body = res.assert_status(200).clone();
+    assert_eq!((body["active"].as_bool(), body["duration_hours"].as_i64()), (Some(true), Some(24)));
+    let granted = time::OffsetDateTime::parse(
+        body["granted_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let expires = time::OffsetDateTime::parse(
+        body["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(expires - granted, Duration::hours(24));
+    assert_eq!(app.get("/api/v1/me/impersonation-consent", Some(ada)).await.body, body);
+
+    // Granting again replaces it; the earlier grant stays in history.
+    let again = grant(&app, ada, json!(168)).await;
+    assert_eq!(again.assert_status(200)["duration_hours"], 168);
+    app.sql(&format!("SELECT 1 FROM consents WHERE user_id = '{}' AND superseded_at IS NOT NULL", w.acme_member.0));
+
+    app.delete("/api/v1/me/impersonation-consent", Some(ada)).await.assert_status(204);
+    let revoked = app.get("/api/v1/me/impersonation-consent", Some(ada)).await;
+    assert_eq!(revoked.body["active"], false);
+    assert!(revoked.body["revoked_at"].is_string());
+    // Revoking nothing is fine.
+    app.delete("/api/v1/me/impersonation-consent", Some(ada)).await.assert_status(204);
+}
+
+async fn consent_durations_outside_1_to_168_whole_hours_are_refused(app: TestApp) {
+    let w = app.world().await;
+    let ada = &w.acme_member.1;
+    for bad in [json!(0), json!(169), json!(-1), json!(1.5), json!("24"), json!(null)] {
+        let res = grant(&app, ada, bad.clone()).await;
+        res.assert_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], "duration_hours", "for {bad}");
+    }
+    let res = app.put("/api/v1/me/impersonation-consent", Some(ada), json!({})).await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "duration_hours");
+    grant(&app, ada, json!(1)).await.assert_status(200);
+    grant(&app, ada, json!(168)).await.assert_status(200);
+}
+
+async fn the_whole_workflow_enable_impersonate_act_exit(app: TestApp) {
+    let w = app.world().await;
+    let (ada_id, ada) = &w.acme_member;
+    grant(&app, ada, json!(2)).await.assert_status(200);
+
+    let res = app
+        .send_with(
+            Method::POST,
+            "/api/v1/impersonations",
+            Some(&w.owner_staff.1),
+            Some((
+                "application/json",
+                serde_json::to_vec(&json!({"target_user_id": ada_id, "password": PASSWORD, "reason": "Ticket #42"}))
+                    .unwrap(),
+            )),
+            &[("user-agent", "support-console/1.0")],
+        )
+        .await;
+    let started = res.assert_status(201).clone();
+    let session_id = started["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(res.header("location"), Some(format!("/api/v1/impersonations/{session_id}")));
+    assert_eq!(started["token_type"], "Bearer");
+    assert_eq!(started["expires_in"], 30 * 60);
+    assert_eq!(started["target"]["id"], ada_id.to_string());
+    let token = started["access_token"].as_str().unwrap().to_owned();
+    let c = claims(&token);
+    assert_eq!(c["sub"], ada_id.to_string());
+    assert_eq!(c["sid"], session_id);
+    assert_eq!(c["act"], json!({"sub": w.owner_staff.0.to_string(), "email": "sam@owner.example"}));
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 30 * 60);
+    assert_eq!(c["role"], "member");
+    assert_eq!(c["org"], w.acme.to_string());
+
+    // Act: exactly the target's view and permissions.
+    let me = app.get("/api/v1/me", Some(&token)).await;
+    let me = me.assert_status(200);
+    assert_eq!(me["user"]["id"], ada_id.to_string());
+    assert_eq!(me["impersonation"]["session_id"], session_id);
+    assert_eq!(
+        me["impersonation"]["impersonator"],
+        json!({"id": w.owner_staff.0.to_string(), "email": "sam@owner.example", "name": "sam@owner.example"})
+    );
+    assert_eq!(me["impersonation"]["expires_at"], started["expires_at"]);
+    assert!(me["impersonation"]["started_at"].is_string());
+    let users = app.get("/api/v1/users", Some(&token)).await;
+    let listed: Vec<&str> = users.body["items"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, vec![ada_id.to_string()]);
+    app.get(&format!("/api/v1/users/{}", w.acme_admin.0), Some(&token)).await.assert_problem(404, "not_found");
+    app.get("/api/v1/organizations", Some(&token)).await.assert_problem(403, "forbidden");
+    app.patch(&format!("/api/v1/users/{ada_id}"), Some(&token), json!({"name": "Ada (fixed by support)"}))
+        .await
+        .assert_status(200);
+
+    // The session as the impersonator sees it.
+    let view = app.get(&format!("/api/v1/impersonations/{session_id}"), Some(&w.owner_staff.1)).await;
+    let view = view.assert_status(200).clone();
+    assert_eq!(view["status"], "ongoing");
+    assert_eq!(view["reason"], "Ticket #42");
+    assert_eq!(view["ip"], "127.0.0.1");
+    assert_eq!(view["user_agent"], "support-console/1.0");
+    assert_eq!(view["target"]["email"], "ada@acme.example");
+    assert!(view["ended_at"].is_null() && view["end_reason"].is_null());
+
+    // Exit.
+    post_empty(&app, &format!("/api/v1/impersonations/{session_id}/stop"), &w.owner_staff.1).await.assert_status(204);
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    let ended = app.get(&format!("/api/v1/impersonations/{session_id}"), Some(&w.owner_staff.1)).await;
+    assert_eq!((ended.body["status"].as_str(), ended.body["end_reason"].as_str()), (Some("ended"), Some("stopped")));
+    // The admin's own session goes on.
+    app.get("/api/v1/me", Some(&w.owner_staff.1)).await.assert_status(200);
+}
+
+async fn restricted_actions_while_impersonating(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    grant(&app, &token, json!(5)).await.assert_problem(403, "impersonation-restricted");
+    app.delete("/api/v1/me/impersonation-consent", Some(&token)).await.assert_problem(403, "impersonation-restricted");
+    let res = app
+        .put(
+            "/api/v1/me/password",
+            Some(&token),
+            json!({"current_password": PASSWORD, "new_password": "hijacked password!"}),
+        )
+        .await;
+    res.assert_problem(403, "impersonation-restricted");
+    // Chaining: refused with its own code, under the restricted problem type.
+    grant(&app, &w.acme_eu_member.1, json!(2)).await.assert_status(200);
+    let res = start(&app, &token, w.acme_eu_member.0, PASSWORD).await;
+    assert_eq!(res.status.as_u16(), 403);
+    assert_eq!(res.body["code"], "chained_impersonation");
+    assert_eq!(res.body["type"], "urn:actas:problem:impersonation-restricted");
+    // Reading consent is allowed, and the consent is untouched.
+    let consent = app.get("/api/v1/me/impersonation-consent", Some(&token)).await;
+    assert_eq!(consent.assert_status(200)["duration_hours"], 2);
+    app.login("ada@acme.example", PASSWORD).await;
+}
+
+async fn every_refusal_has_its_code_and_creates_no_session(app: TestApp) {
+    let w = app.world().await;
+    for (_, token) in [&w.acme_member, &w.acme_eu_member, &w.globex_member, &w.acme_admin] {
+        grant(&app, token, json!(2)).await.assert_status(200);
+    }
+    let staff_peer = app.create_user(&w.admin, "pat@owner.example", w.owner_org, "member").await;
+    grant(&app, &app.login("pat@owner.example", PASSWORD).await, json!(2)).await.assert_status(200);
+    let super_peer = app.create_user(&w.admin, "root2@owner.example", w.owner_org, "super_admin").await;
+    let me = app.get("/api/v1/me", Some(&w.admin)).await.body["user"]["id"].as_str().unwrap().parse::<Uuid>().unwrap();
+
+    let cases: Vec<(&str, &str, Uuid, &str, &str)> = vec![
+        ("a member", &w.acme_member.1, w.acme_eu_member.0, PASSWORD, "not_permitted"),
+        ("a customer admin", &w.acme_admin.1, w.acme_eu_member.0, PASSWORD, "not_permitted"),
+        ("owner staff on owner staff", &w.owner_staff.1, staff_peer, PASSWORD, "not_permitted"),
+        ("yourself", &w.admin, me, ADMIN_PASSWORD, "self_impersonation"),
+        ("a super admin", &w.admin, super_peer, ADMIN_PASSWORD, "target_privileged"),
+        ("a user without consent", &w.admin, w.owner_staff.0, ADMIN_PASSWORD, "consent_required"),
+        ("a wrong password", &w.admin, w.acme_member.0, "not my password", "reauthentication_failed"),
+    ];
+    for (what, token, target, password, code) in cases {
+        let res = start(&app, token, target, password).await;
+        assert_eq!(res.status.as_u16(), 403, "{what}: {}", res.text);
+        assert_eq!(res.body["code"], code, "{what}");
+    }
+    start(&app, &w.admin, Uuid::now_v7(), ADMIN_PASSWORD).await.assert_problem(404, "not_found");
+    let sessions = app.get("/api/v1/impersonations", Some(&w.admin)).await;
+    assert_eq!(sessions.body["items"], json!([]), "a refused start left a session");
+
+    // Expired, revoked, suspended, deleted.
+    grant(&app, &w.globex_member.1, json!(1)).await.assert_status(200);
+    app.state.clock.advance(Duration::hours(1));
+    // The admin's own login token expired with the hour too.
+    let admin = app.admin().await;
+    start(&app, &admin, w.globex_member.0, ADMIN_PASSWORD).await.assert_problem(403, "consent_required");
+    let ada = app.login("ada@acme.example", PASSWORD).await;
+    grant(&app, &ada, json!(2)).await.assert_status(200);
+    app.delete("/api/v1/me/impersonation-consent", Some(&ada)).await.assert_status(204);
+    start(&app, &admin, w.acme_member.0, ADMIN_PASSWORD).await.assert_problem(403, "consent_required");
+    let eve = app.login("eve@eu.acme.example", PASSWORD).await;
+    grant(&app, &eve, json!(2)).await.assert_status(200);
+    app.patch(&format!("/api/v1/users/{}", w.acme_eu_member.0), Some(&admin), json!({"status": "suspended"}))
+        .await
+        .assert_status(200);
+    start(&app, &admin, w.acme_eu_member.0, ADMIN_PASSWORD).await.assert_problem(403, "target_inactive");
+    let boss = app.login("boss@acme.example", PASSWORD).await;
+    grant(&app, &boss, json!(2)).await.assert_status(200);
+    app.delete(&format!("/api/v1/users/{}", w.acme_admin.0), Some(&admin)).await.assert_status(204);
+    start(&app, &admin, w.acme_admin.0, ADMIN_PASSWORD).await.assert_problem(403, "target_inactive");
+    let sessions = app.get("/api/v1/impersonations", Some(&admin)).await;
+    assert_eq!(sessions.body["items"], json!([]));
+}
+
+async fn wrong_passwords_are_rate_limited_per_impersonator(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
+    for _ in 0..5 {
+        start(&app, &w.admin, w.acme_member.0, "not my password").await.assert_problem(403, "reauthentication_failed");
+    }
+    let res = start(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    res.assert_problem(429, "rate_limited");
+    assert!(res.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
+    // Another impersonator is not affected.
+    start(&app, &w.owner_staff.1, w.acme_member.0, PASSWORD).await.assert_status(201);
+}
+
+async fn token_expiry_is_the_earlier_of_consent_and_cap(app: TestApp) {
+    let w = app.world().await;
+    // Consent of 1 hour, cap of 30 minutes: the cap wins.
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let res = start(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    assert_eq!(res.assert_status(201)["expires_in"], 1800);
+    // 40 minutes later only 20 minutes of consent are left: consent wins.
+    app.state.clock.advance(Duration::minutes(40));
+    let admin = app.admin().await;
+    let res = start(&app, &admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let body = res.assert_status(201);
+    let consent =
+        app.get("/api/v1/me/impersonation-consent", Some(&app.login("ada@acme.example", PASSWORD).await)).await;
+    let instant = |v: &Value| {
+        time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+    };
+    // The token's expiry is the consent's, rounded down to whole seconds.
+    assert_eq!(instant(&body["expires_at"]), instant(&consent.body["expires_at"]));
+    let c = claims(body["access_token"].as_str().unwrap());
+    assert!((c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap() - 20 * 60).abs() <= 1);
+}
+
+async fn expired_sessions_are_refused_and_shown_expired(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.state.clock.advance(Duration::minutes(29));
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    app.state.clock.advance(Duration::minutes(2));
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    let admin = app.admin().await;
+    let view = app.get(&format!("/api/v1/impersonations/{id}"), Some(&admin)).await;
+    assert_eq!((view.body["status"].as_str(), view.body["end_reason"].as_str()), (Some("expired"), Some("expired")));
+    assert_eq!(view.body["ended_at"], view.body["expires_at"]);
+    let expired = app.get("/api/v1/impersonations?status=expired", Some(&admin)).await;
+    assert_eq!(expired.body["items"].as_array().unwrap().len(), 1);
+    let ongoing = app.get("/api/v1/impersonations?status=ongoing", Some(&admin)).await;
+    assert_eq!(ongoing.body["items"], json!([]));
+}
+
+async fn stopping_with_the_impersonation_token_and_logging_out(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
+    // Stop with the impersonation token itself.
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    post_empty(&app, &format!("/api/v1/impersonations/{id}/stop"), &token).await.assert_status(204);
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    assert_eq!(session(&app, &w, &id).await["end_reason"], "stopped");
+    // Logout with the impersonation token stops it.
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    post_empty(&app, "/api/v1/auth/logout", &token).await.assert_status(204);
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    assert_eq!(session(&app, &w, &id).await["end_reason"], "stopped");
+    app.get("/api/v1/me", Some(&w.admin)).await.assert_status(200);
+    // Nobody else may stop it.
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    post_empty(&app, &format!("/api/v1/impersonations/{id}/stop"), &w.owner_staff.1)
+        .await
+        .assert_problem(404, "not_found");
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    // Logging out of the admin's login session ends everything it started.
+    grant(&app, &w.globex_member.1, json!(2)).await.assert_status(200);
+    let (other, other_token) = impersonate(&app, &w, w.globex_member.0).await;
+    post_empty(&app, "/api/v1/auth/logout", &w.admin).await.assert_status(204);
+    for t in [&token, &other_token] {
+        app.get("/api/v1/me", Some(t)).await.assert_problem(401, "unauthorized");
+    }
+    let admin = app.admin().await;
+    for s in [&id, &other] {
+        let view = app.get(&format!("/api/v1/impersonations/{s}"), Some(&admin)).await;
+        assert_eq!((view.body["status"].as_str(), view.body["end_reason"].as_str()), (Some("ended"), Some("logout")));
+    }
+}
+
+async fn revocation_ends_sessions_with_the_matching_reason(app: TestApp) {
+    let w = app.world().await;
+    let admin = &w.admin;
+    let mut check = Vec::new();
+
+    grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
+    let (s1, t1) = impersonate(&app, &w, w.acme_member.0).await;
+    app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
+    check.push((s1, t1, "revoked", "consent_revoked"));
+
+    grant(&app, &w.acme_eu_member.1, json!(2)).await.assert_status(200);
+    let (s2, t2) = impersonate(&app, &w, w.acme_eu_member.0).await;
+    app.patch(&format!("/api/v1/users/{}", w.acme_eu_member.0), Some(admin), json!({"status": "suspended"}))
+        .await
+        .assert_status(200);
+    check.push((s2, t2, "revoked", "target_suspended"));
+
+    grant(&app, &w.globex_member.1, json!(2)).await.assert_status(200);
+    let (s3, t3) = impersonate(&app, &w, w.globex_member.0).await;
+    app.delete(&format!("/api/v1/users/{}", w.globex_member.0), Some(admin)).await.assert_status(204);
+    check.push((s3, t3, "revoked", "target_deleted"));
+
+    grant(&app, &w.acme_admin.1, json!(2)).await.assert_status(200);
+    let by_staff = start(&app, &w.owner_staff.1, w.acme_admin.0, PASSWORD).await;
+    let by_staff = by_staff.assert_status(201).clone();
+    app.patch(&format!("/api/v1/users/{}", w.owner_staff.0), Some(admin), json!({"status": "suspended"}))
+        .await
+        .assert_status(200);
+    check.push((
+        by_staff["session_id"].as_str().unwrap().to_owned(),
+        by_staff["access_token"].as_str().unwrap().to_owned(),
+        "revoked",
+        "impersonator_suspended",
+    ));
+
+    for (id, token, status, reason) in check {
+        app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+        let view = session(&app, &w, &id).await;
+        assert_eq!(
+            (view["status"].as_str(), view["end_reason"].as_str()),
+            (Some(status), Some(reason)),
+            "session {id}"
+        );
+        assert!(view["ended_at"].is_string());
+    }
+    let revoked = app.get("/api/v1/impersonations?status=revoked", Some(admin)).await;
+    assert_eq!(revoked.body["items"].as_array().unwrap().len(), 4);
+}
+
+async fn deleting_the_impersonator_ends_their_sessions(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
+    let res = start(&app, &w.owner_staff.1, w.acme_member.0, PASSWORD).await;
+    let body = res.assert_status(201).clone();
+    app.delete(&format!("/api/v1/users/{}", w.owner_staff.0), Some(&w.admin)).await.assert_status(204);
+    app.get("/api/v1/me", Some(body["access_token"].as_str().unwrap())).await.assert_problem(401, "unauthorized");
+    let view = session(&app, &w, body["session_id"].as_str().unwrap()).await;
+    assert_eq!(view["end_reason"], "impersonator_suspended");
+}
+
+async fn user_lists_say_who_can_be_impersonated(app: TestApp) {
+    let w = app.world().await;
+    let res = grant(&app, &w.acme_member.1, json!(3)).await;
+    let expires = res.body["expires_at"].clone();
+    let flags = |body: &Value, id: Uuid| -> Value {
+        body["items"].as_array().unwrap().iter().find(|u| u["id"] == id.to_string()).unwrap()["impersonation"].clone()
+    };
+    let listed = app.get("/api/v1/users?limit=200", Some(&w.admin)).await;
+    assert_eq!(flags(&listed.body, w.acme_member.0), json!({"available": true, "consent_expires_at": expires}));
+    assert_eq!(flags(&listed.body, w.acme_eu_member.0), json!({"available": false, "consent_expires_at": null}));
+    let me = app.get("/api/v1/me", Some(&w.admin)).await.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(flags(&listed.body, me), json!({"available": false, "consent_expires_at": null}));
+    let one = app.get(&format!("/api/v1/users/{}", w.acme_member.0), Some(&w.admin)).await;
+    assert_eq!(one.body["impersonation"], json!({"available": true, "consent_expires_at": expires}));
+    // Owner staff: available for customers; owner-org peers never.
+    let staff_view = app.get("/api/v1/users?limit=200", Some(&w.owner_staff.1)).await;
+    assert_eq!(flags(&staff_view.body, w.acme_member.0)["available"], true);
+    grant(&app, &w.owner_staff.1, json!(3)).await.assert_status(200);
+    let admin_view = app.get("/api/v1/users?limit=200", Some(&w.admin)).await;
+    assert_eq!(flags(&admin_view.body, w.owner_staff.0)["available"], true);
+    // Customer admins and members: the feature does not appear.
+    let boss_view = app.get("/api/v1/users", Some(&w.acme_admin.1)).await;
+    assert_eq!(flags(&boss_view.body, w.acme_member.0), json!({"available": false, "consent_expires_at": null}));
+    let ada_view = app.get("/api/v1/users", Some(&w.acme_member.1)).await;
+    assert_eq!(flags(&ada_view.body, w.acme_member.0), json!({"available": false, "consent_expires_at": null}));
+}
+
+async fn session_lists_are_own_or_all_for_super_admins(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
+    grant(&app, &w.globex_member.1, json!(2)).await.assert_status(200);
+    let (by_admin, _) = impersonate(&app, &w, w.acme_member.0).await;
+    let res = start(&app, &w.owner_staff.1, w.globex_member.0, PASSWORD).await;
+    let by_staff = res.assert_status(201)["session_id"].as_str().unwrap().to_owned();
+
+    let all = app.get("/api/v1/impersonations", Some(&w.admin)).await;
+    let ids: Vec<&str> = all.body["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![by_staff.as_str(), by_admin.as_str()]);
+    let own = app.get("/api/v1/impersonations", Some(&w.owner_staff.1)).await;
+    let ids: Vec<&str> = own.body["items"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![by_staff.as_str()]);
+    app.get(&format!("/api/v1/impersonations/{by_admin}"), Some(&w.owner_staff.1))
+        .await
+        .assert_problem(404, "not_found");
+    app.get(&format!("/api/v1/impersonations/{by_staff}"), Some(&w.acme_member.1))
+        .await
+        .assert_problem(404, "not_found");
+    let page = app.get("/api/v1/impersonations?limit=1", Some(&w.admin)).await;
+    let cursor = page.body["next_cursor"].as_str().unwrap().to_owned();
+    let next = app.get(&format!("/api/v1/impersonations?limit=1&cursor={cursor}"), Some(&w.admin)).await;
+    assert_eq!(next.body["items"][0]["id"], by_admin);
+    app.get("/api/v1/impersonations?status=bogus", Some(&w.admin)).await.assert_problem(422, "validation_failed");
+}
+
+async fn revoking_consent_while_starting_never_leaves_a_live_session(app: TestApp) {
+    let admin = app.admin().await;
+    let owner = app.owner_org_id(&admin).await;
+    let customers = app.create_org(&admin, "Customers", None).await;
+    const PAIRS: usize = 12;
+    let mut pairs = Vec::new();
+    for i in 0..PAIRS {
+        let staff_email = format!("staff{i}@owner.example");
+        let target_email = format!("customer{i}@customers.example");
+        app.create_user(&admin, &staff_email, owner, "member").await;
+        let target = app.create_user(&admin, &target_email, customers, "member").await;
+        let staff_token = app.login(&staff_email, PASSWORD).await;
+        let target_token = app.login(&target_email, PASSWORD).await;
+        grant(&app, &target_token, json!(2)).await.assert_status(200);
+        pairs.push((staff_token, target, target_token));
+    }
+    let races = pairs.iter().enumerate().map(|(i, (staff, target, target_token))| {
+        let app = &app;
+        async move {
+            let starting = start(app, staff, *target, PASSWORD);
+            let revoking = async {
+                // Spread the revocations over the start's password check and commit.
+                actix_web::rt::time::sleep(StdDuration::from_millis((i * 45) as u64)).await;
+                app.delete("/api/v1/me/impersonation-consent", Some(target_token)).await
+            };
+            futures_util::future::join(starting, revoking).await
+        }
+    });
+    let results = futures_util::future::join_all(races).await;
+    let mut started = 0;
+    for (started_res, revoked) in &results {
+        revoked.assert_status(204);
+        match started_res.status.as_u16() {
+            201 => {
+                started += 1;
+                let token = started_res.body["access_token"].as_str().unwrap();
+                app.get("/api/v1/me", Some(token)).await.assert_problem(401, "unauthorized");
+            }
+            _ => started_res.assert_problem(403, "consent_required"),
+        }
+    }
+    let ongoing = app.get("/api/v1/impersonations?status=ongoing&limit=200", Some(&admin)).await;
+    assert_eq!(ongoing.body["items"], json!([]), "a session outlived the revocation of its consent");
+    let revoked = app.get("/api/v1/impersonations?status=revoked&limit=200", Some(&admin)).await;
+    assert_eq!(revoked.body["items"].as_array().unwrap().len(), started);
+    eprintln!("{started} of {PAIRS} starts won the race and were ended by the revocation");
+}
+
+backend_tests!(
+    consent_is_granted_read_replaced_and_revoked,
+    consent_durations_outside_1_to_168_whole_hours_are_refused,
+    the_whole_workflow_enable_impersonate_act_exit,
+    restricted_actions_while_impersonating,
+    every_refusal_has_its_code_and_creates_no_session,
+    wrong_passwords_are_rate_limited_per_impersonator,
+    token_expiry_is_the_earlier_of_consent_and_cap,
+    expired_sessions_are_refused_and_shown_expired,
+    stopping_with_the_impersonation_token_and_logging_out,
+    revocation_ends_sessions_with_the_matching_reason,
+    deleting_the_impersonator_ends_their_sessions,
+    user_lists_say_who_can_be_impersonated,
+    session_lists_are_own_or_all_for_super_admins,
+    revoking_consent_while_starting_never_leaves_a_live_session,
+);
+
+#[actix_web::test]
+async fn a_longer_cap_lets_the_consent_decide() {
+    let app = TestApp::with_env(Backend::Sqlite, &[("ACTAS_MAX_IMPERSONATION_MINUTES", "120")]).await.unwrap();
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let res = start(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let expires_in = res.assert_status(201)["expires_in"].as_i64().unwrap();
+    assert!((3599..=3600).contains(&expires_in), "expires_in {expires_in}");
+}
+
+#[actix_web::test]
+async fn a_shorter_new_consent_shortens_running_sessions() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = TestApp::with_env(backend, &[("ACTAS_MAX_IMPERSONATION_MINUTES", "240")]).await else {
+            continue;
+        };
+        let w = app.world().await;
+        grant(&app, &w.acme_member.1, json!(3)).await.assert_status(200);
+        let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+        assert!(
+            (claims(&token)["exp"].as_i64().unwrap() - claims(&token)["iat"].as_i64().unwrap() - 3 * 3600).abs() <= 1
+        );
+        // The user shortens their consent to one hour: the session follows.
+        grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+        app.state.clock.advance(Duration::minutes(59));
+        app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+        app.state.clock.advance(Duration::minutes(2));
+        app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+        let admin = app.admin().await;
+        let view = app.get(&format!("/api/v1/impersonations/{id}"), Some(&admin)).await;
+        assert_eq!(view.body["status"], "expired", "{backend:?}");
+    }
+}

@@ -31,7 +31,7 @@ pub struct Config {
     pub bootstrap_admin_password: Option<String>,
     pub rate_limit_max_failures: u32,
     pub rate_limit_window_minutes: i64,
-    /// Take the client address from `X-Forwarded-For`/`Forwarded` (only behind a proxy you run).
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy you run).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
 }
@@ -49,8 +49,8 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// Each variable: name, default, meaning. The README's configuration table
-/// is written from this list.
+/// Each variable: name, default, meaning. Shown by `actas --help`; the
+/// README's configuration table says the same.
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("ACTAS_BIND", "127.0.0.1:8080", "Address and port to listen on"),
     ("ACTAS_DATA_DIR", "actas-data", "Directory for the SQLite database and the generated signing key"),

@@ -1,4 +1,4 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use actas::config::Config;
 use actas::server;
@@ -25,7 +25,11 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let mut environment = String::from("Environment:\n");
+    for (name, default, meaning) in actas::config::VARIABLES {
+        environment.push_str(&format!("  {name:<34} {meaning} (default: {default})\n"));
+    }
+    let cli = Cli::from_arg_matches(&Cli::command().after_help(environment).get_matches()).unwrap_or_else(|e| e.exit());
     if let Err(message) = run(cli.command.unwrap_or(Command::Serve)) {
         eprintln!("actas: error: {message}");
         std::process::exit(1);

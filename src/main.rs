@@ -22,6 +22,17 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document (the one committed at openapi/openapi.json).
     Openapi,
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit hash chains; prints {ok, checked, first_bad_id} and exits 1 when broken.
+    Verify,
 }
 
 fn main() {
@@ -48,6 +59,18 @@ fn run(command: Command) -> Result<(), String> {
             server::init_tracing(config.log_format);
             connect_and_migrate(&config.database_url).map_err(|e| e.to_string())?;
             tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
+            Ok(())
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let (pool, _) = connect_and_migrate(&config.database_url).map_err(|e| e.to_string())?;
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            let chains = actas::store::audit::verify(&mut conn).map_err(|e| e.to_string())?;
+            let report = actas::http::controllers::audit::VerifyReport::of(chains);
+            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+            if !report.ok {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Serve => {

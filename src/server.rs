@@ -12,7 +12,7 @@ use crate::crypto::keys::{self, SigningKeys};
 use crate::crypto::password::PasswordHasher;
 use crate::state::{AppState, Clock};
 use crate::store::pool::{connect_and_migrate, DbSetupError};
-use crate::store::{attempts, Backend};
+use crate::store::{attempts, audit, write_transaction, Backend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -34,7 +34,7 @@ pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
@@ -102,17 +102,29 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// Forgets credential attempts that no limit window can see any more.
+/// Housekeeping every 30 seconds: record the end of sessions that reached
+/// their expiry (with their `impersonation_ended` events), and forget
+/// credential attempts that no rate-limit window can see any more.
 fn spawn_housekeeping(state: AppState) {
     actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(Duration::from_secs(600));
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(30));
         loop {
             tick.tick().await;
-            let cutoff = state.clock.now() - time::Duration::minutes(state.config.rate_limit_window_minutes);
-            let result = state.db(move |conn| Ok(attempts::prune(conn, cutoff)?)).await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "pruning old credential attempts failed");
+            if let Err(e) = housekeeping(&state).await {
+                tracing::warn!(error = %e, "housekeeping failed; will retry");
             }
         }
     });
+}
+
+pub async fn housekeeping(state: &AppState) -> Result<usize, crate::http::problem::ApiError> {
+    let now = state.clock.now();
+    let cutoff = now - time::Duration::minutes(state.config.rate_limit_window_minutes);
+    state
+        .db(move |conn| {
+            let expired = write_transaction(conn, |conn| audit::end_expired(conn, now))?;
+            attempts::prune(conn, cutoff)?;
+            Ok(expired)
+        })
+        .await
 }

@@ -8,6 +8,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 
 use super::problem::ApiError;
 use crate::state::AppState;
+use crate::store::audit::EventContext;
 
 const MAX_USER_AGENT_CHARS: usize = 512;
 
@@ -30,6 +31,11 @@ impl ClientInfo {
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
         Self { ip, user_agent }
+    }
+
+    /// Who, from where, and when, for an audit event.
+    pub fn event(&self, actor_id: uuid::Uuid, at: time::OffsetDateTime) -> EventContext {
+        EventContext { actor_id: Some(actor_id), ip: self.ip.clone(), user_agent: self.user_agent.clone(), at }
     }
 
     /// The key rate limits count per address.

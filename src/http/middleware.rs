@@ -197,7 +197,15 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let request_id = uuid::Uuid::new_v4();
-        let span = tracing::info_span!("request", %request_id, method = %req.method(), path = %req.path());
+        // Filled in by the audit trail when the request impersonates someone.
+        let span = tracing::info_span!(
+            "request",
+            %request_id,
+            method = %req.method(),
+            path = %req.path(),
+            impersonator_id = tracing::field::Empty,
+            session_id = tracing::field::Empty,
+        );
         let started = Instant::now();
         let fut = self.service.call(req).instrument(span.clone());
         Box::pin(async move {

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, extractors, middleware, errors. Knows HTTP, not SQL.
 
 pub mod attempts;
+pub mod audit;
 pub mod client;
 pub mod controllers;
 pub mod json;
@@ -21,10 +22,11 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
-use self::controllers::{auth, consent, health, impersonations, me, organizations, users};
+use self::controllers::{audit as audit_log, auth, consent, health, impersonations, me, organizations, users};
 use self::problem::ApiError;
 use crate::state::AppState;
 use crate::store::DbConnection;
+use diesel::Connection;
 
 pub use json::MAX_JSON_BYTES;
 
@@ -43,6 +45,11 @@ fn routes(cfg: &mut ServiceConfig) {
             .service(impersonations::list)
             .service(impersonations::get)
             .service(impersonations::stop)
+            .service(audit_log::my_sessions)
+            .service(audit_log::my_session_log)
+            .service(audit_log::impersonation_log)
+            .service(audit_log::events)
+            .service(audit_log::verify)
             .service(organizations::create_organization)
             .service(organizations::list_organizations)
             .service(organizations::get_organization)
@@ -92,19 +99,31 @@ pub fn app(
         )
         .default_service(web::to(fallback))
         .wrap(principal::Authenticate)
-        .wrap(middleware::problem_for_every_error())
-        .wrap(middleware::SecurityHeaders)
         .wrap(middleware::CatchPanic)
+        .wrap(middleware::problem_for_every_error())
+        .wrap(audit::AuditTrail)
+        .wrap(middleware::SecurityHeaders)
         .wrap(middleware::RequestSpan)
 }
 
 impl AppState {
-    /// Runs blocking database work on the blocking thread pool.
+    /// Runs blocking database work on the blocking thread pool. Inside an
+    /// impersonated request it runs in that request's transaction, as a
+    /// savepoint (see `audit`), so that its changes and the request's log row
+    /// commit together.
     pub async fn db<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
     {
+        if let Ok(shared) = audit::REQUEST_DB.try_with(std::sync::Arc::clone) {
+            return web::block(move || {
+                let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
+                guard.conn().transaction(work)
+            })
+            .await
+            .map_err(ApiError::internal)?;
+        }
         let pool = self.pool.clone();
         web::block(move || {
             let mut conn = pool.get()?;

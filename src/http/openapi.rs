@@ -22,6 +22,7 @@ use super::problem::{FieldError, Problem, PROBLEM_JSON};
         (name = "me", description = "The caller: profile, password, and the impersonation banner"),
         (name = "consent", description = "A user's consent to be impersonated"),
         (name = "impersonations", description = "Starting, stopping and reviewing impersonation sessions"),
+        (name = "audit", description = "What was done as whom: request logs, lifecycle events, tamper evidence"),
         (name = "organizations", description = "The organization tree under the owner organization"),
         (name = "users", description = "Users, their roles and status"),
         (name = "health", description = "Liveness and readiness probes"),

@@ -14,6 +14,8 @@ pub const MAX_LIMIT: u32 = 200;
 pub struct Page {
     pub limit: i64,
     pub before_id: Option<Uuid>,
+    /// For lists ordered by a sequence number (audit rows).
+    pub before_seq: Option<i64>,
 }
 
 impl Page {
@@ -22,8 +24,13 @@ impl Page {
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(ApiError::invalid_field("limit", format!("must be from 1 to {MAX_LIMIT}")));
         }
-        let before_id = cursor.map(decode_cursor).transpose()?;
-        Ok(Self { limit: i64::from(limit), before_id })
+        let (before_id, before_seq) = match cursor.map(decode_cursor).transpose()? {
+            None => (None, None),
+            Some(bytes) if bytes.len() == 16 => (Uuid::from_slice(&bytes).ok(), None),
+            Some(bytes) if bytes.len() == 8 => (None, Some(i64::from_be_bytes(bytes.try_into().unwrap_or_default()))),
+            Some(_) => return Err(bad_cursor()),
+        };
+        Ok(Self { limit: i64::from(limit), before_id, before_seq })
     }
 
     /// Rows are fetched with one extra to learn whether another page exists.
@@ -39,14 +46,23 @@ impl Page {
         rows.truncate(self.limit as usize);
         rows.last().map(|last| URL_SAFE_NO_PAD.encode(id_of(last).as_bytes()))
     }
+
+    /// Like `finish`, for lists ordered by sequence number.
+    pub fn finish_seq<T>(&self, rows: &mut Vec<T>, seq_of: impl Fn(&T) -> i64) -> Option<String> {
+        if rows.len() as i64 <= self.limit {
+            return None;
+        }
+        rows.truncate(self.limit as usize);
+        rows.last().map(|last| URL_SAFE_NO_PAD.encode(seq_of(last).to_be_bytes()))
+    }
 }
 
-fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::invalid_field("cursor", "is not a cursor returned by this list"))
+fn bad_cursor() -> ApiError {
+    ApiError::invalid_field("cursor", "is not a cursor returned by this list")
+}
+
+fn decode_cursor(cursor: &str) -> Result<Vec<u8>, ApiError> {
+    URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())
 }
 
 #[cfg(test)]

@@ -150,10 +150,19 @@ pub enum Running {
     },
 }
 
-/// Ends the running sessions that match; returns how many.
-pub fn end(conn: &mut DbConnection, which: Running, reason: EndReason, now: OffsetDateTime) -> QueryResult<usize> {
-    let mut running =
-        sessions::table.filter(sessions::ended_at.is_null()).filter(sessions::expires_at.gt(DbTime(now))).into_boxed();
+/// Ends the running sessions that match; returns them. Use
+/// `audit::end_sessions`, which also records the events.
+pub fn end(
+    conn: &mut DbConnection,
+    which: Running,
+    reason: EndReason,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<ImpersonationSession>> {
+    let mut running = sessions::table
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(DbTime(now)))
+        .select(ImpersonationSession::as_select())
+        .into_boxed();
     running = match which {
         Running::Id(id) => running.filter(sessions::id.eq(DbUuid(id))),
         Running::Target(id) => running.filter(sessions::target_id.eq(DbUuid(id))),
@@ -163,13 +172,39 @@ pub fn end(conn: &mut DbConnection, which: Running, reason: EndReason, now: Offs
             .filter(sessions::impersonator_id.eq(DbUuid(impersonator)))
             .filter(sessions::login_session_id.ne(DbUuid(keep))),
     };
-    let ids: Vec<DbUuid> = running.select(sessions::id).load(conn)?;
-    if ids.is_empty() {
-        return Ok(0);
+    let mut ended = running.load(conn)?;
+    if ended.is_empty() {
+        return Ok(ended);
     }
+    let ids: Vec<DbUuid> = ended.iter().map(|s| s.id).collect();
     diesel::update(sessions::table.filter(sessions::id.eq_any(ids)).filter(sessions::ended_at.is_null()))
         .set((sessions::ended_at.eq(Some(DbTime(now))), sessions::end_reason.eq(Some(reason.as_str()))))
+        .execute(conn)?;
+    for session in &mut ended {
+        session.ended_at = Some(DbTime(now));
+        session.end_reason = Some(reason.as_str().to_owned());
+    }
+    Ok(ended)
+}
+
+/// Sessions past their expiry that nobody ended.
+pub fn expired_unended(conn: &mut DbConnection, now: OffsetDateTime) -> QueryResult<Vec<ImpersonationSession>> {
+    sessions::table
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.le(DbTime(now)))
+        .select(ImpersonationSession::as_select())
+        .load(conn)
+}
+
+/// Records that a session ended by reaching its expiry, at that time.
+pub fn mark_expired(conn: &mut DbConnection, id: Uuid) -> QueryResult<()> {
+    diesel::update(sessions::table.filter(sessions::id.eq(DbUuid(id))).filter(sessions::ended_at.is_null()))
+        .set((
+            sessions::ended_at.eq(sessions::expires_at.nullable()),
+            sessions::end_reason.eq(Some(EndReason::Expired.as_str())),
+        ))
         .execute(conn)
+        .map(|_| ())
 }
 
 /// A newer, possibly shorter consent bounds the target's running sessions.

@@ -1,6 +1,7 @@
 //! Persistence: diesel schema, models and queries. Knows SQL, not HTTP.
 
 pub mod attempts;
+pub mod audit;
 pub mod consents;
 pub mod impersonations;
 pub mod organizations;

@@ -184,9 +184,32 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<(), DbSetupError> {
     }
 }
 
-/// Runs `f` in a transaction that takes the write lock up front. On SQLite a
+type Manager = <DbConnection as Connection>::TransactionManager;
+
+/// Begins a transaction that takes the write lock up front. On SQLite a
 /// deferred transaction that reads and then writes fails with "database is
 /// locked" when another writer got there first; `BEGIN IMMEDIATE` waits instead.
+pub fn begin_write(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE"),
+        DbConnection::Postgresql(_) => Manager::begin_transaction(conn),
+    }
+}
+
+pub fn commit(conn: &mut DbConnection) -> QueryResult<()> {
+    Manager::commit_transaction(conn)
+}
+
+pub fn rollback(conn: &mut DbConnection) -> QueryResult<()> {
+    Manager::rollback_transaction(conn)
+}
+
+pub fn in_transaction(conn: &mut DbConnection) -> bool {
+    Manager::transaction_manager_status_mut(conn).transaction_depth().map(|d| d.is_some()).unwrap_or(true)
+}
+
+/// Runs `f` in a write transaction, or in a savepoint when a transaction is
+/// already open (an impersonated request runs in one; see `http::audit`).
 pub fn write_transaction<T, E>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
@@ -194,20 +217,19 @@ pub fn write_transaction<T, E>(
 where
     E: From<diesel::result::Error>,
 {
-    type Manager = <DbConnection as Connection>::TransactionManager;
-    match conn {
-        DbConnection::Sqlite(inner) => AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?,
-        DbConnection::Postgresql(_) => Manager::begin_transaction(conn)?,
+    if in_transaction(conn) {
+        return conn.transaction(f);
     }
+    begin_write(conn)?;
     match f(conn) {
         Ok(value) => {
-            Manager::commit_transaction(conn)?;
+            commit(conn)?;
             Ok(value)
         }
         Err(error) => {
             // The original error matters more than a failed rollback; a broken
             // connection is discarded by the pool (`has_broken`).
-            let _ = Manager::rollback_transaction(conn);
+            let _ = rollback(conn);
             Err(error)
         }
     }

@@ -101,6 +101,59 @@ diesel::table! {
 }
 
 diesel::joinable!(consents -> users (user_id));
+
+diesel::table! {
+    use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+    use crate::store::sql_types::{Instant, Uuid};
+
+    request_log (id) {
+        id -> Uuid,
+        seq -> BigInt,
+        session_id -> Uuid,
+        at -> Instant,
+        method -> Text,
+        path -> Text,
+        query -> Nullable<Text>,
+        status -> Integer,
+        duration_ms -> Integer,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        body -> Nullable<Text>,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    use crate::store::sql_types::{Instant, Uuid};
+
+    audit_events (id) {
+        id -> Uuid,
+        seq -> BigInt,
+        kind -> Text,
+        at -> Instant,
+        actor_id -> Nullable<Uuid>,
+        subject_id -> Nullable<Uuid>,
+        session_id -> Nullable<Uuid>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        detail -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::{BigInt, Text};
+
+    audit_chain_heads (chain) {
+        chain -> Text,
+        seq -> BigInt,
+        hash -> Text,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     users,
@@ -108,4 +161,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_attempts,
     consents,
     impersonation_sessions,
+    request_log,
+    audit_events,
+    audit_chain_heads,
 );

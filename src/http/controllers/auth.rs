@@ -15,7 +15,8 @@ use crate::http::problem::{ApiError, Problem};
 use crate::http::views::UserView;
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
-use crate::store::impersonations::{self, Running};
+use crate::store::audit;
+use crate::store::impersonations::Running;
 use crate::store::sessions::{self, LoginEnd, LoginSession};
 use crate::store::sql_types::{DbTime, DbUuid};
 use crate::store::{users, write_transaction};
@@ -168,20 +169,25 @@ pub async fn login(
     responses((status = 204, description = "Session ended")),
 )]
 #[post("/auth/logout")]
-pub async fn logout(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let session_id = principal.session_id;
     let user_id = principal.real_user_id();
     let impersonating = principal.impersonation.is_some();
+    let ctx = client.event(user_id, now);
     state
         .db(move |conn| {
             write_transaction(conn, |conn| {
                 if impersonating {
-                    impersonations::end(conn, Running::Id(session_id), EndReason::Stopped, now)?;
+                    audit::end_sessions(conn, Running::Id(session_id), EndReason::Stopped, &ctx)?;
                 } else {
                     // Serialized with starts by this user, so none slips past the logout.
                     users::lock(conn, &[user_id])?;
-                    impersonations::end(conn, Running::LoginSession(session_id), EndReason::Logout, now)?;
+                    audit::end_sessions(conn, Running::LoginSession(session_id), EndReason::Logout, &ctx)?;
                     sessions::end(conn, session_id, LoginEnd::Logout, now)?;
                 }
                 Ok::<_, diesel::result::Error>(())

@@ -5,13 +5,17 @@ use utoipa::ToSchema;
 
 use crate::domain::consent::DurationHours;
 use crate::domain::impersonation::EndReason;
+use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
 use crate::http::principal::Principal;
 use crate::http::problem::{ApiError, Problem};
 use crate::state::AppState;
+use crate::store::audit::{self, EventKind};
 use crate::store::consents::{self, Consent};
 use crate::store::impersonations::{self, Running};
 use crate::store::{users, write_transaction};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"active": true, "granted_at": "2026-11-21T09:00:00Z", "expires_at": "2026-11-22T09:00:00Z", "duration_hours": 24, "revoked_at": null}))]
@@ -79,18 +83,22 @@ pub async fn get_consent(state: web::Data<AppState>, principal: Principal) -> Re
 pub async fn grant_consent(
     state: web::Data<AppState>,
     principal: Principal,
+    client: ClientInfo,
     body: JsonBody<GrantConsentRequest>,
 ) -> Result<web::Json<ConsentView>, ApiError> {
     principal.forbid_while_impersonating("changing consent")?;
     let hours = DurationHours::parse(body.duration_hours)?;
     let now = state.clock.now();
     let user_id = *principal.user.id;
+    let ctx = client.event(user_id, now);
     let consent = state
         .db(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
                 let consent = consents::grant(conn, user_id, hours, now)?;
                 impersonations::clamp_expiry_for_target(conn, user_id, *consent.expires_at, now)?;
+                let detail = json!({"duration_hours": consent.duration_hours, "expires_at": consent.expires_at.0.format(&Rfc3339).ok()});
+                audit::record(conn, &ctx, EventKind::ConsentGranted, user_id, None, detail)?;
                 Ok::<_, diesel::result::Error>(consent)
             })?)
         })
@@ -109,16 +117,26 @@ pub async fn grant_consent(
     )
 )]
 #[delete("/me/impersonation-consent")]
-pub async fn revoke_consent(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
+pub async fn revoke_consent(
+    state: web::Data<AppState>,
+    principal: Principal,
+    client: ClientInfo,
+) -> Result<HttpResponse, ApiError> {
     principal.forbid_while_impersonating("changing consent")?;
     let now = state.clock.now();
     let user_id = *principal.user.id;
+    let ctx = client.event(user_id, now);
     let ended = state
         .db(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
-                consents::revoke(conn, user_id, now)?;
-                impersonations::end(conn, Running::Target(user_id), EndReason::ConsentRevoked, now)
+                if let Some(consent) = consents::revoke(conn, user_id, now)? {
+                    let detail = json!({"consent_granted_at": consent.granted_at.0.format(&Rfc3339).ok()});
+                    audit::record(conn, &ctx, EventKind::ConsentRevoked, user_id, None, detail)?;
+                }
+                Ok::<_, diesel::result::Error>(
+                    audit::end_sessions(conn, Running::Target(user_id), EndReason::ConsentRevoked, &ctx)?.len(),
+                )
             })?)
         })
         .await?;

@@ -20,11 +20,13 @@ use crate::http::problem::{ApiError, Problem};
 use crate::http::views::{PersonRef, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
+use crate::store::audit::{self, EventKind};
 use crate::store::impersonations::{self, ImpersonationSession, Running};
 use crate::store::organizations::Organization;
 use crate::store::sql_types::{DbTime, DbUuid};
 use crate::store::users::User;
 use crate::store::{consents, users, write_transaction, DbConnection};
+use serde_json::json;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +218,7 @@ pub async fn start(
     let now = state.clock.now();
     let cap = Duration::minutes(state.config.max_impersonation_minutes);
     let (actor_id, login_session_id) = (*principal.user.id, principal.session_id);
+    let ctx = client.event(actor_id, now);
     let (ip, user_agent) = (client.ip, client.user_agent);
     let (session, target) = state
         .db(move |conn| {
@@ -241,6 +244,12 @@ pub async fn start(
                     user_agent,
                 };
                 impersonations::insert(conn, &session)?;
+                let detail = json!({
+                    "impersonator_id": actor.id.0,
+                    "reason": session.reason,
+                    "expires_at": expires_at.format(&time::format_description::well_known::Rfc3339).ok(),
+                });
+                audit::record(conn, &ctx, EventKind::ImpersonationStarted, *target.id, Some(*session.id), detail)?;
                 attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::Reauthentication, &subject)?;
                 Ok((session, target))
@@ -287,6 +296,7 @@ pub async fn start(
 pub async fn stop(
     state: web::Data<AppState>,
     principal: Principal,
+    client: ClientInfo,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -297,10 +307,10 @@ pub async fn stop(
     if *session.impersonator_id != caller {
         return Err(ApiError::forbidden("forbidden", "only the impersonator may stop a session"));
     }
-    let now = state.clock.now();
+    let ctx = client.event(caller, state.clock.now());
     state
         .db(move |conn| {
-            Ok(write_transaction(conn, |conn| impersonations::end(conn, Running::Id(id), EndReason::Stopped, now))?)
+            Ok(write_transaction(conn, |conn| audit::end_sessions(conn, Running::Id(id), EndReason::Stopped, &ctx))?)
         })
         .await?;
     tracing::info!(session_id = %id, impersonator_id = %caller, "impersonation stopped");

@@ -7,13 +7,15 @@ use uuid::Uuid;
 use crate::domain::impersonation::EndReason;
 use crate::domain::types::NewPassword;
 use crate::http::attempts;
+use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
 use crate::http::principal::Principal;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::views::{OrganizationView, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
-use crate::store::impersonations::{self, Running};
+use crate::store::audit;
+use crate::store::impersonations::Running;
 use crate::store::sessions::{self, LoginEnd};
 use crate::store::{users, write_transaction};
 
@@ -116,6 +118,7 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     state: web::Data<AppState>,
     principal: Principal,
+    client: ClientInfo,
     body: JsonBody<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     principal.forbid_while_impersonating("changing the password")?;
@@ -137,6 +140,7 @@ pub async fn change_password(
     }
     let hash = state.hasher.hash(new_password.expose().to_owned()).await.map_err(ApiError::internal)?;
     let keep = principal.session_id;
+    let ctx = client.event(user_id, now);
     let ended = state
         .db(move |conn| {
             Ok(write_transaction(conn, |conn| {
@@ -145,11 +149,11 @@ pub async fn change_password(
                 users::lock(conn, &[user_id])?;
                 users::set_password_hash(conn, user_id, &hash, now)?;
                 // Impersonations started from the sessions that end, end too.
-                impersonations::end(
+                audit::end_sessions(
                     conn,
                     Running::ImpersonatorExceptLogin { impersonator: user_id, keep },
                     EndReason::Logout,
-                    now,
+                    &ctx,
                 )?;
                 sessions::end_all_for_user(conn, user_id, Some(keep), LoginEnd::PasswordChanged, now)
             })?)

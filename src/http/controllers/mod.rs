@@ -1,6 +1,7 @@
 //! One module per resource. A handler reads like a sentence: authenticate,
 //! parse, ask the domain whether it is allowed, store, answer.
 
+pub mod audit;
 pub mod auth;
 pub mod consent;
 pub mod health;

@@ -8,6 +8,7 @@ use crate::domain::impersonation::EndReason;
 use crate::domain::policy::OrgPath;
 use crate::domain::policy::{Subject, UserChanges};
 use crate::domain::types::{Email, Name, NewPassword, Role, UserStatus};
+use crate::http::client::ClientInfo;
 use crate::http::controllers::impersonations::availability;
 use crate::http::json::JsonBody;
 use crate::http::paging::Page;
@@ -15,8 +16,9 @@ use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError, Problem};
 use crate::http::views::{UserItem, UserView};
 use crate::state::AppState;
+use crate::store::audit::{self, EventContext};
 use crate::store::consents::{self, Consent};
-use crate::store::impersonations::{self, Running};
+use crate::store::impersonations::Running;
 use crate::store::organizations::{self, Organization};
 use crate::store::sessions::{self, LoginEnd};
 use crate::store::sql_types::{DbTime, DbUuid};
@@ -277,6 +279,7 @@ pub async fn get_user(
 pub async fn update_user(
     state: web::Data<AppState>,
     principal: Principal,
+    client: ClientInfo,
     id: web::Path<Uuid>,
     body: JsonBody<UpdateUserRequest>,
 ) -> Result<web::Json<UserView>, ApiError> {
@@ -287,6 +290,7 @@ pub async fn update_user(
     let user_id = id.into_inner();
     let now = state.clock.now();
     let by = actor.id;
+    let ctx = client.event(principal.real_user_id(), now);
     let updated = state
         .db(move |conn| {
             write_transaction(conn, |conn| {
@@ -301,11 +305,11 @@ pub async fn update_user(
                 let update = users::Update { name: name.as_deref(), role: body.role, status: body.status, now };
                 users::update(conn, user_id, update)?;
                 if body.status == Some(UserStatus::Suspended) && user.status() != UserStatus::Suspended {
-                    end_everything(conn, user_id, UserStatus::Suspended, now)?;
+                    end_everything(conn, user_id, UserStatus::Suspended, &ctx)?;
                 }
                 if body.role.is_some_and(|role| role != user.role()) {
-                    impersonations::end(conn, Running::Target(user_id), EndReason::Stopped, now)?;
-                    impersonations::end(conn, Running::Impersonator(user_id), EndReason::Stopped, now)?;
+                    audit::end_sessions(conn, Running::Target(user_id), EndReason::Stopped, &ctx)?;
+                    audit::end_sessions(conn, Running::Impersonator(user_id), EndReason::Stopped, &ctx)?;
                 }
                 Ok(users::find_with_org(conn, user_id)?)
             })
@@ -317,19 +321,14 @@ pub async fn update_user(
 }
 
 /// Ends every session a suspended or deleted user takes part in.
-fn end_everything(
-    conn: &mut DbConnection,
-    user_id: Uuid,
-    status: UserStatus,
-    now: time::OffsetDateTime,
-) -> QueryResult<()> {
+fn end_everything(conn: &mut DbConnection, user_id: Uuid, status: UserStatus, ctx: &EventContext) -> QueryResult<()> {
     let (login_end, as_target) = match status {
         UserStatus::Deleted => (LoginEnd::UserDeleted, EndReason::TargetDeleted),
         _ => (LoginEnd::UserSuspended, EndReason::TargetSuspended),
     };
-    impersonations::end(conn, Running::Target(user_id), as_target, now)?;
-    impersonations::end(conn, Running::Impersonator(user_id), EndReason::ImpersonatorSuspended, now)?;
-    sessions::end_all_for_user(conn, user_id, None, login_end, now)?;
+    audit::end_sessions(conn, Running::Target(user_id), as_target, ctx)?;
+    audit::end_sessions(conn, Running::Impersonator(user_id), EndReason::ImpersonatorSuspended, ctx)?;
+    sessions::end_all_for_user(conn, user_id, None, login_end, ctx.at)?;
     Ok(())
 }
 
@@ -349,11 +348,13 @@ fn end_everything(
 pub async fn delete_user(
     state: web::Data<AppState>,
     principal: Principal,
+    client: ClientInfo,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = principal.actor();
     let user_id = id.into_inner();
     let now = state.clock.now();
+    let ctx = client.event(principal.real_user_id(), now);
     let deleted = state
         .db(move |conn| {
             write_transaction(conn, |conn| {
@@ -365,7 +366,7 @@ pub async fn delete_user(
                 }
                 let update = users::Update { name: None, role: None, status: Some(UserStatus::Deleted), now };
                 users::update(conn, user_id, update)?;
-                end_everything(conn, user_id, UserStatus::Deleted, now)?;
+                end_everything(conn, user_id, UserStatus::Deleted, &ctx)?;
                 Ok(true)
             })
         })

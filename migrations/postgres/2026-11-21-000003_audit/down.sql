@@ -1,0 +1,4 @@
+DROP TABLE audit_chain_heads;
+DROP TABLE audit_events;
+DROP TABLE request_log;
+DROP FUNCTION actas_audit_append_only();

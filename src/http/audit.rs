@@ -1,0 +1,242 @@
+//! One request-log row for every request that carries a validly signed
+//! impersonation token, whatever its outcome (SPEC §5).
+//!
+//! The guarantee: **the row is committed in the same database transaction as
+//! the request's own changes.** The middleware opens that transaction on a
+//! connection of its own before the handler runs; every `AppState::db` call of
+//! the request runs in it (as a savepoint); the row is appended last, then
+//! everything commits. If the row cannot be written, or the commit fails,
+//! nothing of the request remains and the client gets 503. A response that
+//! reached the client therefore always has its committed row.
+//!
+//! Failed requests (5xx) keep nothing of their changes but still get their row.
+
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header;
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpMessage, ResponseError};
+use futures_util::future::{ready, LocalBoxFuture, Ready};
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use super::client::ClientInfo;
+use super::principal::bearer_token;
+use super::problem::ApiError;
+use crate::domain::redact::{redact_body, redact_query};
+use crate::state::AppState;
+use crate::store::audit::{self, RequestEntry};
+use crate::store::pool::{self, PooledConnection};
+use crate::store::DbConnection;
+
+/// Bodies larger than this are refused (413) without being read further.
+const MAX_CAPTURED_BODY: usize = 1024 * 1024;
+
+/// A pooled connection holding an impersonated request's open transaction.
+/// Dropped mid-way (client gone, panic), it rolls back before going back to the pool.
+pub struct RequestConnection(PooledConnection);
+
+impl RequestConnection {
+    pub fn conn(&mut self) -> &mut DbConnection {
+        &mut self.0
+    }
+}
+
+impl Drop for RequestConnection {
+    fn drop(&mut self) {
+        if pool::in_transaction(&mut self.0) {
+            let _ = pool::rollback(&mut self.0);
+        }
+    }
+}
+
+pub type SharedConnection = Arc<Mutex<RequestConnection>>;
+
+tokio::task_local! {
+    /// The open transaction of the impersonated request being served.
+    pub static REQUEST_DB: SharedConnection;
+}
+
+/// The impersonation a request's bearer token names, if it is one of ours.
+struct Impersonated {
+    session_id: Uuid,
+    impersonator_id: Uuid,
+}
+
+fn impersonated(req: &ServiceRequest, state: &AppState) -> Option<Impersonated> {
+    let token = bearer_token(req.request()).ok().flatten()?;
+    let claims = state.tokens().verify_signature(token).ok()?;
+    let act = claims.act?;
+    Some(Impersonated { session_id: claims.sid, impersonator_id: act.sub })
+}
+
+pub struct AuditTrail;
+
+impl<S, B> Transform<S, ServiceRequest> for AuditTrail
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = AuditTrailService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(AuditTrailService { service: Rc::new(service) }))
+    }
+}
+
+pub struct AuditTrailService<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for AuditTrailService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+            return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
+        };
+        let Some(who) = impersonated(&req, &state) else {
+            return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
+        };
+        Box::pin(async move {
+            let started = Instant::now();
+            let at = state.clock.now();
+            let span = tracing::Span::current();
+            span.record("impersonator_id", tracing::field::display(who.impersonator_id));
+            span.record("session_id", tracing::field::display(who.session_id));
+
+            let client = ClientInfo::of(req.request());
+            let mut entry = RequestEntry {
+                session_id: who.session_id,
+                at,
+                method: req.method().to_string(),
+                path: req.path().to_owned(),
+                query: Some(req.query_string()).filter(|q| !q.is_empty()).map(redact_query),
+                status: 0,
+                duration_ms: 0,
+                ip: client.ip,
+                user_agent: client.user_agent,
+                body: None,
+            };
+            let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let body = match read_body(&mut req).await {
+                Ok(body) => body,
+                Err(refusal) => {
+                    entry.status = refusal.status.as_u16();
+                    entry.body = Some("[body not read: larger than 1 MiB]".into());
+                    return answer_alone(&state, entry, started, req, refusal).await;
+                }
+            };
+            entry.body = redact_body(&body, content_type.as_deref());
+            req.set_payload(Payload::from(body));
+
+            // Fail closed: without a transaction to log into, the request is not performed.
+            let shared = match open_request_transaction(&state).await {
+                Ok(shared) => shared,
+                Err(error) => return Ok(req.into_response(error.error_response()).map_into_right_body()),
+            };
+            let result = REQUEST_DB.scope(Arc::clone(&shared), service.call(req)).await;
+            let status = match &result {
+                Ok(res) => res.status(),
+                Err(error) => error.as_response_error().status_code(),
+            };
+            entry.status = status.as_u16();
+            entry.duration_ms = started.elapsed().as_millis() as u64;
+            let keep_changes = !status.is_server_error();
+            let logged = web::block(move || finish(shared, entry, keep_changes))
+                .await
+                .map_err(ApiError::internal)
+                .and_then(|r| r);
+            match (logged, result) {
+                (Ok(()), Ok(res)) => Ok(res.map_into_left_body()),
+                (Ok(()), Err(error)) => Err(error),
+                (Err(error), Ok(res)) => Ok(res.into_response(error.error_response()).map_into_right_body()),
+                (Err(error), Err(_)) => Err(error.into()),
+            }
+        })
+    }
+}
+
+/// Reads the whole body (to log it) so it can be handed on to the handler.
+async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("malformed_body", "the request body could not be read"))?;
+        if body.len() + chunk.len() > MAX_CAPTURED_BODY {
+            return Err(ApiError::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                "the request body is larger than 1 MiB",
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+async fn open_request_transaction(state: &AppState) -> Result<SharedConnection, ApiError> {
+    let pool = state.pool.clone();
+    web::block(move || {
+        let mut conn = RequestConnection(pool.get()?);
+        pool::begin_write(conn.conn()).map_err(ApiError::unavailable)?;
+        Ok(Arc::new(Mutex::new(conn)))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Appends the row and commits. On any failure nothing of the request stays,
+/// and the answer becomes 503.
+fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
+    let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
+    let conn = guard.conn();
+    let appended = (|| {
+        if !keep_changes {
+            // A failed request keeps nothing but its row.
+            pool::rollback(conn)?;
+            pool::begin_write(conn)?;
+        }
+        audit::append_request(conn, entry)?;
+        pool::commit(conn)
+    })();
+    appended.map_err(|e: diesel::result::Error| {
+        let _ = pool::rollback(conn);
+        ApiError::unavailable(format!("writing the request log failed: {e}"))
+    })
+}
+
+/// Logs a request that was refused before reaching the handler, in its own transaction.
+async fn answer_alone<B: 'static>(
+    state: &AppState,
+    mut entry: RequestEntry,
+    started: Instant,
+    req: ServiceRequest,
+    refusal: ApiError,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    entry.duration_ms = started.elapsed().as_millis() as u64;
+    let logged = match open_request_transaction(state).await {
+        Ok(shared) => web::block(move || finish(shared, entry, true)).await.map_err(ApiError::internal).and_then(|r| r),
+        Err(error) => Err(error),
+    };
+    let error = logged.err().unwrap_or(refusal);
+    Ok(req.into_response(error.error_response()).map_into_right_body())
+}

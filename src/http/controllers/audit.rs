@@ -1,0 +1,392 @@
+//! Reading the audit trail: the impersonated user's own history, a session's
+//! request log, lifecycle events, and the hash-chain check.
+
+use actix_web::{get, web};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::impersonation::SessionStatus;
+use crate::domain::types::Role;
+use crate::http::paging::Page;
+use crate::http::principal::Principal;
+use crate::http::problem::ApiError;
+use crate::http::views::PersonRef;
+use crate::state::AppState;
+use crate::store::audit::{self, ChainReport, EventKind, EventRow, RequestLogRow};
+use crate::store::impersonations::{self, ImpersonationSession};
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One call made with an impersonation token, as stored (secrets redacted).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5d1-2222-7333-8444-955566667777",
+    "at": "2026-11-21T09:31:12.503211Z",
+    "method": "PATCH",
+    "path": "/api/v1/users/0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
+    "query": null,
+    "status": 200,
+    "duration_ms": 14,
+    "ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0",
+    "body": "{\"name\":\"Ada Lovelace\",\"password\":\"[REDACTED]\"}"
+}))]
+pub struct RequestLogView {
+    pub id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub method: String,
+    pub path: String,
+    /// The query string, sensitive parameters redacted.
+    pub query: Option<String>,
+    pub status: i32,
+    pub duration_ms: i32,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The request body, sensitive fields redacted, cut at 16 KiB.
+    pub body: Option<String>,
+}
+
+impl From<&RequestLogRow> for RequestLogView {
+    fn from(row: &RequestLogRow) -> Self {
+        Self {
+            id: *row.id,
+            at: *row.at,
+            method: row.method.clone(),
+            path: row.path.clone(),
+            query: row.query.clone(),
+            status: row.status,
+            duration_ms: row.duration_ms,
+            ip: row.ip.clone(),
+            user_agent: row.user_agent.clone(),
+            body: row.body.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestLogPage {
+    pub items: Vec<RequestLogView>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A session in which someone acted as you.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5d0-1111-7222-8333-944455556666",
+    "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
+    "reason": "Ticket #4711",
+    "started_at": "2026-11-21T09:30:00Z",
+    "ended_at": "2026-11-21T09:42:10Z",
+    "duration_seconds": 730,
+    "status": "ended",
+    "end_reason": "stopped",
+    "request_count": 12
+}))]
+pub struct MySessionView {
+    pub id: Uuid,
+    pub impersonator: PersonRef,
+    pub reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    /// From start to end, or to now while ongoing.
+    pub duration_seconds: i64,
+    pub status: SessionStatus,
+    pub end_reason: Option<String>,
+    /// Calls made as you in this session.
+    pub request_count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MySessionPage {
+    pub items: Vec<MySessionView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Sessions in which someone acted as you, newest first.
+#[utoipa::path(
+    tag = "audit",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, description = "Who impersonated you, when, and how many calls they made", body = MySessionPage)),
+)]
+#[get("/me/impersonation-sessions")]
+pub async fn my_sessions(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<MySessionPage>, ApiError> {
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let me = *principal.user.id;
+    let now = state.clock.now();
+    let filter = impersonations::ListFilter {
+        target_id: Some(me),
+        before_id: page.before_id,
+        limit: page.fetch_limit(),
+        ..Default::default()
+    };
+    let (mut rows, people, counts) = state
+        .db(move |conn| {
+            let rows = impersonations::list(conn, filter, now)?;
+            let people = impersonations::users_of(conn, &rows)?;
+            let ids: Vec<Uuid> = rows.iter().map(|s| *s.id).collect();
+            let counts = audit::request_counts(conn, &ids)?;
+            Ok((rows, people, counts))
+        })
+        .await?;
+    let next_cursor = page.finish(&mut rows, |s| *s.id);
+    let items = rows
+        .iter()
+        .map(|s| {
+            let (status, ended) = s.state(now);
+            let end = ended.map(|(at, _)| at);
+            MySessionView {
+                id: *s.id,
+                impersonator: PersonRef::of(people.get(&s.impersonator_id), *s.impersonator_id),
+                reason: s.reason.clone(),
+                started_at: *s.started_at,
+                ended_at: end,
+                duration_seconds: (end.unwrap_or(now) - *s.started_at).whole_seconds().max(0),
+                status,
+                end_reason: ended.map(|(_, r)| r.as_str().to_owned()),
+                request_count: counts.get(&s.id).copied().unwrap_or(0),
+            }
+        })
+        .collect();
+    Ok(web::Json(MySessionPage { items, next_cursor }))
+}
+
+async fn session_log(
+    state: &AppState,
+    session: ImpersonationSession,
+    page: Page,
+) -> Result<web::Json<RequestLogPage>, ApiError> {
+    let (fetch, before) = (page.fetch_limit(), page.before_seq);
+    let mut rows = state.db(move |conn| Ok(audit::requests_of_session(conn, *session.id, before, fetch)?)).await?;
+    let next_cursor = page.finish_seq(&mut rows, |r| r.seq);
+    Ok(web::Json(RequestLogPage { items: rows.iter().map(RequestLogView::from).collect(), next_cursor }))
+}
+
+async fn find_session(state: &AppState, id: Uuid) -> Result<Option<ImpersonationSession>, ApiError> {
+    state.db(move |conn| Ok(impersonations::find(conn, id)?)).await
+}
+
+/// Every call made as you in one session, newest first.
+#[utoipa::path(
+    tag = "audit",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Impersonation session id"), PageQuery),
+    responses((status = 200, description = "The session's request log", body = RequestLogPage)),
+)]
+#[get("/me/impersonation-sessions/{id}/audit-log")]
+pub async fn my_session_log(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<RequestLogPage>, ApiError> {
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    match find_session(&state, id.into_inner()).await? {
+        // Another user's session is not found, not forbidden: ids reveal nothing.
+        Some(session) if session.target_id == principal.user.id => session_log(&state, session, page).await,
+        _ => Err(ApiError::not_found("impersonation session")),
+    }
+}
+
+/// The request log of a session you started (super admins: any session).
+#[utoipa::path(
+    tag = "audit",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Impersonation session id"), PageQuery),
+    responses((status = 200, description = "The session's request log", body = RequestLogPage)),
+)]
+#[get("/impersonations/{id}/audit-log")]
+pub async fn impersonation_log(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> Result<web::Json<RequestLogPage>, ApiError> {
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let super_admin = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
+    match find_session(&state, id.into_inner()).await? {
+        Some(session) if super_admin || session.impersonator_id == principal.user.id => {
+            session_log(&state, session, page).await
+        }
+        _ => Err(ApiError::not_found("impersonation session")),
+    }
+}
+
+fn require_super_admin(principal: &Principal) -> Result<(), ApiError> {
+    if principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("forbidden", "only super admins may read the audit trail"))
+    }
+}
+
+/// A consent or impersonation lifecycle event.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": "0193a5d0-1111-7222-8333-944455550000",
+    "kind": "impersonation_started",
+    "at": "2026-11-21T09:30:00Z",
+    "actor_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31",
+    "subject_id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
+    "session_id": "0193a5d0-1111-7222-8333-944455556666",
+    "ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0",
+    "detail": {"reason": "Ticket #4711", "expires_at": "2026-11-21T10:00:00Z", "impersonator_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31"}
+}))]
+pub struct AuditEventView {
+    pub id: Uuid,
+    pub kind: EventKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Who acted (for impersonation, the impersonator); `null` when the service did (expiry).
+    pub actor_id: Option<Uuid>,
+    /// Whose consent or impersonation it is.
+    pub subject_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Kind-specific facts: `end_reason`, `duration_hours`, `reason`, `expires_at`, …
+    pub detail: serde_json::Value,
+}
+
+impl From<&EventRow> for AuditEventView {
+    fn from(row: &EventRow) -> Self {
+        Self {
+            id: *row.id,
+            kind: EventKind::parse(&row.kind).unwrap_or(EventKind::ImpersonationEnded),
+            at: *row.at,
+            actor_id: row.actor_id.map(Into::into),
+            subject_id: row.subject_id.map(Into::into),
+            session_id: row.session_id.map(Into::into),
+            ip: row.ip.clone(),
+            user_agent: row.user_agent.clone(),
+            detail: serde_json::from_str(&row.detail).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Events where this user acted or was the subject.
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub kind: Option<EventKind>,
+    /// From this instant (inclusive), RFC 3339.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<OffsetDateTime>,
+    /// Up to this instant (exclusive), RFC 3339.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<OffsetDateTime>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEventPage {
+    pub items: Vec<AuditEventView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Consent and impersonation events, newest first (super admins).
+#[utoipa::path(
+    tag = "audit",
+    security(("bearer" = [])),
+    params(EventQuery),
+    responses(
+        (status = 200, description = "A page of events", body = AuditEventPage),
+        (status = 403, description = "Not a super admin (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/audit/events")]
+pub async fn events(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<EventQuery>,
+) -> Result<web::Json<AuditEventPage>, ApiError> {
+    require_super_admin(&principal)?;
+    let query = query.into_inner();
+    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let filter = audit::EventFilter {
+        user_id: query.user_id,
+        session_id: query.session_id,
+        kind: query.kind,
+        from: query.from,
+        to: query.to,
+        before_seq: page.before_seq,
+        limit: page.fetch_limit(),
+    };
+    let mut rows = state.db(move |conn| Ok(audit::list_events(conn, filter)?)).await?;
+    let next_cursor = page.finish_seq(&mut rows, |r| r.seq);
+    Ok(web::Json(AuditEventPage { items: rows.iter().map(AuditEventView::from).collect(), next_cursor }))
+}
+
+/// The result of checking the audit hash chains.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "ok": false, "checked": 1287, "first_bad_id": "0193a5d1-2222-7333-8444-955566667777",
+    "chains": [
+        {"chain": "request_log", "ok": false, "checked": 1043, "first_bad_id": "0193a5d1-2222-7333-8444-955566667777", "problem": "a row does not match its hash or does not follow its predecessor"},
+        {"chain": "audit_events", "ok": true, "checked": 244, "first_bad_id": null, "problem": null}
+    ]
+}))]
+pub struct VerifyReport {
+    /// Whether every chain is intact.
+    pub ok: bool,
+    /// Rows checked, over all chains.
+    pub checked: u64,
+    /// The first row whose link does not hold (request log first, then events).
+    pub first_bad_id: Option<Uuid>,
+    /// One report per chain: the request log and the events are chained separately.
+    pub chains: Vec<ChainReport>,
+}
+
+impl VerifyReport {
+    pub fn of(chains: Vec<ChainReport>) -> Self {
+        Self {
+            ok: chains.iter().all(|c| c.ok),
+            checked: chains.iter().map(|c| c.checked).sum(),
+            first_bad_id: chains.iter().find_map(|c| c.first_bad_id),
+            chains,
+        }
+    }
+}
+
+/// Check the audit hash chains (super admins).
+///
+/// Recomputes every link `hash = SHA-256(prev_hash ‖ canonical row)` and
+/// reports the first row that was changed, removed or reordered.
+#[utoipa::path(
+    tag = "audit",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Verification result", body = VerifyReport),
+        (status = 403, description = "Not a super admin (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[get("/audit/verify")]
+pub async fn verify(state: web::Data<AppState>, principal: Principal) -> Result<web::Json<VerifyReport>, ApiError> {
+    require_super_admin(&principal)?;
+    let chains = state.db(|conn| Ok(audit::verify(conn)?)).await?;
+    Ok(web::Json(VerifyReport::of(chains)))
+}

@@ -1,0 +1,433 @@
+//! The audit trail: request log rows and lifecycle events, each table one hash
+//! chain (see `domain::chain`). Appending takes the chain head's row lock
+//! (an UPDATE), so concurrent writers queue up and never fork a chain; the
+//! lock is held to the end of the caller's transaction.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::impersonations::{self, ImpersonationSession, Running};
+use super::schema::{audit_chain_heads as heads, audit_events as events, request_log};
+use super::sql_types::{sqlite_time_text, DbTime, DbUuid};
+use super::DbConnection;
+use crate::domain::chain::{self, Stored};
+use crate::domain::impersonation::EndReason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chain {
+    RequestLog,
+    AuditEvents,
+}
+
+impl Chain {
+    pub fn name(self) -> &'static str {
+        match self {
+            Chain::RequestLog => "request_log",
+            Chain::AuditEvents => "audit_events",
+        }
+    }
+}
+
+/// Reserves the next link: returns its `seq` and the `prev_hash` to chain to.
+fn reserve(conn: &mut DbConnection, chain: Chain) -> QueryResult<(i64, String)> {
+    diesel::update(heads::table.filter(heads::chain.eq(chain.name())))
+        .set(heads::seq.eq(heads::seq + 1))
+        .execute(conn)?;
+    heads::table.filter(heads::chain.eq(chain.name())).select((heads::seq, heads::hash)).first(conn)
+}
+
+fn advance(conn: &mut DbConnection, chain: Chain, hash: &str) -> QueryResult<()> {
+    diesel::update(heads::table.filter(heads::chain.eq(chain.name())))
+        .set(heads::hash.eq(hash))
+        .execute(conn)
+        .map(|_| ())
+}
+
+fn time_text(t: OffsetDateTime) -> String {
+    sqlite_time_text(t)
+}
+
+// ---- request log -------------------------------------------------------------
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = request_log, treat_none_as_default_value = false)]
+pub struct RequestLogRow {
+    pub id: DbUuid,
+    pub seq: i64,
+    pub session_id: DbUuid,
+    pub at: DbTime,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub status: i32,
+    pub duration_ms: i32,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub body: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl RequestLogRow {
+    /// The bytes the hash covers: every column but the hashes, in a fixed order.
+    pub fn canonical(&self) -> Vec<u8> {
+        json!([
+            self.seq,
+            self.id.0,
+            self.session_id.0,
+            time_text(*self.at),
+            self.method,
+            self.path,
+            self.query,
+            self.status,
+            self.duration_ms,
+            self.ip,
+            self.user_agent,
+            self.body
+        ])
+        .to_string()
+        .into_bytes()
+    }
+}
+
+/// A request, already redacted, to append to the log.
+pub struct RequestEntry {
+    pub session_id: Uuid,
+    pub at: OffsetDateTime,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub status: u16,
+    pub duration_ms: u64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub body: Option<String>,
+}
+
+pub fn append_request(conn: &mut DbConnection, entry: RequestEntry) -> QueryResult<RequestLogRow> {
+    let (seq, prev_hash) = reserve(conn, Chain::RequestLog)?;
+    let mut row = RequestLogRow {
+        id: DbUuid(Uuid::now_v7()),
+        seq,
+        session_id: DbUuid(entry.session_id),
+        at: DbTime(entry.at),
+        method: entry.method,
+        path: entry.path,
+        query: entry.query,
+        status: i32::from(entry.status),
+        duration_ms: i32::try_from(entry.duration_ms).unwrap_or(i32::MAX),
+        ip: entry.ip,
+        user_agent: entry.user_agent,
+        body: entry.body,
+        prev_hash,
+        hash: String::new(),
+    };
+    row.hash = chain::link(&row.prev_hash, &row.canonical());
+    diesel::insert_into(request_log::table).values(row.clone()).execute(conn)?;
+    advance(conn, Chain::RequestLog, &row.hash)?;
+    Ok(row)
+}
+
+/// A session's requests, newest first.
+pub fn requests_of_session(
+    conn: &mut DbConnection,
+    session_id: Uuid,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<RequestLogRow>> {
+    let mut query = request_log::table
+        .filter(request_log::session_id.eq(DbUuid(session_id)))
+        .select(RequestLogRow::as_select())
+        .into_boxed();
+    if let Some(before) = before_seq {
+        query = query.filter(request_log::seq.lt(before));
+    }
+    query.order(request_log::seq.desc()).limit(limit).load(conn)
+}
+
+pub fn request_counts(conn: &mut DbConnection, session_ids: &[Uuid]) -> QueryResult<HashMap<Uuid, i64>> {
+    let counts: Vec<(DbUuid, i64)> = request_log::table
+        .filter(request_log::session_id.eq_any(session_ids.iter().copied().map(DbUuid)))
+        .group_by(request_log::session_id)
+        .select((request_log::session_id, diesel::dsl::count_star()))
+        .load(conn)?;
+    Ok(counts.into_iter().map(|(id, n)| (id.0, n)).collect())
+}
+
+// ---- events ----------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ConsentGranted,
+    ConsentRevoked,
+    ImpersonationStarted,
+    /// Stopped by the impersonator (stop, or logout with the impersonation token).
+    ImpersonationStopped,
+    /// Ended otherwise: expiry, revocation, logout, suspension, deletion.
+    ImpersonationEnded,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::ConsentGranted,
+        EventKind::ConsentRevoked,
+        EventKind::ImpersonationStarted,
+        EventKind::ImpersonationStopped,
+        EventKind::ImpersonationEnded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ConsentGranted => "consent_granted",
+            EventKind::ConsentRevoked => "consent_revoked",
+            EventKind::ImpersonationStarted => "impersonation_started",
+            EventKind::ImpersonationStopped => "impersonation_stopped",
+            EventKind::ImpersonationEnded => "impersonation_ended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
+pub struct EventRow {
+    pub id: DbUuid,
+    pub seq: i64,
+    pub kind: String,
+    pub at: DbTime,
+    pub actor_id: Option<DbUuid>,
+    pub subject_id: Option<DbUuid>,
+    pub session_id: Option<DbUuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl EventRow {
+    pub fn canonical(&self) -> Vec<u8> {
+        json!([
+            self.seq,
+            self.id.0,
+            self.kind,
+            time_text(*self.at),
+            self.actor_id.map(|i| i.0),
+            self.subject_id.map(|i| i.0),
+            self.session_id.map(|i| i.0),
+            self.ip,
+            self.user_agent,
+            self.detail
+        ])
+        .to_string()
+        .into_bytes()
+    }
+}
+
+/// Who caused an event, from where, and when.
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    /// The user who really acted (the impersonator, when impersonating); `None` for the service itself.
+    pub actor_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub at: OffsetDateTime,
+}
+
+impl EventContext {
+    /// Events the service causes by itself (expiry).
+    pub fn service(at: OffsetDateTime) -> Self {
+        Self { actor_id: None, ip: None, user_agent: None, at }
+    }
+}
+
+pub fn record(
+    conn: &mut DbConnection,
+    ctx: &EventContext,
+    kind: EventKind,
+    subject_id: Uuid,
+    session_id: Option<Uuid>,
+    detail: Value,
+) -> QueryResult<EventRow> {
+    let (seq, prev_hash) = reserve(conn, Chain::AuditEvents)?;
+    let mut row = EventRow {
+        id: DbUuid(Uuid::now_v7()),
+        seq,
+        kind: kind.as_str().to_owned(),
+        at: DbTime(ctx.at),
+        actor_id: ctx.actor_id.map(DbUuid),
+        subject_id: Some(DbUuid(subject_id)),
+        session_id: session_id.map(DbUuid),
+        ip: ctx.ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+        detail: detail.to_string(),
+        prev_hash,
+        hash: String::new(),
+    };
+    row.hash = chain::link(&row.prev_hash, &row.canonical());
+    diesel::insert_into(events::table).values(row.clone()).execute(conn)?;
+    advance(conn, Chain::AuditEvents, &row.hash)?;
+    Ok(row)
+}
+
+/// Ends the running sessions that match and records an event for each:
+/// `impersonation_stopped` when stopped, `impersonation_ended` otherwise.
+pub fn end_sessions(
+    conn: &mut DbConnection,
+    which: Running,
+    reason: EndReason,
+    ctx: &EventContext,
+) -> QueryResult<Vec<ImpersonationSession>> {
+    let ended = impersonations::end(conn, which, reason, ctx.at)?;
+    let kind =
+        if reason == EndReason::Stopped { EventKind::ImpersonationStopped } else { EventKind::ImpersonationEnded };
+    for session in &ended {
+        let detail = json!({"end_reason": reason.as_str(), "impersonator_id": session.impersonator_id.0});
+        record(conn, ctx, kind, *session.target_id, Some(*session.id), detail)?;
+    }
+    Ok(ended)
+}
+
+/// Marks sessions past their expiry as ended (`expired`), with their events.
+pub fn end_expired(conn: &mut DbConnection, now: OffsetDateTime) -> QueryResult<usize> {
+    let expired = impersonations::expired_unended(conn, now)?;
+    for session in &expired {
+        impersonations::mark_expired(conn, *session.id)?;
+        let ctx = EventContext::service(*session.expires_at);
+        let detail = json!({"end_reason": EndReason::Expired.as_str(), "impersonator_id": session.impersonator_id.0});
+        record(conn, &ctx, EventKind::ImpersonationEnded, *session.target_id, Some(*session.id), detail)?;
+    }
+    Ok(expired.len())
+}
+
+#[derive(Default)]
+pub struct EventFilter {
+    /// As actor or as subject.
+    pub user_id: Option<Uuid>,
+    pub session_id: Option<Uuid>,
+    pub kind: Option<EventKind>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// Newest first.
+pub fn list_events(conn: &mut DbConnection, filter: EventFilter) -> QueryResult<Vec<EventRow>> {
+    let mut query = events::table.select(EventRow::as_select()).into_boxed();
+    if let Some(user) = filter.user_id {
+        query = query.filter(events::actor_id.eq(Some(DbUuid(user))).or(events::subject_id.eq(Some(DbUuid(user)))));
+    }
+    if let Some(session) = filter.session_id {
+        query = query.filter(events::session_id.eq(Some(DbUuid(session))));
+    }
+    if let Some(kind) = filter.kind {
+        query = query.filter(events::kind.eq(kind.as_str()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(events::at.ge(DbTime(from)));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(events::at.lt(DbTime(to)));
+    }
+    if let Some(before) = filter.before_seq {
+        query = query.filter(events::seq.lt(before));
+    }
+    query.order(events::seq.desc()).limit(filter.limit).load(conn)
+}
+
+// ---- verification -----------------------------------------------------------
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ChainReport {
+    #[schema(example = "request_log")]
+    pub chain: &'static str,
+    pub ok: bool,
+    pub checked: u64,
+    pub first_bad_id: Option<Uuid>,
+    /// Why the chain is broken, when it is.
+    pub problem: Option<String>,
+}
+
+const BATCH: i64 = 1000;
+
+fn verify_chain<R, F, C>(conn: &mut DbConnection, chain: Chain, mut load: F, stored: C) -> QueryResult<ChainReport>
+where
+    F: FnMut(&mut DbConnection, i64) -> QueryResult<Vec<R>>,
+    C: Fn(&R) -> Stored<Uuid>,
+{
+    let mut rows_in_order = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = load(conn, after)?;
+        let Some(last) = batch.last() else { break };
+        after = stored(last).seq;
+        let full = batch.len() as i64 == BATCH;
+        rows_in_order.extend(batch.iter().map(&stored));
+        if !full {
+            break;
+        }
+    }
+    let last = rows_in_order.last().map(|r| (r.seq, r.hash.clone()));
+    let verdict = chain::verify(rows_in_order);
+    let head: (i64, String) =
+        heads::table.filter(heads::chain.eq(chain.name())).select((heads::seq, heads::hash)).first(conn)?;
+    let (ok, problem) = match (&verdict.first_bad, last) {
+        (Some(_), _) => (false, Some("a row does not match its hash or does not follow its predecessor".to_owned())),
+        (None, last) if last.clone().unwrap_or((0, chain::GENESIS.to_owned())) != head => {
+            (false, Some("rows at the end of the chain are missing".to_owned()))
+        }
+        _ => (true, None),
+    };
+    Ok(ChainReport { chain: chain.name(), ok, checked: verdict.checked, first_bad_id: verdict.first_bad, problem })
+}
+
+pub fn verify(conn: &mut DbConnection) -> QueryResult<Vec<ChainReport>> {
+    let requests = verify_chain(
+        conn,
+        Chain::RequestLog,
+        |conn, after| {
+            request_log::table
+                .filter(request_log::seq.gt(after))
+                .order(request_log::seq.asc())
+                .limit(BATCH)
+                .select(RequestLogRow::as_select())
+                .load(conn)
+        },
+        |r: &RequestLogRow| Stored {
+            id: r.id.0,
+            seq: r.seq,
+            prev_hash: r.prev_hash.clone(),
+            hash: r.hash.clone(),
+            canonical: r.canonical(),
+        },
+    )?;
+    let events = verify_chain(
+        conn,
+        Chain::AuditEvents,
+        |conn, after| {
+            events::table
+                .filter(events::seq.gt(after))
+                .order(events::seq.asc())
+                .limit(BATCH)
+                .select(EventRow::as_select())
+                .load(conn)
+        },
+        |r: &EventRow| Stored {
+            id: r.id.0,
+            seq: r.seq,
+            prev_hash: r.prev_hash.clone(),
+            hash: r.hash.clone(),
+            canonical: r.canonical(),
+        },
+    )?;
+    Ok(vec![requests, events])
+}

@@ -103,3 +103,129 @@ fn serve_bootstraps_prints_the_password_once_and_says_where_swagger_is() {
     assert!(dir.join("actas-data/signing-key.pem").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The real binary, JSON logs at debug level: every line written while serving
+/// an impersonated request names the impersonator and the session, and no
+/// password or token ever appears in the log.
+#[actix_web::test]
+async fn server_logs_name_the_impersonator_and_never_a_secret() {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{json, Value};
+
+    let dir = temp_dir();
+    let admin_password = "bootstrap-secret-pw-001";
+    let mut child = actas()
+        .current_dir(&dir)
+        .env("ACTAS_BIND", "127.0.0.1:0")
+        .env("ACTAS_BOOTSTRAP_ADMIN_PASSWORD", admin_password)
+        .env("ACTAS_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    {
+        let lines = Arc::clone(&lines);
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some(at) = line.find("Swagger UI at http://") {
+                    let rest = &line[at + "Swagger UI at http://".len()..];
+                    let _ = addr_tx.send(rest.split('/').next().unwrap().to_owned());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    let addr = addr_rx.recv_timeout(Duration::from_secs(20)).expect("the server starts");
+    let client = awc::Client::default();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let call = |method: awc::http::Method, path: &str, token: Option<&str>, body: Option<Value>| {
+        let mut req = client.request(method, url(path));
+        if let Some(token) = token {
+            req = req.insert_header(("authorization", format!("Bearer {token}")));
+        }
+        async move {
+            let mut res = match body {
+                Some(body) => req.send_json(&body).await.unwrap(),
+                None => req.send().await.unwrap(),
+            };
+            let request_id = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+            let body: Value = res.json().limit(1 << 20).await.unwrap_or(Value::Null);
+            (request_id, body)
+        }
+    };
+    let post = awc::http::Method::POST;
+    let (_, login) = call(
+        post.clone(),
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "admin@localhost", "password": admin_password})),
+    )
+    .await;
+    let admin = login["access_token"].as_str().unwrap().to_owned();
+    let (_, org) = call(post.clone(), "/api/v1/organizations", Some(&admin), Some(json!({"name": "Acme"}))).await;
+    let user_password = "customer-secret-pw-002";
+    let body =
+        json!({"email": "ada@acme.example", "name": "Ada", "password": user_password, "organization_id": org["id"]});
+    let (_, ada) = call(post.clone(), "/api/v1/users", Some(&admin), Some(body)).await;
+    let (_, ada_login) = call(
+        post.clone(),
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "ada@acme.example", "password": user_password})),
+    )
+    .await;
+    let ada_token = ada_login["access_token"].as_str().unwrap().to_owned();
+    call(
+        awc::http::Method::PUT,
+        "/api/v1/me/impersonation-consent",
+        Some(&ada_token),
+        Some(json!({"duration_hours": 2})),
+    )
+    .await;
+    let body = json!({"target_user_id": ada["id"], "password": admin_password});
+    let (_, started) = call(post.clone(), "/api/v1/impersonations", Some(&admin), Some(body)).await;
+    let token = started["access_token"].as_str().unwrap().to_owned();
+    let session_id = started["session_id"].as_str().unwrap().to_owned();
+    let ada_path = format!("/api/v1/users/{}", ada["id"].as_str().unwrap());
+    let (request_id, _) =
+        call(awc::http::Method::PATCH, &ada_path, Some(&token), Some(json!({"name": "Ada L."}))).await;
+    let refused = json!({"name": "Ada L.", "password": "impersonated-secret-pw-003"});
+    call(awc::http::Method::PATCH, &ada_path, Some(&token), Some(refused)).await;
+    let (me_request, _) = call(awc::http::Method::GET, "/api/v1/me", Some(&token), None).await;
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let lines = lines.lock().unwrap().clone();
+    let log = lines.join("\n");
+    for secret in [
+        admin_password,
+        user_password,
+        "impersonated-secret-pw-003",
+        token.as_str(),
+        admin.as_str(),
+        ada_token.as_str(),
+    ] {
+        assert!(!log.contains(secret), "a secret reached the server log");
+    }
+    // The update logs a line of its own besides the request line.
+    for (request, at_least) in [(&request_id, 2), (&me_request, 1)] {
+        let during: Vec<Value> = lines
+            .iter()
+            .filter(|l| l.contains(request.as_str()))
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
+            .collect();
+        assert!(during.len() >= at_least, "too few log lines for request {request}: {during:?}");
+        for line in &during {
+            let span = line["spans"].as_array().unwrap().iter().find(|s| s["name"] == "request").unwrap();
+            assert_eq!(span["impersonator_id"].as_str().map(str::len), Some(36), "{line}");
+            assert_eq!(span["session_id"], session_id, "{line}");
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -286,8 +286,36 @@ impl TestApp {
 
     /// Runs SQL directly against the test database, behind the service's back.
     pub fn sql(&self, statement: &str) {
+        self.try_sql(statement).unwrap();
+    }
+
+    pub fn try_sql(&self, statement: &str) -> Result<(), diesel::result::Error> {
         let mut conn = self.state.pool.get().unwrap();
-        conn.batch_execute(statement).unwrap();
+        conn.batch_execute(statement)
+    }
+
+    /// The single integer a query returns (`SELECT COUNT(*) AS n …`), read directly.
+    pub fn scalar(&self, query: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = self.state.pool.get().unwrap();
+        diesel::RunQueryDsl::get_result::<N>(diesel::sql_query(query), &mut conn).unwrap().n
+    }
+
+    /// Every text column of every request-log row, for searching leaks.
+    pub fn request_log_dump(&self) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        let mut conn = self.state.pool.get().unwrap();
+        let query = "SELECT method || ' ' || path || ' ' || COALESCE(query, '') || ' ' || COALESCE(body, '') || ' ' || COALESCE(user_agent, '') AS t FROM request_log";
+        let rows: Vec<Row> = diesel::RunQueryDsl::load(diesel::sql_query(query), &mut conn).unwrap();
+        rows.into_iter().map(|r| r.t).collect::<Vec<_>>().join("\n")
     }
 }
 

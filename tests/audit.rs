@@ -1,0 +1,364 @@
+//! The audit trail (SPEC §5): one redacted row per impersonated request, fail
+//! closed, lifecycle events, who may read what, append-only and tamper-evident.
+
+mod common;
+
+use std::process::Command;
+
+use awc::http::Method;
+use common::{Backend, TestApp, World, ADMIN_PASSWORD};
+use serde_json::{json, Value};
+use time::Duration;
+use uuid::Uuid;
+
+async fn grant(app: &TestApp, token: &str, hours: i64) {
+    app.put("/api/v1/me/impersonation-consent", Some(token), json!({"duration_hours": hours})).await.assert_status(200);
+}
+
+async fn impersonate(app: &TestApp, w: &World, target: Uuid) -> (String, String) {
+    let res = app
+        .post("/api/v1/impersonations", Some(&w.admin), json!({"target_user_id": target, "password": ADMIN_PASSWORD}))
+        .await;
+    let body = res.assert_status(201);
+    (body["session_id"].as_str().unwrap().to_owned(), body["access_token"].as_str().unwrap().to_owned())
+}
+
+async fn log_of(app: &TestApp, token: &str, session: &str) -> Vec<Value> {
+    let res = app.get(&format!("/api/v1/impersonations/{session}/audit-log?limit=200"), Some(token)).await;
+    res.assert_status(200)["items"].as_array().unwrap().clone()
+}
+
+fn statuses(rows: &[Value]) -> Vec<(String, i64)> {
+    rows.iter()
+        .map(|r| {
+            (
+                format!("{} {}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap()),
+                r["status"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let before = app.scalar("SELECT COUNT(*) AS n FROM request_log");
+    assert_eq!(before, 0, "requests without an impersonation token are not logged");
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let ada = format!("/api/v1/users/{}", w.acme_member.0);
+    let missing = format!("/api/v1/users/{}", Uuid::now_v7());
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    app.get(&missing, Some(&token)).await.assert_problem(404, "not_found");
+    app.delete("/api/v1/me/impersonation-consent", Some(&token)).await.assert_problem(403, "impersonation-restricted");
+    app.patch(&ada, Some(&token), json!({"name": ""})).await.assert_problem(422, "validation_failed");
+    app.get("/api/v1/nowhere", Some(&token)).await.assert_problem(404, "not_found");
+    app.send(Method::POST, &format!("/api/v1/impersonations/{id}/stop"), Some(&token), None).await.assert_status(204);
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    // Admin calls made meanwhile are not logged.
+    app.get("/api/v1/users", Some(&w.admin)).await.assert_status(200);
+
+    let rows = log_of(&app, &w.admin, &id).await;
+    let expected = vec![
+        ("GET /api/v1/me".to_owned(), 401),
+        (format!("POST /api/v1/impersonations/{id}/stop"), 204),
+        ("GET /api/v1/nowhere".to_owned(), 404),
+        (format!("PATCH {ada}"), 422),
+        ("DELETE /api/v1/me/impersonation-consent".to_owned(), 403),
+        (format!("GET {missing}"), 404),
+        ("GET /api/v1/me".to_owned(), 200),
+    ];
+    assert_eq!(statuses(&rows), expected);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 7);
+    let first = rows.last().unwrap();
+    assert_eq!(first["ip"], "127.0.0.1");
+    assert!(first["at"].is_string() && first["duration_ms"].as_i64().unwrap() >= 0);
+}
+
+async fn secrets_never_reach_the_database(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let nested = json!({
+        "name": "Ada",
+        "password": "SECRET-PW-1",
+        "profile": {"devices": [{"label": "phone", "push_token": "SECRET-TOKEN-2"}], "Authorization": "SECRET-AUTH-3"},
+        "list": [[{"api_key": "SECRET-KEY-4"}, {"apiKey": "SECRET-KEY-5"}]]
+    });
+    app.patch(&format!("/api/v1/users/{}", w.acme_member.0), Some(&token), nested)
+        .await
+        .assert_problem(422, "validation_failed");
+    app.get("/api/v1/users?q=ada&access_token=SECRET-QUERY-6&Client_Secret=SECRET-QUERY-7", Some(&token))
+        .await
+        .assert_status(200);
+    let form = b"grant_type=x&subject_token=SECRET-FORM-8&password=SECRET-FORM-9&keep=visible".to_vec();
+    app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/x-www-form-urlencoded", form))).await;
+    let broken = br#"{"name" "x", "cookie": "SECRET-BROKEN-10"}"#.to_vec();
+    app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/json", broken)))
+        .await
+        .assert_problem(400, "malformed_json");
+    let text = b"note=hello\nsecret: SECRET-TEXT-11".to_vec();
+    app.send(Method::POST, "/api/v1/users", Some(&token), Some(("text/plain", text))).await;
+    let big = format!("{{\"name\": \"{}\", \"password\": \"SECRET-BIG-12\"}}", "x".repeat(20 * 1024));
+    app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/json", big.into_bytes()))).await;
+
+    let dump = app.request_log_dump();
+    assert!(!dump.contains("SECRET-"), "a secret reached the database:\n{dump}");
+    assert!(dump.contains("[REDACTED]") && dump.contains("keep=visible") && dump.contains("%5BREDACTED%5D"));
+    let rows = log_of(&app, &w.admin, &id).await;
+    let big_row = &rows[0];
+    let body = big_row["body"].as_str().unwrap();
+    assert!(body.contains("…[truncated ") && body.len() < 17 * 1024, "{}", &body[body.len() - 60..]);
+    let query_row = rows.iter().find(|r| r["method"] == "GET").unwrap();
+    assert_eq!(query_row["query"], "q=ada&access_token=%5BREDACTED%5D&Client_Secret=%5BREDACTED%5D");
+}
+
+async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let ada = format!("/api/v1/users/{}", w.acme_member.0);
+    // The log cannot be written: the impersonated request is not performed.
+    app.sql("ALTER TABLE request_log RENAME TO request_log_gone");
+    let res = app.patch(&ada, Some(&token), json!({"name": "Changed by support"})).await;
+    res.assert_problem(503, "service_unavailable");
+    assert!(!res.text.contains("request_log"), "internal detail leaked: {}", res.text);
+    // Nothing of it stayed; requests without an impersonation token go on.
+    let read = app.get(&ada, Some(&w.admin)).await;
+    assert_eq!(read.assert_status(200)["name"], "ada@acme.example");
+    app.sql("ALTER TABLE request_log_gone RENAME TO request_log");
+    app.patch(&ada, Some(&token), json!({"name": "Changed by support"})).await.assert_status(200);
+    assert_eq!(app.get(&ada, Some(&w.admin)).await.body["name"], "Changed by support");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 1);
+}
+
+async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
+    let w = app.world().await;
+    let (ada_id, ada) = &w.acme_member;
+    grant(&app, ada, 3).await;
+    let body = serde_json::to_vec(&json!({"target_user_id": ada_id, "password": ADMIN_PASSWORD})).unwrap();
+    let res = app
+        .send_with(
+            Method::POST,
+            "/api/v1/impersonations",
+            Some(&w.admin),
+            Some(("application/json", body)),
+            &[("user-agent", "support-console/2.0")],
+        )
+        .await;
+    let started = res.assert_status(201).clone();
+    let (s1, t1) =
+        (started["session_id"].as_str().unwrap().to_owned(), started["access_token"].as_str().unwrap().to_owned());
+    app.send(Method::POST, &format!("/api/v1/impersonations/{s1}/stop"), Some(&t1), None).await.assert_status(204);
+    let (s2, _) = impersonate(&app, &w, *ada_id).await;
+    app.delete("/api/v1/me/impersonation-consent", Some(ada)).await.assert_status(204);
+    grant(&app, ada, 1).await;
+    let (s3, _) = impersonate(&app, &w, *ada_id).await;
+    app.state.clock.advance(Duration::minutes(31));
+    assert_eq!(actas::server::housekeeping(&app.state).await.unwrap(), 1);
+
+    let admin = app.admin().await;
+    let all = app.get(&format!("/api/v1/audit/events?user_id={ada_id}&limit=200"), Some(&admin)).await;
+    let kinds: Vec<(String, Option<String>)> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap().to_owned(), e["detail"]["end_reason"].as_str().map(str::to_owned)))
+        .collect();
+    let k = |kind: &str, reason: Option<&str>| (kind.to_owned(), reason.map(str::to_owned));
+    assert_eq!(
+        kinds,
+        vec![
+            k("impersonation_ended", Some("expired")),
+            k("impersonation_started", None),
+            k("consent_granted", None),
+            k("impersonation_ended", Some("consent_revoked")),
+            k("consent_revoked", None),
+            k("impersonation_started", None),
+            k("impersonation_stopped", Some("stopped")),
+            k("impersonation_started", None),
+            k("consent_granted", None),
+        ]
+    );
+    let admin_id = app.get("/api/v1/me", Some(&admin)).await.body["user"]["id"].clone();
+    let started = &all.body["items"][7];
+    assert_eq!(started["actor_id"], admin_id);
+    assert_eq!(started["subject_id"], ada_id.to_string());
+    assert_eq!(started["session_id"], s1);
+    assert_eq!(started["ip"], "127.0.0.1");
+    assert_eq!(started["user_agent"], "support-console/2.0");
+    assert!(started["at"].is_string());
+    let expired = &all.body["items"][0];
+    assert_eq!((expired["session_id"].as_str(), expired["actor_id"].is_null()), (Some(s3.as_str()), true));
+
+    // Filters: session, kind, time range.
+    let by_session = app.get(&format!("/api/v1/audit/events?session_id={s2}"), Some(&admin)).await;
+    assert_eq!(by_session.body["items"].as_array().unwrap().len(), 2);
+    let by_kind = app.get("/api/v1/audit/events?kind=consent_granted", Some(&admin)).await;
+    assert_eq!(by_kind.body["items"].as_array().unwrap().len(), 2);
+    let cut = all.body["items"][1]["at"].as_str().unwrap().to_owned();
+    let since = app.get(&format!("/api/v1/audit/events?from={cut}"), Some(&admin)).await;
+    assert_eq!(since.body["items"].as_array().unwrap().len(), 2);
+    let until = app.get(&format!("/api/v1/audit/events?to={cut}&user_id={ada_id}"), Some(&admin)).await;
+    assert_eq!(until.body["items"].as_array().unwrap().len(), 7);
+    app.get("/api/v1/audit/events?kind=nonsense", Some(&admin)).await.assert_problem(422, "validation_failed");
+    app.get("/api/v1/audit/events", Some(&w.owner_staff.1)).await.assert_problem(403, "forbidden");
+    app.get("/api/v1/audit/verify", Some(&w.acme_admin.1)).await.assert_problem(403, "forbidden");
+}
+
+async fn the_user_reads_their_own_history_and_nobody_else_does(app: TestApp) {
+    let w = app.world().await;
+    let (ada_id, ada) = &w.acme_member;
+    grant(&app, ada, 2).await;
+    let res = app
+        .post(
+            "/api/v1/impersonations",
+            Some(&w.owner_staff.1),
+            json!({"target_user_id": ada_id, "password": common::PASSWORD, "reason": "Ticket #7"}),
+        )
+        .await;
+    let started = res.assert_status(201).clone();
+    let (id, token) =
+        (started["session_id"].as_str().unwrap().to_owned(), started["access_token"].as_str().unwrap().to_owned());
+    for _ in 0..3 {
+        app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    }
+    app.state.clock.advance(Duration::minutes(2));
+    app.send(Method::POST, &format!("/api/v1/impersonations/{id}/stop"), Some(&w.owner_staff.1), None)
+        .await
+        .assert_status(204);
+
+    let mine = app.get("/api/v1/me/impersonation-sessions", Some(ada)).await;
+    let session = &mine.assert_status(200)["items"][0];
+    assert_eq!(session["id"], id);
+    assert_eq!(
+        session["impersonator"],
+        json!({"id": w.owner_staff.0.to_string(), "email": "sam@owner.example", "name": "sam@owner.example"})
+    );
+    assert_eq!((session["status"].as_str(), session["end_reason"].as_str()), (Some("ended"), Some("stopped")));
+    assert_eq!(session["request_count"], 3);
+    assert_eq!(session["reason"], "Ticket #7");
+    assert!(session["duration_seconds"].as_i64().unwrap() >= 120);
+    assert!(session["started_at"].is_string() && session["ended_at"].is_string());
+
+    let log = app.get(&format!("/api/v1/me/impersonation-sessions/{id}/audit-log"), Some(ada)).await;
+    assert_eq!(log.assert_status(200)["items"].as_array().unwrap().len(), 3);
+    // The impersonator and super admins read it through the session; nobody else at all.
+    assert_eq!(log_of(&app, &w.owner_staff.1, &id).await.len(), 3);
+    assert_eq!(log_of(&app, &w.admin, &id).await.len(), 3);
+    for other in [&w.acme_admin.1, &w.acme_eu_member.1, &w.globex_member.1] {
+        app.get(&format!("/api/v1/me/impersonation-sessions/{id}/audit-log"), Some(other))
+            .await
+            .assert_problem(404, "not_found");
+        app.get(&format!("/api/v1/impersonations/{id}/audit-log"), Some(other)).await.assert_problem(404, "not_found");
+    }
+    app.get(&format!("/api/v1/me/impersonation-sessions/{id}/audit-log"), Some(&w.admin))
+        .await
+        .assert_problem(404, "not_found");
+    let others = app.get("/api/v1/me/impersonation-sessions", Some(&w.acme_eu_member.1)).await;
+    assert_eq!(others.body["items"], json!([]));
+}
+
+async fn log_pages_are_stable_while_rows_are_added(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    for i in 0..5 {
+        app.get(&format!("/api/v1/me?n={i}"), Some(&token)).await.assert_status(200);
+    }
+    let path = format!("/api/v1/me/impersonation-sessions/{id}/audit-log");
+    let first = app.get(&format!("{path}?limit=2"), Some(&w.acme_member.1)).await;
+    let first = first.assert_status(200).clone();
+    let queries = |page: &Value| {
+        page["items"].as_array().unwrap().iter().map(|r| r["query"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(queries(&first), vec!["n=4", "n=3"]);
+    // New rows arrive between pages; the next page continues where the first ended.
+    for i in 5..8 {
+        app.get(&format!("/api/v1/me?n={i}"), Some(&token)).await.assert_status(200);
+    }
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = app.get(&format!("{path}?limit=2&cursor={cursor}"), Some(&w.acme_member.1)).await;
+    assert_eq!(queries(second.assert_status(200)), vec!["n=2", "n=1"]);
+    let cursor = second.body["next_cursor"].as_str().unwrap();
+    let last = app.get(&format!("{path}?limit=2&cursor={cursor}"), Some(&w.acme_member.1)).await;
+    assert_eq!(queries(last.assert_status(200)), vec!["n=0"]);
+    assert!(last.body["next_cursor"].is_null());
+}
+
+async fn verify(app: &TestApp, token: &str) -> Value {
+    app.get("/api/v1/audit/verify", Some(token)).await.assert_status(200).clone()
+}
+
+async fn tampering_is_refused_and_detected(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    for _ in 0..4 {
+        app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    }
+    let report = verify(&app, &w.admin).await;
+    assert_eq!((report["ok"].as_bool(), report["first_bad_id"].is_null()), (Some(true), true));
+    assert_eq!(report["checked"].as_u64().unwrap(), 4 + app.scalar("SELECT COUNT(*) AS n FROM audit_events") as u64);
+
+    // The database itself refuses changes to audit rows.
+    assert!(app.try_sql("UPDATE request_log SET status = 500").is_err(), "an UPDATE of the request log went through");
+    assert!(app.try_sql("DELETE FROM audit_events").is_err(), "a DELETE of events went through");
+
+    // Someone with the power to disable the guard edits the second row.
+    let rows = log_of(&app, &w.admin, &id).await;
+    let victim = rows[2]["id"].as_str().unwrap().to_owned();
+    match app.backend {
+        Backend::Postgres => app.sql(&format!(
+            "ALTER TABLE request_log DISABLE TRIGGER request_log_append_only; UPDATE request_log SET status = 418 WHERE id = '{victim}'"
+        )),
+        Backend::Sqlite => app.sql(&format!("DROP TRIGGER request_log_no_update; UPDATE request_log SET status = 418 WHERE id = '{victim}'")),
+    }
+    let report = verify(&app, &w.admin).await;
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["first_bad_id"], victim);
+    assert_eq!(report["chains"][0]["first_bad_id"], victim);
+    assert_eq!(report["chains"][1]["ok"], true);
+
+    // The command line says the same, and fails.
+    if app.backend == Backend::Sqlite {
+        let out = Command::new(env!("CARGO_BIN_EXE_actas"))
+            .args(["audit", "verify"])
+            .env("ACTAS_DATABASE_URL", format!("sqlite://{}", app.data_dir.join("actas.db").display()))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((printed["ok"].as_bool(), printed["first_bad_id"].as_str()), (Some(false), Some(victim.as_str())));
+    }
+}
+
+async fn concurrent_writers_keep_one_chain(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    grant(&app, &w.globex_member.1, 2).await;
+    let (_, a) = impersonate(&app, &w, w.acme_member.0).await;
+    let (_, b) = impersonate(&app, &w, w.globex_member.0).await;
+    let calls = (0..24).map(|i| {
+        let token = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let app = &app;
+        async move { app.get("/api/v1/me", Some(&token)).await }
+    });
+    for res in futures_util::future::join_all(calls).await {
+        res.assert_status(200);
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 24);
+    assert_eq!(app.scalar("SELECT MAX(seq) AS n FROM request_log"), 24);
+    let report = verify(&app, &w.admin).await;
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+backend_tests!(
+    every_impersonated_request_gets_exactly_one_row,
+    secrets_never_reach_the_database,
+    the_log_is_written_with_the_request_or_not_at_all,
+    lifecycle_events_are_recorded_with_who_where_and_when,
+    the_user_reads_their_own_history_and_nobody_else_does,
+    log_pages_are_stable_while_rows_are_added,
+    tampering_is_refused_and_detected,
+    concurrent_writers_keep_one_chain,
+);

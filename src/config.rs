@@ -34,6 +34,8 @@ pub struct Config {
     /// Take the client address from the last `X-Forwarded-For` entry (only behind a proxy you run).
     pub trust_proxy_headers: bool,
     pub log_format: LogFormat,
+    /// Browser origins (`https://app.example.com`) allowed to call the API; none by default.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -71,6 +73,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("ACTAS_RATE_LIMIT_WINDOW_MINUTES", "15", "Length of that window"),
     ("ACTAS_TRUST_PROXY_HEADERS", "false", "Read the client IP from X-Forwarded-For (only behind your own proxy)"),
     ("ACTAS_LOG_FORMAT", "text", "`text` or `json`"),
+    ("ACTAS_CORS_ALLOWED_ORIGINS", "", "Comma-separated browser origins allowed to call the API (CORS)"),
     ("RUST_LOG", "info", "Log filter, e.g. `actas=debug,info`"),
 ];
 
@@ -135,6 +138,27 @@ impl Config {
             rate_limit_window_minutes: minutes("ACTAS_RATE_LIMIT_WINDOW_MINUTES", 15, 24 * 60)?,
             trust_proxy_headers,
             log_format,
+            cors_allowed_origins: match get("ACTAS_CORS_ALLOWED_ORIGINS") {
+                None => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(|origin| {
+                        let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                            && !origin.trim_end_matches('/').contains(['*', ' '])
+                            && origin.matches('/').count() == 2;
+                        if valid {
+                            Ok(origin.trim_end_matches('/').to_owned())
+                        } else {
+                            Err(ConfigError {
+                                name: "ACTAS_CORS_ALLOWED_ORIGINS",
+                                message: format!("{origin:?} is not an origin like https://app.example.com"),
+                            })
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
             data_dir,
         })
     }

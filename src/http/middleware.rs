@@ -14,20 +14,20 @@ use tracing::Instrument;
 
 use super::problem::{ApiError, PROBLEM_JSON};
 
-/// Turns any error response that is not already problem+json (actix's own
-/// 404s, payload errors, …) into one, keeping `Allow`, `Retry-After` and
-/// `WWW-Authenticate`.
+/// Turns any error response that is not already JSON (actix's own 404s,
+/// payload errors, …) into problem+json, keeping `Allow`, `Retry-After` and
+/// `WWW-Authenticate`. JSON errors are left alone: problem+json from our
+/// handlers, and the RFC 6749 format of `/oauth/*`.
 pub fn problem_for_every_error<B: 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(to_problem)
 }
 
 fn to_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .response()
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    let is_json = res.response().headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+    });
+    if is_json {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();

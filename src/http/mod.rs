@@ -22,7 +22,9 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use utoipa_actix_web::{scope, AppExt};
 use utoipa_swagger_ui::SwaggerUi;
 
-use self::controllers::{audit as audit_log, auth, consent, health, impersonations, me, organizations, users};
+use self::controllers::{
+    audit as audit_log, auth, consent, health, impersonations, me, oauth, organizations, users, well_known,
+};
 use self::problem::ApiError;
 use crate::state::AppState;
 use crate::store::DbConnection;
@@ -59,6 +61,11 @@ fn routes(cfg: &mut ServiceConfig) {
             .service(users::update_user)
             .service(users::delete_user),
     )
+    .service(oauth::exchange)
+    .service(oauth::introspect)
+    .service(oauth::revoke)
+    .service(well_known::jwks)
+    .service(well_known::metadata)
     .service(health::healthz)
     .service(health::readyz);
 }
@@ -85,6 +92,7 @@ pub fn app(
         App::new().into_utoipa_app().openapi(openapi::ApiDoc::openapi()).configure(routes).split_for_parts();
     let doc = openapi::finish(doc);
     let allowed = web::Data::new(RouteTable::from_openapi(&doc));
+    let cors_origins = state.config.cors_allowed_origins.clone();
     app.app_data(web::Data::new(state))
         .app_data(allowed)
         .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
@@ -104,6 +112,26 @@ pub fn app(
         .wrap(audit::AuditTrail)
         .wrap(middleware::SecurityHeaders)
         .wrap(middleware::RequestSpan)
+        .wrap(actix_web::middleware::Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
+}
+
+/// CORS for single-page apps served from the configured origins. Tokens travel
+/// in the Authorization header, never in cookies, so credentials stay off.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 impl AppState {

@@ -25,6 +25,7 @@ use super::problem::{FieldError, Problem, PROBLEM_JSON};
         (name = "audit", description = "What was done as whom: request logs, lifecycle events, tamper evidence"),
         (name = "organizations", description = "The organization tree under the owner organization"),
         (name = "users", description = "Users, their roles and status"),
+        (name = "oauth", description = "Standards: RFC 8693 token exchange, RFC 7662 introspection, RFC 7009 revocation, JWKS, RFC 8414 metadata"),
         (name = "health", description = "Liveness and readiness probes"),
     ),
     components(schemas(Problem, FieldError)),

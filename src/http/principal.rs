@@ -84,6 +84,11 @@ async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let state =
         req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("application state missing"))?.clone();
     let token = bearer_token(req)?.ok_or_else(ApiError::missing_token)?;
+    authenticate_token(&state, token).await
+}
+
+/// Who a token speaks for, if it is valid now and its session is live.
+pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let now = state.clock.now();
     let claims = state.tokens().verify(token, now).map_err(token_error)?;
     let sid = claims.sid;
@@ -127,9 +132,9 @@ impl FromRequest for Principal {
 }
 
 impl Principal {
-    /// The caller of a request that already went through [`Authenticate`].
-    pub fn of(req: &HttpRequest) -> Option<Principal> {
-        req.extensions().get::<Authenticated>().and_then(|a| a.0.clone().ok())
+    /// How authenticating the request's bearer token went (`None`: it had none).
+    pub fn outcome(req: &HttpRequest) -> Option<Result<Principal, ApiError>> {
+        req.extensions().get::<Authenticated>().map(|a| a.0.clone())
     }
 }
 

@@ -192,7 +192,23 @@ pub async fn start(
     body: JsonBody<StartImpersonationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let StartImpersonationRequest { target_user_id, password, reason } = body.into_inner();
-    let reason = parse_reason(reason.as_deref())?;
+    let started = start_session(&state, &principal, client, target_user_id, password, reason.as_deref()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/api/v1/impersonations/{}", started.session_id)))
+        .json(started))
+}
+
+/// Starts an impersonation session for `principal` (SPEC §2), for both
+/// `POST /api/v1/impersonations` and the RFC 8693 token exchange.
+pub async fn start_session(
+    state: &AppState,
+    principal: &Principal,
+    client: ClientInfo,
+    target_user_id: Uuid,
+    password: String,
+    reason: Option<&str>,
+) -> Result<StartImpersonationResponse, ApiError> {
+    let reason = parse_reason(reason)?;
     let actor_has_act = principal.impersonation.is_some();
     let now = state.clock.now();
     let limit = state.failure_limit();
@@ -267,17 +283,15 @@ pub async fn start(
         expires_at: *session.expires_at,
     });
     tracing::info!(session_id = %*session.id, impersonator_id = %*principal.user.id, target_id = %*target.id, "impersonation started");
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/api/v1/impersonations/{}", *session.id)))
-        .json(StartImpersonationResponse {
-            session_id: *session.id,
-            access_token: token,
-            token_type: "Bearer",
-            expires_at: *session.expires_at,
-            // Whole seconds, exactly `exp - iat` of the token.
-            expires_in: session.expires_at.unix_timestamp() - now.unix_timestamp(),
-            target: UserView::from(&target),
-        }))
+    Ok(StartImpersonationResponse {
+        session_id: *session.id,
+        access_token: token,
+        token_type: "Bearer",
+        expires_at: *session.expires_at,
+        // Whole seconds, exactly `exp - iat` of the token.
+        expires_in: session.expires_at.unix_timestamp() - now.unix_timestamp(),
+        target: UserView::from(&target),
+    })
 }
 
 /// Stop a session you started, with your own token or the impersonation token.

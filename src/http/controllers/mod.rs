@@ -7,5 +7,7 @@ pub mod consent;
 pub mod health;
 pub mod impersonations;
 pub mod me;
+pub mod oauth;
 pub mod organizations;
 pub mod users;
+pub mod well_known;

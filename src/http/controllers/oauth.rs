@@ -1,0 +1,395 @@
+//! OAuth 2.0 endpoints: RFC 8693 token exchange, RFC 7662 introspection and
+//! RFC 7009 revocation. Bodies are form-encoded; errors follow RFC 6749 §5.2
+//! (`{error, error_description}`) and carry our stable `code` as well.
+
+use std::collections::HashMap;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{post, web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::domain::impersonation::EndReason;
+use crate::http::client::ClientInfo;
+use crate::http::controllers::impersonations::start_session;
+use crate::http::principal::{authenticate_token, Principal};
+use crate::http::problem::ApiError;
+use crate::state::AppState;
+use crate::store::audit;
+use crate::store::impersonations::Running;
+use crate::store::sessions::{self, LoginEnd};
+use crate::store::{users, write_transaction};
+
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const USER_ID_TOKEN_TYPE: &str = "urn:actas:params:oauth:token-type:user-id";
+
+/// An RFC 6749 §5.2 error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked", "code": "consent_required"}))]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_token`, `server_error`, …
+    pub error: &'static str,
+    pub error_description: String,
+    /// actas's stable error code, as in problem+json responses.
+    pub code: &'static str,
+}
+
+#[derive(Debug)]
+pub struct OAuthError {
+    status: StatusCode,
+    body: OAuthErrorBody,
+    retry_after: Option<String>,
+    challenge: bool,
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.body.error, self.body.error_description)
+    }
+}
+
+impl OAuthError {
+    fn new(status: StatusCode, error: &'static str, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: OAuthErrorBody { error, error_description: description.into(), code },
+            retry_after: None,
+            challenge: false,
+        }
+    }
+
+    fn invalid_request(code: &'static str, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", code, description)
+    }
+
+    /// Our error, said the OAuth way.
+    fn from_api(error: ApiError) -> Self {
+        let retry_after = error.headers.iter().find(|(name, _)| name == header::RETRY_AFTER).map(|(_, v)| v.clone());
+        let (status, kind) = match (error.status.as_u16(), error.code) {
+            (_, "reauthentication_failed") => (StatusCode::BAD_REQUEST, "invalid_grant"),
+            (429, _) => (StatusCode::TOO_MANY_REQUESTS, "invalid_request"),
+            (s, _) if s >= 500 => (error.status, "server_error"),
+            _ => (StatusCode::BAD_REQUEST, "invalid_request"),
+        };
+        Self {
+            status,
+            body: OAuthErrorBody { error: kind, error_description: error.detail.clone(), code: error.code },
+            retry_after,
+            challenge: false,
+        }
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
+        if let Some(seconds) = &self.retry_after {
+            res.insert_header((header::RETRY_AFTER, seconds.clone()));
+        }
+        if self.challenge {
+            res.insert_header((
+                header::WWW_AUTHENTICATE,
+                format!(r#"Bearer error="invalid_token", error_description="{}""#, self.body.error_description),
+            ));
+        }
+        res.json(&self.body)
+    }
+}
+
+/// The parameters of a form-encoded request; each may appear once (RFC 6749 §3.2).
+fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let is_form =
+        req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+    if !is_form {
+        return Err(OAuthError::invalid_request(
+            "unsupported_media_type",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|_| OAuthError::invalid_request("malformed_body", "the form body could not be parsed"))?;
+    let mut params = HashMap::new();
+    for (name, value) in pairs {
+        if params.insert(name.clone(), value).is_some() {
+            return Err(OAuthError::invalid_request(
+                "validation_failed",
+                format!("parameter `{name}` appears more than once"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request("validation_failed", format!("missing parameter `{name}`")))
+}
+
+/// The RFC 8693 token exchange request, as this service accepts it.
+#[derive(ToSchema)]
+#[schema(example = json!({
+    "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+    "actor_token": "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSJ9…",
+    "actor_token_type": "urn:ietf:params:oauth:token-type:access_token",
+    "subject_token": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
+    "subject_token_type": "urn:actas:params:oauth:token-type:user-id",
+    "password": "my own password",
+    "reason": "Ticket #4711"
+}))]
+#[allow(dead_code)]
+pub struct TokenExchangeRequest {
+    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    grant_type: String,
+    /// The admin's own login access token.
+    actor_token: String,
+    /// `urn:ietf:params:oauth:token-type:access_token`.
+    actor_token_type: String,
+    /// The id of the user to act as.
+    subject_token: String,
+    /// `urn:actas:params:oauth:token-type:user-id`.
+    subject_token_type: String,
+    /// The admin's own password (re-authentication, as for `POST /api/v1/impersonations`).
+    password: String,
+    /// Why, at most 500 characters.
+    reason: Option<String>,
+    /// If given, `urn:ietf:params:oauth:token-type:access_token`.
+    requested_token_type: Option<String>,
+}
+
+/// RFC 8693 §2.2.1 response.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "access_token": "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSJ9…",
+    "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+    "token_type": "Bearer",
+    "expires_in": 1800
+}))]
+pub struct TokenExchangeResponse {
+    /// An impersonation access token: `sub` is the user, `act.sub` is you.
+    pub access_token: String,
+    pub issued_token_type: &'static str,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+/// RFC 8693 token exchange: an admin's access token for one acting as a user.
+///
+/// Applies every rule of `POST /api/v1/impersonations` (consent, who may
+/// impersonate whom, password confirmation and its rate limit) and creates the
+/// same kind of session; stop it with `POST /oauth/revoke` or
+/// `POST /api/v1/impersonations/{id}/stop`. No refresh token is issued.
+#[utoipa::path(
+    tag = "oauth",
+    request_body(content = TokenExchangeRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Exchanged", body = TokenExchangeResponse),
+        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange", body = OAuthErrorBody),
+        (status = 429, description = "Too many wrong passwords (`code` rate_limited); see `Retry-After`", body = OAuthErrorBody),
+    )
+)]
+#[post("/oauth/token")]
+pub async fn exchange(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = form(&req, &body)?;
+    let grant_type = required(&params, "grant_type")?;
+    if grant_type != TOKEN_EXCHANGE {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "unsupported_grant_type",
+            format!("only {TOKEN_EXCHANGE} is supported"),
+        ));
+    }
+    let actor_token = required(&params, "actor_token")?;
+    if required(&params, "actor_token_type")? != ACCESS_TOKEN_TYPE {
+        return Err(OAuthError::invalid_request(
+            "validation_failed",
+            format!("actor_token_type must be {ACCESS_TOKEN_TYPE}"),
+        ));
+    }
+    let subject = required(&params, "subject_token")?;
+    if required(&params, "subject_token_type")? != USER_ID_TOKEN_TYPE {
+        return Err(OAuthError::invalid_request(
+            "validation_failed",
+            format!("subject_token_type must be {USER_ID_TOKEN_TYPE}"),
+        ));
+    }
+    if params.get("requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
+        return Err(OAuthError::invalid_request(
+            "validation_failed",
+            format!("requested_token_type must be {ACCESS_TOKEN_TYPE}"),
+        ));
+    }
+    let target: Uuid = subject
+        .parse()
+        .map_err(|_| OAuthError::invalid_request("validation_failed", "subject_token must be a user id"))?;
+    let password = required(&params, "password")?.to_owned();
+
+    let actor = authenticate_token(&state, actor_token).await.map_err(|e| {
+        let mut error = OAuthError::from_api(e);
+        error.body.error_description = format!("actor_token: {}", error.body.error_description);
+        error
+    })?;
+    let started =
+        start_session(&state, &actor, ClientInfo::of(&req), target, password, params.get("reason").map(String::as_str))
+            .await
+            .map_err(OAuthError::from_api)?;
+    Ok(HttpResponse::Ok().insert_header((header::PRAGMA, "no-cache")).json(TokenExchangeResponse {
+        access_token: started.access_token,
+        issued_token_type: ACCESS_TOKEN_TYPE,
+        token_type: "Bearer",
+        expires_in: started.expires_in,
+    }))
+}
+
+/// `token` (and an optional `token_type_hint`), form-encoded.
+#[derive(ToSchema)]
+#[schema(example = json!({"token": "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSJ9…", "token_type_hint": "access_token"}))]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    token: String,
+    /// `access_token` (the only kind actas issues); ignored otherwise.
+    token_type_hint: Option<String>,
+}
+
+/// RFC 7662 introspection response. An inactive token gives only `{"active": false}`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "active": true, "sub": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
+    "act": {"sub": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example"},
+    "sid": "0193a5d0-1111-7222-8333-944455556666", "exp": 1795244400, "iat": 1795242600,
+    "iss": "https://actas.example.com", "aud": "actas", "scope": "actas impersonation", "token_type": "Bearer",
+    "username": "ada@acme.example", "jti": "8d7f3c2e-…"
+}))]
+pub struct IntrospectionResponse {
+    pub active: bool,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub claims: Option<Value>,
+}
+
+/// RFC 7662 token introspection.
+///
+/// Send `Authorization: Bearer <your own access token>` (any active actas
+/// token, e.g. an API gateway's service user's login token, or the SPA's own
+/// token) and the token to inspect as `token`. An active impersonation token
+/// answers its claims with `act`; a token that is stopped, expired, revoked,
+/// malformed or not ours answers only `{"active": false}`. Unlike JWT
+/// validation alone, this reflects revocation at once.
+#[utoipa::path(
+    tag = "oauth",
+    security(("bearer" = [])),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Introspection result", body = IntrospectionResponse),
+        (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody),
+        (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody),
+    )
+)]
+#[post("/oauth/introspect")]
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    match Principal::outcome(&req) {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => return Err(OAuthError { challenge: true, ..unauthorized(e.detail.clone()) }),
+        None => {
+            return Err(OAuthError {
+                challenge: true,
+                ..unauthorized("send your own access token as `Authorization: Bearer`".into())
+            })
+        }
+    }
+    let params = form(&req, &body)?;
+    let token = required(&params, "token")?;
+    let inactive = || HttpResponse::Ok().json(json!({"active": false}));
+    let Ok(principal) = authenticate_token(&state, token).await else { return Ok(inactive()) };
+    let claims = &principal.claims;
+    let mut body = json!({
+        "active": true,
+        "sub": claims.sub,
+        "sid": claims.sid,
+        "exp": claims.exp,
+        "iat": claims.iat,
+        "nbf": claims.nbf,
+        "iss": claims.iss,
+        "aud": claims.aud,
+        "jti": claims.jti,
+        "org": claims.org,
+        "role": claims.role,
+        "username": principal.user.email,
+        "token_type": "Bearer",
+        "scope": if claims.act.is_some() { "actas impersonation" } else { "actas" },
+    });
+    if let Some(act) = &claims.act {
+        body["act"] = json!({"sub": act.sub, "email": act.email});
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn unauthorized(description: String) -> OAuthError {
+    OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_token", "unauthorized", description)
+}
+
+/// RFC 7009 token revocation.
+///
+/// Holding a token is enough to revoke it: no other authentication. Revoking
+/// an impersonation token stops its session (`end_reason` `stopped`); revoking
+/// a login token logs that session out (and ends the impersonations it
+/// started). Always 200, also for unknown, expired or malformed tokens.
+#[utoipa::path(
+    tag = "oauth",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody),
+    )
+)]
+#[post("/oauth/revoke")]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = form(&req, &body)?;
+    let token = required(&params, "token")?;
+    let Ok(principal) = authenticate_token(&state, token).await else { return Ok(HttpResponse::Ok().finish()) };
+    let now = state.clock.now();
+    let ctx = ClientInfo::of(&req).event(principal.real_user_id(), now);
+    let session_id = principal.session_id;
+    let user_id = principal.real_user_id();
+    let impersonating = principal.impersonation.is_some();
+    state
+        .db(move |conn| {
+            Ok(write_transaction(conn, |conn| {
+                if impersonating {
+                    audit::end_sessions(conn, Running::Id(session_id), EndReason::Stopped, &ctx)?;
+                } else {
+                    users::lock(conn, &[user_id])?;
+                    audit::end_sessions(conn, Running::LoginSession(session_id), EndReason::Logout, &ctx)?;
+                    sessions::end(conn, session_id, LoginEnd::Logout, now)?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            })?)
+        })
+        .await
+        .map_err(OAuthError::from_api)?;
+    tracing::info!(session_id = %session_id, impersonating, "token revoked");
+    Ok(HttpResponse::Ok().finish())
+}

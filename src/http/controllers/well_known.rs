@@ -1,0 +1,89 @@
+//! Discovery documents: the signing keys (JWKS) and RFC 8414 server metadata.
+
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, USER_ID_TOKEN_TYPE};
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig"}]}))]
+pub struct Jwks {
+    /// The current signing key first, then earlier keys that still verify.
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<crate::crypto::keys::Jwk>,
+}
+
+/// The public keys that verify actas tokens (RFC 7517, Ed25519 per RFC 8037).
+///
+/// `kid` is the key's RFC 7638 thumbprint and matches the `kid` of every
+/// token header. During a key rotation earlier keys stay here until the tokens
+/// they signed have expired. Cache for at most a few minutes.
+#[utoipa::path(tag = "oauth", responses((status = 200, description = "JSON Web Key Set", body = Jwks)))]
+#[get("/.well-known/jwks.json")]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(Jwks { keys: state.keys.jwks() })
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "issuer": "https://actas.example.com",
+    "token_endpoint": "https://actas.example.com/oauth/token",
+    "introspection_endpoint": "https://actas.example.com/oauth/introspect",
+    "revocation_endpoint": "https://actas.example.com/oauth/revoke",
+    "jwks_uri": "https://actas.example.com/.well-known/jwks.json",
+    "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+    "response_types_supported": [],
+    "token_endpoint_auth_methods_supported": ["none"],
+    "introspection_endpoint_auth_methods_supported": ["bearer"],
+    "revocation_endpoint_auth_methods_supported": ["none"],
+    "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+    "subject_token_types_supported": ["urn:actas:params:oauth:token-type:user-id"],
+    "actor_token_types_supported": ["urn:ietf:params:oauth:token-type:access_token"],
+    "issued_token_types_supported": ["urn:ietf:params:oauth:token-type:access_token"],
+    "service_documentation": "https://actas.example.com/swagger-ui/"
+}))]
+pub struct ServerMetadata {
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub introspection_endpoint: String,
+    pub revocation_endpoint: String,
+    pub jwks_uri: String,
+    pub grant_types_supported: Vec<&'static str>,
+    /// Empty: there is no authorization endpoint.
+    pub response_types_supported: Vec<&'static str>,
+    /// The token endpoint authenticates the actor by `actor_token` and password.
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    pub subject_token_types_supported: Vec<&'static str>,
+    pub actor_token_types_supported: Vec<&'static str>,
+    pub issued_token_types_supported: Vec<&'static str>,
+    pub service_documentation: String,
+}
+
+/// RFC 8414 authorization server metadata.
+#[utoipa::path(tag = "oauth", responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
+#[get("/.well-known/oauth-authorization-server")]
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    let base = state.config.issuer.trim_end_matches('/').to_owned();
+    HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(ServerMetadata {
+        issuer: state.config.issuer.clone(),
+        token_endpoint: format!("{base}/oauth/token"),
+        introspection_endpoint: format!("{base}/oauth/introspect"),
+        revocation_endpoint: format!("{base}/oauth/revoke"),
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        grant_types_supported: vec![TOKEN_EXCHANGE],
+        response_types_supported: vec![],
+        token_endpoint_auth_methods_supported: vec!["none"],
+        introspection_endpoint_auth_methods_supported: vec!["bearer"],
+        revocation_endpoint_auth_methods_supported: vec!["none"],
+        token_endpoint_auth_signing_alg_values_supported: vec!["EdDSA"],
+        subject_token_types_supported: vec![USER_ID_TOKEN_TYPE],
+        actor_token_types_supported: vec![ACCESS_TOKEN_TYPE],
+        issued_token_types_supported: vec![ACCESS_TOKEN_TYPE],
+        service_documentation: format!("{base}/swagger-ui/"),
+    })
+}

@@ -1,0 +1,454 @@
+//! Standards (RFC 8693, 7662, 7009, 7517/8037, 8414) and token hardening.
+
+mod common;
+
+use awc::http::Method;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{Backend, Response, TestApp, World, ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use serde_json::{json, Value};
+use time::Duration;
+use uuid::Uuid;
+
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+const USER_ID: &str = "urn:actas:params:oauth:token-type:user-id";
+
+async fn form(app: &TestApp, path: &str, bearer: Option<&str>, fields: &[(&str, &str)]) -> Response {
+    let body = serde_urlencoded::to_string(fields).unwrap();
+    app.send(Method::POST, path, bearer, Some(("application/x-www-form-urlencoded", body.into_bytes()))).await
+}
+
+async fn exchange(app: &TestApp, actor: &str, target: Uuid, password: &str) -> Response {
+    let target = target.to_string();
+    let fields = [
+        ("grant_type", EXCHANGE),
+        ("actor_token", actor),
+        ("actor_token_type", ACCESS),
+        ("subject_token", target.as_str()),
+        ("subject_token_type", USER_ID),
+        ("password", password),
+        ("reason", "Ticket #9"),
+    ];
+    form(app, "/oauth/token", None, &fields).await
+}
+
+#[track_caller]
+fn assert_oauth_error(res: &Response, status: u16, error: &str, code: &str) {
+    assert_eq!(res.status.as_u16(), status, "{}", res.text);
+    assert_eq!(res.header("content-type").as_deref(), Some("application/json"), "{}", res.text);
+    assert_eq!(res.body["error"], error, "{}", res.text);
+    assert_eq!(res.body["code"], code, "{}", res.text);
+    assert!(res.body["error_description"].is_string());
+}
+
+fn claims(token: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
+}
+
+async fn with_consent(app: &TestApp) -> World {
+    let w = app.world().await;
+    app.put("/api/v1/me/impersonation-consent", Some(&w.acme_member.1), json!({"duration_hours": 2}))
+        .await
+        .assert_status(200);
+    w
+}
+
+/// Verifies a token with jwt-compact (not our JWT code) using only the JWKS.
+fn verify_with_jwks(jwks: &Value, token: &str) -> Value {
+    use jwt_compact::alg::Ed25519;
+    use jwt_compact::jwk::JsonWebKey;
+    use jwt_compact::{AlgorithmExt, UntrustedToken};
+    let untrusted = UntrustedToken::new(token).unwrap();
+    let kid = untrusted.header().key_id.clone().expect("tokens name their key");
+    let jwk_json =
+        jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).expect("the kid is published");
+    let jwk: JsonWebKey<'_> = serde_json::from_value(jwk_json.clone()).unwrap();
+    let key = <Ed25519 as jwt_compact::Algorithm>::VerifyingKey::try_from(&jwk).unwrap();
+    let checked = Ed25519.validator::<Value>(&key).validate(&untrusted).expect("signature verifies with the JWKS key");
+    checked.claims().custom.clone()
+}
+
+async fn jwks_publishes_keys_that_verify_our_tokens_independently(app: TestApp) {
+    let w = with_consent(&app).await;
+    let jwks = app.get("/.well-known/jwks.json", None).await.assert_status(200).clone();
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str(), key["use"].as_str()),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"), Some("sig"))
+    );
+    assert_eq!(key["kid"], app.state.keys.current_kid());
+    assert!(key.get("d").is_none(), "the private key must never be published");
+    let login = app.admin().await;
+    assert_eq!(verify_with_jwks(&jwks, &login)["sub"], claims(&login)["sub"]);
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let token = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    let verified = verify_with_jwks(&jwks, &token);
+    assert_eq!(verified["sub"], w.acme_member.0.to_string());
+    assert_eq!(verified["act"]["email"], ADMIN_EMAIL);
+    // A changed payload does not verify.
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut forged = claims(&token);
+    forged["sub"] = json!(w.acme_admin.0.to_string());
+    parts[1] = URL_SAFE_NO_PAD.encode(forged.to_string());
+    let tampered = parts.join(".");
+    let untrusted = jwt_compact::UntrustedToken::new(&tampered).unwrap();
+    let jwk: jwt_compact::jwk::JsonWebKey<'_> = serde_json::from_value(jwks["keys"][0].clone()).unwrap();
+    let key = <jwt_compact::alg::Ed25519 as jwt_compact::Algorithm>::VerifyingKey::try_from(&jwk).unwrap();
+    use jwt_compact::AlgorithmExt;
+    assert!(jwt_compact::alg::Ed25519.validator::<Value>(&key).validate(&untrusted).is_err());
+}
+
+async fn server_metadata_points_at_every_endpoint(app: TestApp) {
+    let res = app.get("/.well-known/oauth-authorization-server", None).await;
+    let m = res.assert_status(200);
+    assert_eq!(m["issuer"], "https://actas.test");
+    assert_eq!(m["token_endpoint"], "https://actas.test/oauth/token");
+    assert_eq!(m["introspection_endpoint"], "https://actas.test/oauth/introspect");
+    assert_eq!(m["revocation_endpoint"], "https://actas.test/oauth/revoke");
+    assert_eq!(m["jwks_uri"], "https://actas.test/.well-known/jwks.json");
+    assert_eq!(m["grant_types_supported"], json!([EXCHANGE]));
+    assert_eq!(m["subject_token_types_supported"], json!([USER_ID]));
+    assert_eq!(m["actor_token_types_supported"], json!([ACCESS]));
+    assert_eq!(m["issued_token_types_supported"], json!([ACCESS]));
+}
+
+async fn token_exchange_creates_an_impersonation_session(app: TestApp) {
+    let w = with_consent(&app).await;
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let body = res.assert_status(200).clone();
+    assert_eq!(body["issued_token_type"], ACCESS);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 1800);
+    assert!(body.get("refresh_token").is_none());
+    assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
+    let token = body["access_token"].as_str().unwrap();
+    let c = claims(token);
+    assert_eq!(c["sub"], w.acme_member.0.to_string());
+    let me = app.get("/api/v1/me", Some(token)).await;
+    assert_eq!(me.assert_status(200)["impersonation"]["session_id"], c["sid"]);
+    let session = app.get(&format!("/api/v1/impersonations/{}", c["sid"].as_str().unwrap()), Some(&w.admin)).await;
+    assert_eq!(session.assert_status(200)["reason"], "Ticket #9");
+    assert_eq!(session.body["status"], "ongoing");
+}
+
+async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
+    let w = with_consent(&app).await;
+    let target = w.acme_member.0.to_string();
+    let base = |grant: &'static str| {
+        vec![
+            ("grant_type", grant.to_owned()),
+            ("actor_token", w.admin.clone()),
+            ("actor_token_type", ACCESS.to_owned()),
+            ("subject_token", target.clone()),
+            ("subject_token_type", USER_ID.to_owned()),
+            ("password", ADMIN_PASSWORD.to_owned()),
+        ]
+    };
+    let send = |fields: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let borrowed: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            form(app, "/oauth/token", None, &borrowed).await
+        }
+    };
+    assert_oauth_error(&send(base("password")).await, 400, "unsupported_grant_type", "unsupported_grant_type");
+    let mut missing = base(EXCHANGE);
+    missing.retain(|(k, _)| *k != "password");
+    assert_oauth_error(&send(missing).await, 400, "invalid_request", "validation_failed");
+    let mut wrong_type = base(EXCHANGE);
+    wrong_type[4].1 = ACCESS.to_owned();
+    assert_oauth_error(&send(wrong_type).await, 400, "invalid_request", "validation_failed");
+    let mut twice = base(EXCHANGE);
+    twice.push(("password", "again".to_owned()));
+    assert_oauth_error(&send(twice).await, 400, "invalid_request", "validation_failed");
+    let json_body = app.post("/oauth/token", None, json!({"grant_type": EXCHANGE})).await;
+    assert_oauth_error(&json_body, 400, "invalid_request", "unsupported_media_type");
+    let mut bad_actor = base(EXCHANGE);
+    bad_actor[1].1 = "not.a.token".to_owned();
+    assert_oauth_error(&send(bad_actor).await, 400, "invalid_request", "unauthorized");
+    // The rules of SPEC §2, unchanged.
+    assert_oauth_error(
+        &exchange(&app, &w.admin, w.acme_eu_member.0, ADMIN_PASSWORD).await,
+        400,
+        "invalid_request",
+        "consent_required",
+    );
+    assert_oauth_error(
+        &exchange(&app, &w.acme_admin.1, w.acme_member.0, PASSWORD).await,
+        400,
+        "invalid_request",
+        "not_permitted",
+    );
+    let (_, impersonation) = {
+        let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+        ((), res.assert_status(200)["access_token"].as_str().unwrap().to_owned())
+    };
+    assert_oauth_error(
+        &exchange(&app, &impersonation, w.acme_member.0, PASSWORD).await,
+        400,
+        "invalid_request",
+        "chained_impersonation",
+    );
+    for _ in 0..5 {
+        assert_oauth_error(
+            &exchange(&app, &w.admin, w.acme_member.0, "wrong password").await,
+            400,
+            "invalid_grant",
+            "reauthentication_failed",
+        );
+    }
+    let limited = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    assert_oauth_error(&limited, 429, "invalid_request", "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+}
+
+async fn introspection_says_active_only_while_the_session_lives(app: TestApp) {
+    let w = with_consent(&app).await;
+    let caller = app.login("sam@owner.example", PASSWORD).await;
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let token = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+
+    let unauthenticated = form(&app, "/oauth/introspect", None, &[("token", &token)]).await;
+    assert_oauth_error(&unauthenticated, 401, "invalid_token", "unauthorized");
+    assert!(unauthenticated.header("www-authenticate").unwrap().starts_with("Bearer"));
+
+    let active =
+        form(&app, "/oauth/introspect", Some(&caller), &[("token", &token), ("token_type_hint", "access_token")]).await;
+    let a = active.assert_status(200).clone();
+    let c = claims(&token);
+    assert_eq!(a["active"], true);
+    for field in ["sub", "sid", "exp", "iat", "iss", "aud"] {
+        assert_eq!(a[field], c[field], "{field}");
+    }
+    assert_eq!(a["act"], json!({"sub": c["act"]["sub"], "email": ADMIN_EMAIL}));
+    assert_eq!((a["scope"].as_str(), a["token_type"].as_str()), (Some("actas impersonation"), Some("Bearer")));
+    let login = form(&app, "/oauth/introspect", Some(&caller), &[("token", &w.admin)]).await;
+    assert_eq!((login.body["active"].as_bool(), login.body.get("act").is_none()), (Some(true), true));
+
+    let inactive = |res: &Response| assert_eq!(res.assert_status(200), &json!({"active": false}));
+    inactive(&form(&app, "/oauth/introspect", Some(&caller), &[("token", "garbage")]).await);
+    let foreign = actas::crypto::keys::SigningKeys::ephemeral();
+    let forged = actas::crypto::tokens::TokenIssuer { keys: &foreign, issuer: "https://actas.test", audience: "actas" }
+        .sign(actas::crypto::tokens::TokenRequest {
+            subject: w.acme_member.0,
+            session_id: c["sid"].as_str().unwrap().parse().unwrap(),
+            organization_id: w.acme,
+            role: actas::domain::types::Role::Member,
+            actor: None,
+            issued_at: time::OffsetDateTime::now_utc(),
+            expires_at: time::OffsetDateTime::now_utc() + Duration::minutes(5),
+        });
+    inactive(&form(&app, "/oauth/introspect", Some(&caller), &[("token", &forged)]).await);
+    // Stopped.
+    app.send(
+        Method::POST,
+        &format!("/api/v1/impersonations/{}/stop", c["sid"].as_str().unwrap()),
+        Some(&w.admin),
+        None,
+    )
+    .await
+    .assert_status(204);
+    inactive(&form(&app, "/oauth/introspect", Some(&caller), &[("token", &token)]).await);
+    // Revoked by consent withdrawal, and expired.
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let revoked = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
+    inactive(&form(&app, "/oauth/introspect", Some(&caller), &[("token", &revoked)]).await);
+    app.put("/api/v1/me/impersonation-consent", Some(&w.acme_member.1), json!({"duration_hours": 2}))
+        .await
+        .assert_status(200);
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let expiring = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    app.state.clock.advance(Duration::minutes(31));
+    let caller = app.login("sam@owner.example", PASSWORD).await;
+    inactive(&form(&app, "/oauth/introspect", Some(&caller), &[("token", &expiring)]).await);
+    assert_oauth_error(
+        &form(&app, "/oauth/introspect", Some(&caller), &[]).await,
+        400,
+        "invalid_request",
+        "validation_failed",
+    );
+}
+
+async fn revocation_stops_sessions_and_always_answers_200(app: TestApp) {
+    let w = with_consent(&app).await;
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let token = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    let sid = claims(&token)["sid"].as_str().unwrap().to_owned();
+    let revoked = form(&app, "/oauth/revoke", None, &[("token", &token), ("token_type_hint", "access_token")]).await;
+    assert_eq!(revoked.status.as_u16(), 200, "{}", revoked.text);
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    let view = app.get(&format!("/api/v1/impersonations/{sid}"), Some(&w.admin)).await;
+    assert_eq!((view.body["status"].as_str(), view.body["end_reason"].as_str()), (Some("ended"), Some("stopped")));
+    for junk in ["garbage", token.as_str(), "a.b.c"] {
+        assert_eq!(form(&app, "/oauth/revoke", None, &[("token", junk)]).await.status.as_u16(), 200);
+    }
+    // A login token: logged out.
+    let login = app.login("sam@owner.example", PASSWORD).await;
+    form(&app, "/oauth/revoke", None, &[("token", &login)]).await;
+    app.get("/api/v1/me", Some(&login)).await.assert_problem(401, "unauthorized");
+    assert_oauth_error(&form(&app, "/oauth/revoke", None, &[]).await, 400, "invalid_request", "validation_failed");
+}
+
+/// Signs arbitrary header and claims with the service's own key.
+fn sign_raw(app: &TestApp, mut header: Value, claims: &Value) -> String {
+    header["alg"] = json!("EdDSA");
+    let mut h: jsonwebtoken::Header = serde_json::from_value(header).unwrap();
+    h.alg = jsonwebtoken::Algorithm::EdDSA;
+    jsonwebtoken::encode(&h, claims, app.state.keys.encoding_key()).unwrap()
+}
+
+async fn hostile_tokens_are_refused_and_touch_nothing(app: TestApp) {
+    let w = with_consent(&app).await;
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let genuine = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    let good = claims(&genuine);
+    let kid = app.state.keys.current_kid().to_owned();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let with = |changes: Value| {
+        let mut c = good.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let header = json!({"typ": "at+jwt", "kid": kid, "alg": "EdDSA"});
+    let mut hostile: Vec<(&str, String)> = Vec::new();
+    let encode = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    hostile.push((
+        "alg none",
+        format!("{}.{}.", encode(&json!({"alg": "none", "typ": "at+jwt", "kid": kid})), encode(&good)),
+    ));
+    let public = URL_SAFE_NO_PAD.decode(app.state.keys.jwks()[0].x.as_bytes()).unwrap();
+    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.typ = Some("at+jwt".into());
+    hs.kid = Some(kid.clone());
+    hostile.push((
+        "HS256 keyed with the public key",
+        jsonwebtoken::encode(&hs, &good, &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap(),
+    ));
+    hostile.push((
+        "HS256 keyed with the JWK x",
+        jsonwebtoken::encode(
+            &hs,
+            &good,
+            &jsonwebtoken::EncodingKey::from_secret(app.state.keys.jwks()[0].x.as_bytes()),
+        )
+        .unwrap(),
+    ));
+    hostile.push(("unknown kid", sign_raw(&app, json!({"typ": "at+jwt", "kid": "nope"}), &good)));
+    hostile.push(("no kid", sign_raw(&app, json!({"typ": "at+jwt"}), &good)));
+    let foreign = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let foreign_key = jsonwebtoken::EncodingKey::from_ed_der(foreign.to_pkcs8_der().unwrap().as_bytes());
+    let mut fh = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    fh.typ = Some("at+jwt".into());
+    fh.kid = Some(kid.clone());
+    hostile.push(("a foreign key's signature under our kid", jsonwebtoken::encode(&fh, &good, &foreign_key).unwrap()));
+    hostile.push(("typ missing", sign_raw(&app, json!({"kid": kid}), &good)));
+    hostile.push(("typ JWT", sign_raw(&app, json!({"typ": "JWT", "kid": kid}), &good)));
+    hostile.push(("wrong iss", sign_raw(&app, header.clone(), &with(json!({"iss": "https://evil.example"})))));
+    hostile.push(("wrong aud", sign_raw(&app, header.clone(), &with(json!({"aud": "someone-else"})))));
+    hostile.push(("exp in the past", sign_raw(&app, header.clone(), &with(json!({"exp": now - 120})))));
+    hostile.push(("nbf in the future", sign_raw(&app, header.clone(), &with(json!({"nbf": now + 300})))));
+    hostile.push(("iat in the future", sign_raw(&app, header.clone(), &with(json!({"iat": now + 300})))));
+    hostile.push((
+        "nested act",
+        sign_raw(
+            &app,
+            header.clone(),
+            &with(json!({"act": {"sub": good["act"]["sub"], "email": ADMIN_EMAIL, "act": {"sub": Uuid::now_v7()}}})),
+        ),
+    ));
+    hostile.push(("payload edited after signing", {
+        let mut parts: Vec<String> = genuine.split('.').map(str::to_owned).collect();
+        parts[1] = encode(&with(json!({"role": "super_admin"})));
+        parts.join(".")
+    }));
+    let sessions_before = app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions WHERE ended_at IS NULL");
+    for (what, token) in &hostile {
+        let res = app.get("/api/v1/me", Some(token)).await;
+        assert_eq!(res.status.as_u16(), 401, "{what}: {}", res.text);
+        assert_eq!(res.body["code"], "unauthorized", "{what}");
+    }
+    // Nothing was touched: the genuine tokens still work, no session ended or began.
+    app.get("/api/v1/me", Some(&genuine)).await.assert_status(200);
+    app.get("/api/v1/me", Some(&w.admin)).await.assert_status(200);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions WHERE ended_at IS NULL"), sessions_before);
+}
+
+backend_tests!(
+    jwks_publishes_keys_that_verify_our_tokens_independently,
+    server_metadata_points_at_every_endpoint,
+    token_exchange_creates_an_impersonation_session,
+    token_exchange_refusals_follow_rfc_6749,
+    introspection_says_active_only_while_the_session_lives,
+    revocation_stops_sessions_and_always_answers_200,
+    hostile_tokens_are_refused_and_touch_nothing,
+);
+
+#[actix_web::test]
+async fn rotated_keys_keep_verifying_until_removed() {
+    let dir = std::env::temp_dir().join(format!("actas-keys-{}", Uuid::new_v4().simple()));
+    let (old, new) = (dir.join("old.pem"), dir.join("new.pem"));
+    let old_key = actas::crypto::keys::load_or_generate(&old).unwrap();
+    actas::crypto::keys::load_or_generate(&new).unwrap();
+    let env = [
+        ("ACTAS_SIGNING_KEY_FILE", new.to_str().unwrap()),
+        ("ACTAS_PREVIOUS_SIGNING_KEY_FILES", old.to_str().unwrap()),
+    ];
+    let app = TestApp::with_env(Backend::Sqlite, &env).await.unwrap();
+    let jwks = app.get("/.well-known/jwks.json", None).await.body;
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    let old_keys = actas::crypto::keys::SigningKeys::new(&old_key, &[]);
+    assert_eq!(kids, vec![app.state.keys.current_kid(), old_keys.current_kid()]);
+    // New tokens use the new key; a token the old key signed still works.
+    let token = app.admin().await;
+    let c = claims(&token);
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["kid"], app.state.keys.current_kid());
+    let old_signed = jsonwebtoken::encode(
+        &{
+            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            h.typ = Some("at+jwt".into());
+            h.kid = Some(old_keys.current_kid().to_owned());
+            h
+        },
+        &c,
+        old_keys.encoding_key(),
+    )
+    .unwrap();
+    app.get("/api/v1/me", Some(&old_signed)).await.assert_status(200);
+    assert_eq!(verify_with_jwks(&jwks, &old_signed)["sub"], c["sub"]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[actix_web::test]
+async fn spas_on_allowed_origins_get_cors_headers() {
+    let app =
+        TestApp::with_env(Backend::Sqlite, &[("ACTAS_CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await.unwrap();
+    let preflight = app
+        .send_with(
+            Method::OPTIONS,
+            "/api/v1/me",
+            None,
+            None,
+            &[
+                ("origin", "https://app.example.com"),
+                ("access-control-request-method", "GET"),
+                ("access-control-request-headers", "authorization"),
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status.as_u16(), 200, "{}", preflight.text);
+    assert_eq!(preflight.header("access-control-allow-origin").as_deref(), Some("https://app.example.com"));
+    let token = app.admin().await;
+    let res =
+        app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://app.example.com")]).await;
+    assert_eq!(res.header("access-control-allow-origin").as_deref(), Some("https://app.example.com"));
+    let other =
+        app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://evil.example")]).await;
+    assert!(other.header("access-control-allow-origin").is_none());
+}

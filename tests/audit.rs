@@ -352,7 +352,97 @@ async fn concurrent_writers_keep_one_chain(app: TestApp) {
     assert_eq!(report["ok"], true, "{report}");
 }
 
+async fn expired_tokens_and_oversized_bodies_are_logged_too(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let big = vec![b'x'; 1024 * 1024 + 10];
+    let res = app.send(Method::POST, "/api/v1/users", Some(&token), Some(("text/plain", big))).await;
+    res.assert_problem(413, "payload_too_large");
+    app.state.clock.advance(Duration::minutes(31));
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    let admin = app.admin().await;
+    let rows = log_of(&app, &admin, &id).await;
+    assert_eq!(statuses(&rows), vec![("GET /api/v1/me".to_owned(), 401), ("POST /api/v1/users".to_owned(), 413)]);
+    assert!(rows[1]["body"].as_str().unwrap().starts_with("[body not read"));
+}
+
+async fn restricted_actions_are_refused_before_the_body_is_read(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let junk = || Some(("application/json", b"{not json".to_vec()));
+    let res = app.send(Method::POST, "/api/v1/impersonations", Some(&token), junk()).await;
+    assert_eq!((res.status.as_u16(), res.body["code"].as_str()), (403, Some("chained_impersonation")), "{}", res.text);
+    let res = app.send(Method::PUT, "/api/v1/me/impersonation-consent", Some(&token), junk()).await;
+    res.assert_problem(403, "impersonation-restricted");
+    let res = app.send(Method::PUT, "/api/v1/me/password", Some(&token), junk()).await;
+    res.assert_problem(403, "impersonation-restricted");
+}
+
+async fn verify_stays_green_while_rows_are_appended(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let traffic = (0..30).map(|_| {
+        let app = &app;
+        let token = token.clone();
+        async move { app.get("/api/v1/me", Some(&token)).await.assert_status(200).clone() }
+    });
+    let checks = (0..6).map(|_| {
+        let app = &app;
+        let admin = w.admin.clone();
+        async move { verify(app, &admin).await }
+    });
+    let (_, reports) =
+        futures_util::future::join(futures_util::future::join_all(traffic), futures_util::future::join_all(checks))
+            .await;
+    for report in reports {
+        assert_eq!(report["ok"], true, "a false alarm under load: {report}");
+    }
+}
+
+async fn a_session_ends_once_whoever_ends_it(app: TestApp) {
+    let admin = app.admin().await;
+    let customers = app.create_org(&admin, "Customers", None).await;
+    let mut sessions = Vec::new();
+    for i in 0..8 {
+        let email = format!("racer{i}@customers.example");
+        let id = app.create_user(&admin, &email, customers, "member").await;
+        let token = app.login(&email, common::PASSWORD).await;
+        grant(&app, &token, 2).await;
+        let res = app
+            .post("/api/v1/impersonations", Some(&admin), json!({"target_user_id": id, "password": ADMIN_PASSWORD}))
+            .await;
+        sessions.push((res.assert_status(201)["session_id"].as_str().unwrap().to_owned(), token));
+    }
+    let races = sessions.iter().map(|(id, target_token)| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let stop_path = format!("/api/v1/impersonations/{id}/stop");
+            let stop = app.send(Method::POST, &stop_path, Some(&admin), None);
+            let revoke = app.delete("/api/v1/me/impersonation-consent", Some(target_token));
+            let (stopped, revoked) = futures_util::future::join(stop, revoke).await;
+            stopped.assert_status(204);
+            revoked.assert_status(204);
+        }
+    });
+    futures_util::future::join_all(races).await;
+    for (id, _) in &sessions {
+        let ends = app.scalar(&format!(
+            "SELECT COUNT(*) AS n FROM audit_events WHERE session_id = '{id}' AND kind IN ('impersonation_stopped', 'impersonation_ended')"
+        ));
+        assert_eq!(ends, 1, "session {id} ended {ends} times");
+    }
+    assert_eq!(verify(&app, &admin).await["ok"], true);
+}
+
 backend_tests!(
+    expired_tokens_and_oversized_bodies_are_logged_too,
+    restricted_actions_are_refused_before_the_body_is_read,
+    verify_stays_green_while_rows_are_appended,
+    a_session_ends_once_whoever_ends_it,
     every_impersonated_request_gets_exactly_one_row,
     secrets_never_reach_the_database,
     the_log_is_written_with_the_request_or_not_at_all,

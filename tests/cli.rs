@@ -197,6 +197,16 @@ async fn server_logs_name_the_impersonator_and_never_a_secret() {
     let refused = json!({"name": "Ada L.", "password": "impersonated-secret-pw-003"});
     call(awc::http::Method::PATCH, &ada_path, Some(&token), Some(refused)).await;
     let (me_request, _) = call(awc::http::Method::GET, "/api/v1/me", Some(&token), None).await;
+    // The log cannot be written: the error is logged on a blocking thread,
+    // and still carries the request's impersonation fields.
+    {
+        use diesel::connection::SimpleConnection;
+        use diesel::Connection;
+        let mut db = diesel::SqliteConnection::establish(dir.join("actas-data/actas.db").to_str().unwrap()).unwrap();
+        db.batch_execute("PRAGMA busy_timeout = 5000; ALTER TABLE request_log RENAME TO request_log_gone").unwrap();
+    }
+    let (failed_request, failed) = call(awc::http::Method::GET, "/api/v1/me", Some(&token), None).await;
+    assert_eq!(failed["code"], "service_unavailable");
     std::thread::sleep(Duration::from_millis(300));
     let _ = child.kill();
     let _ = child.wait();
@@ -214,7 +224,7 @@ async fn server_logs_name_the_impersonator_and_never_a_secret() {
         assert!(!log.contains(secret), "a secret reached the server log");
     }
     // The update logs a line of its own besides the request line.
-    for (request, at_least) in [(&request_id, 2), (&me_request, 1)] {
+    for (request, at_least) in [(&request_id, 2), (&me_request, 1), (&failed_request, 2)] {
         let during: Vec<Value> = lines
             .iter()
             .filter(|l| l.contains(request.as_str()))
@@ -227,5 +237,8 @@ async fn server_logs_name_the_impersonator_and_never_a_secret() {
             assert_eq!(span["session_id"], session_id, "{line}");
         }
     }
+    let error_line = lines.iter().find(|l| l.contains("\"ERROR\"") && l.contains("writing the request log failed"));
+    let error_line: Value = serde_json::from_str(error_line.expect("the failure is logged")).unwrap();
+    assert_eq!(error_line["spans"][0]["session_id"], session_id, "{error_line}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -35,21 +35,59 @@ pub struct Verdict<Id> {
     pub first_bad: Option<Id>,
 }
 
-/// Walks rows in `seq` order from the start of the chain.
-pub fn verify<Id: Clone>(rows: impl IntoIterator<Item = Stored<Id>>) -> Verdict<Id> {
-    let mut expected_prev = GENESIS.to_owned();
-    let mut checked = 0;
-    for (expected_seq, row) in (1..).zip(rows) {
-        checked += 1;
-        let ok = row.seq == expected_seq
-            && row.prev_hash == expected_prev
+/// Checks rows one at a time, in `seq` order from the start of the chain,
+/// keeping only the last link in memory.
+pub struct Verifier<Id> {
+    expected_prev: String,
+    expected_seq: i64,
+    checked: u64,
+    first_bad: Option<Id>,
+}
+
+impl<Id> Default for Verifier<Id> {
+    fn default() -> Self {
+        Self { expected_prev: GENESIS.to_owned(), expected_seq: 1, checked: 0, first_bad: None }
+    }
+}
+
+impl<Id> Verifier<Id> {
+    /// Checks the next row; false once a link has failed (later rows are not looked at).
+    pub fn push(&mut self, row: Stored<Id>) -> bool {
+        if self.first_bad.is_some() {
+            return false;
+        }
+        self.checked += 1;
+        let ok = row.seq == self.expected_seq
+            && row.prev_hash == self.expected_prev
             && link(&row.prev_hash, &row.canonical) == row.hash;
         if !ok {
-            return Verdict { checked, first_bad: Some(row.id) };
+            self.first_bad = Some(row.id);
+            return false;
         }
-        expected_prev = row.hash;
+        self.expected_prev = row.hash;
+        self.expected_seq += 1;
+        true
     }
-    Verdict { checked, first_bad: None }
+
+    /// `seq` and hash of the last good row (0 and the genesis hash for none).
+    pub fn last_link(&self) -> (i64, &str) {
+        (self.expected_seq - 1, &self.expected_prev)
+    }
+
+    pub fn finish(self) -> Verdict<Id> {
+        Verdict { checked: self.checked, first_bad: self.first_bad }
+    }
+}
+
+/// Walks rows in `seq` order from the start of the chain.
+pub fn verify<Id>(rows: impl IntoIterator<Item = Stored<Id>>) -> Verdict<Id> {
+    let mut verifier = Verifier::default();
+    for row in rows {
+        if !verifier.push(row) {
+            break;
+        }
+    }
+    verifier.finish()
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ where
                 Ok(body) => body,
                 Err(refusal) => {
                     entry.status = refusal.status.as_u16();
-                    entry.body = Some("[body not read: larger than 1 MiB]".into());
+                    entry.body = Some(format!("[body not read: {}]", refusal.detail));
                     return answer_alone(&state, entry, started, req, refusal).await;
                 }
             };
@@ -160,10 +160,7 @@ where
             entry.status = status.as_u16();
             entry.duration_ms = started.elapsed().as_millis() as u64;
             let keep_changes = !status.is_server_error();
-            let logged = web::block(move || finish(shared, entry, keep_changes))
-                .await
-                .map_err(ApiError::internal)
-                .and_then(|r| r);
+            let logged = finish(shared, entry, keep_changes).await;
             match (logged, result) {
                 (Ok(()), Ok(res)) => Ok(res.map_into_left_body()),
                 (Ok(()), Err(error)) => Err(error),
@@ -204,9 +201,19 @@ async fn open_request_transaction(state: &AppState) -> Result<SharedConnection, 
     .map_err(ApiError::internal)?
 }
 
-/// Appends the row and commits. On any failure nothing of the request stays,
-/// and the answer becomes 503.
-fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
+/// Appends the row and commits, on a blocking thread inside the request's span.
+async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
+    let span = tracing::Span::current();
+    web::block(move || {
+        let _in_request = span.enter();
+        append_and_commit(shared, entry, keep_changes)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// On any failure nothing of the request stays, and the answer becomes 503.
+fn append_and_commit(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
     let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
     let conn = guard.conn();
     let appended = (|| {
@@ -234,7 +241,7 @@ async fn answer_alone<B: 'static>(
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     entry.duration_ms = started.elapsed().as_millis() as u64;
     let logged = match open_request_transaction(state).await {
-        Ok(shared) => web::block(move || finish(shared, entry, true)).await.map_err(ApiError::internal).and_then(|r| r),
+        Ok(shared) => finish(shared, entry, true).await,
         Err(error) => Err(error),
     };
     let error = logged.err().unwrap_or(refusal);

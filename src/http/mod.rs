@@ -144,8 +144,11 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
     {
+        // Log lines written on the blocking thread belong to this request's span.
+        let span = tracing::Span::current();
         if let Ok(shared) = audit::REQUEST_DB.try_with(std::sync::Arc::clone) {
             return web::block(move || {
+                let _in_request = span.enter();
                 let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
                 guard.conn().transaction(work)
             })
@@ -154,6 +157,7 @@ impl AppState {
         }
         let pool = self.pool.clone();
         web::block(move || {
+            let _in_request = span.enter();
             let mut conn = pool.get()?;
             work(&mut conn)
         })

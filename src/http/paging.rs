@@ -19,18 +19,23 @@ pub struct Page {
 }
 
 impl Page {
-    pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
-        let limit = limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid_field("limit", format!("must be from 1 to {MAX_LIMIT}")));
-        }
-        let (before_id, before_seq) = match cursor.map(decode_cursor).transpose()? {
-            None => (None, None),
-            Some(bytes) if bytes.len() == 16 => (Uuid::from_slice(&bytes).ok(), None),
-            Some(bytes) if bytes.len() == 8 => (None, Some(i64::from_be_bytes(bytes.try_into().unwrap_or_default()))),
-            Some(_) => return Err(bad_cursor()),
-        };
-        Ok(Self { limit: i64::from(limit), before_id, before_seq })
+    /// For lists ordered by id (newest first).
+    pub fn by_id(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let before_id = cursor
+            .map(|c| decode_cursor(c, 16))
+            .transpose()?
+            .map(|bytes| Uuid::from_slice(&bytes).map_err(|_| bad_cursor()));
+        Ok(Self { limit: parse_limit(limit)?, before_id: before_id.transpose()?, before_seq: None })
+    }
+
+    /// For lists ordered by sequence number (audit rows, newest first).
+    pub fn by_seq(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let before_seq = cursor.map(|c| decode_cursor(c, 8)).transpose()?.map(|bytes| {
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&bytes);
+            i64::from_be_bytes(seq)
+        });
+        Ok(Self { limit: parse_limit(limit)?, before_id: None, before_seq })
     }
 
     /// Rows are fetched with one extra to learn whether another page exists.
@@ -61,8 +66,18 @@ fn bad_cursor() -> ApiError {
     ApiError::invalid_field("cursor", "is not a cursor returned by this list")
 }
 
-fn decode_cursor(cursor: &str) -> Result<Vec<u8>, ApiError> {
-    URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad_cursor())
+fn parse_limit(limit: Option<u32>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(i64::from(limit))
+    } else {
+        Err(ApiError::invalid_field("limit", format!("must be from 1 to {MAX_LIMIT}")))
+    }
+}
+
+/// A cursor of this list's kind: `len` bytes, URL-safe base64.
+fn decode_cursor(cursor: &str, len: usize) -> Result<Vec<u8>, ApiError> {
+    URL_SAFE_NO_PAD.decode(cursor).ok().filter(|bytes| bytes.len() == len).ok_or_else(bad_cursor)
 }
 
 #[cfg(test)]
@@ -71,20 +86,25 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_pages_trim() {
-        let page = Page::parse(Some(2), None).unwrap();
+        let page = Page::by_id(Some(2), None).unwrap();
         let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
         let mut rows = ids.to_vec();
         let cursor = page.finish(&mut rows, |id| *id).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(Page::parse(Some(2), Some(&cursor)).unwrap().before_id, Some(ids[1]));
+        assert_eq!(Page::by_id(Some(2), Some(&cursor)).unwrap().before_id, Some(ids[1]));
         let mut last_page = vec![ids[2]];
         assert_eq!(page.finish(&mut last_page, |id| *id), None);
     }
 
     #[test]
     fn bad_limits_and_cursors_are_validation_errors() {
-        assert!(Page::parse(Some(0), None).is_err());
-        assert!(Page::parse(Some(201), None).is_err());
-        assert!(Page::parse(None, Some("not-a-cursor")).is_err());
+        assert!(Page::by_id(Some(0), None).is_err());
+        assert!(Page::by_id(Some(201), None).is_err());
+        assert!(Page::by_id(None, Some("not-a-cursor")).is_err());
+        // A cursor of the other kind of list is refused, not ignored.
+        let mut rows = vec![3_i64, 2, 1];
+        let seq_cursor = Page::by_seq(Some(1), None).unwrap().finish_seq(&mut rows, |s| *s).unwrap();
+        assert!(Page::by_id(None, Some(&seq_cursor)).is_err());
+        assert_eq!(Page::by_seq(None, Some(&seq_cursor)).unwrap().before_seq, Some(3));
     }
 }

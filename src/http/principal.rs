@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::problem::ApiError;
 use crate::crypto::tokens::{Claims, TokenError};
-use crate::domain::impersonation::Party;
+use crate::domain::impersonation::{Party, Refusal};
 use crate::domain::policy::{Actor, OrgPath};
 use crate::state::AppState;
 use crate::store::impersonations::{self, ImpersonationSession};
@@ -53,14 +53,6 @@ impl Principal {
     /// The user really making the call: the impersonator when impersonating.
     pub fn real_user_id(&self) -> Uuid {
         self.impersonation.as_ref().map_or(*self.user.id, |i| *i.impersonator.id)
-    }
-
-    /// SPEC §3: while impersonating, some actions stay the target's own.
-    pub fn forbid_while_impersonating(&self, action: &str) -> Result<(), ApiError> {
-        match self.impersonation {
-            Some(_) => Err(ApiError::impersonation_restricted(format!("{action} is not allowed while impersonating"))),
-            None => Ok(()),
-        }
     }
 }
 
@@ -135,6 +127,40 @@ impl Principal {
     /// How authenticating the request's bearer token went (`None`: it had none).
     pub fn outcome(req: &HttpRequest) -> Option<Result<Principal, ApiError>> {
         req.extensions().get::<Authenticated>().map(|a| a.0.clone())
+    }
+}
+
+/// Stands for "not with an impersonation token": actions that stay the user's
+/// own (SPEC §3). Listed before the body among a handler's parameters, it
+/// answers 403 `impersonation-restricted` before the body is even looked at.
+pub struct OwnToken;
+
+impl FromRequest for OwnToken {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match Principal::outcome(req) {
+            Some(Ok(p)) if p.impersonation.is_some() => {
+                Err(ApiError::impersonation_restricted("this action is not allowed while impersonating"))
+            }
+            _ => Ok(OwnToken),
+        })
+    }
+}
+
+/// Like [`OwnToken`], for starting an impersonation: refused as `chained_impersonation`.
+pub struct NotChained;
+
+impl FromRequest for NotChained {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match Principal::outcome(req) {
+            Some(Ok(p)) if p.impersonation.is_some() => Err(ApiError::impersonation_refused(Refusal::Chained)),
+            _ => Ok(NotChained),
+        })
     }
 }
 

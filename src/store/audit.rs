@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::consents;
 use super::impersonations::{self, ImpersonationSession, Running};
 use super::schema::{audit_chain_heads as heads, audit_events as events, request_log};
 use super::sql_types::{sqlite_time_text, DbTime, DbUuid};
@@ -278,29 +279,81 @@ pub fn record(
     Ok(row)
 }
 
+/// Why sessions end, beyond the stored `end_reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The reason says it all.
+    Reason,
+    /// A user's role changed: sessions they take part in end (`stopped`),
+    /// though their impersonator did not stop them.
+    RoleChanged,
+}
+
 /// Ends the running sessions that match and records an event for each:
-/// `impersonation_stopped` when stopped, `impersonation_ended` otherwise.
+/// `impersonation_stopped` when the impersonator stopped it, otherwise
+/// `impersonation_ended`.
 pub fn end_sessions(
     conn: &mut DbConnection,
     which: Running,
     reason: EndReason,
     ctx: &EventContext,
 ) -> QueryResult<Vec<ImpersonationSession>> {
-    let ended = impersonations::end(conn, which, reason, ctx.at)?;
-    let kind =
-        if reason == EndReason::Stopped { EventKind::ImpersonationStopped } else { EventKind::ImpersonationEnded };
-    for session in &ended {
-        let detail = json!({"end_reason": reason.as_str(), "impersonator_id": session.impersonator_id.0});
+    end_sessions_all(conn, vec![(which, reason)], Cause::Reason, ctx)
+}
+
+/// Like `end_sessions` for several selections at once. All session rows are
+/// updated before any event is recorded: one lock order everywhere (users,
+/// then sessions, then the events chain head), so transactions cannot deadlock.
+pub fn end_sessions_all(
+    conn: &mut DbConnection,
+    selections: Vec<(Running, EndReason)>,
+    cause: Cause,
+    ctx: &EventContext,
+) -> QueryResult<Vec<ImpersonationSession>> {
+    let mut ended = Vec::new();
+    for (which, reason) in selections {
+        ended.extend(impersonations::end(conn, which, reason, ctx.at)?.into_iter().map(|s| (s, reason)));
+    }
+    for (session, reason) in &ended {
+        let stopped_by_impersonator = *reason == EndReason::Stopped && cause == Cause::Reason;
+        let kind =
+            if stopped_by_impersonator { EventKind::ImpersonationStopped } else { EventKind::ImpersonationEnded };
+        let mut detail = json!({"end_reason": reason.as_str(), "impersonator_id": session.impersonator_id.0});
+        if cause == Cause::RoleChanged {
+            detail["cause"] = json!("role_changed");
+        }
         record(conn, ctx, kind, *session.target_id, Some(*session.id), detail)?;
     }
-    Ok(ended)
+    Ok(ended.into_iter().map(|(s, _)| s).collect())
+}
+
+/// Revokes a user's consent and ends every running impersonation of them,
+/// with the events. Rows change first, events come last (the lock order of
+/// `end_sessions_all`). Returns the sessions ended.
+pub fn revoke_consent(conn: &mut DbConnection, user_id: Uuid, ctx: &EventContext) -> QueryResult<usize> {
+    let revoked = consents::revoke(conn, user_id, ctx.at)?;
+    let ended = impersonations::end(conn, Running::Target(user_id), EndReason::ConsentRevoked, ctx.at)?;
+    if let Some(consent) = revoked {
+        let detail = json!({"consent_granted_at": time_text(*consent.granted_at)});
+        record(conn, ctx, EventKind::ConsentRevoked, user_id, None, detail)?;
+    }
+    for session in &ended {
+        let detail =
+            json!({"end_reason": EndReason::ConsentRevoked.as_str(), "impersonator_id": session.impersonator_id.0});
+        record(conn, ctx, EventKind::ImpersonationEnded, user_id, Some(*session.id), detail)?;
+    }
+    Ok(ended.len())
 }
 
 /// Marks sessions past their expiry as ended (`expired`), with their events.
 pub fn end_expired(conn: &mut DbConnection, now: OffsetDateTime) -> QueryResult<usize> {
-    let expired = impersonations::expired_unended(conn, now)?;
+    let mut expired = Vec::new();
+    for session in impersonations::expired_unended(conn, now)? {
+        if impersonations::mark_expired(conn, *session.id)? {
+            expired.push(session);
+        }
+    }
     for session in &expired {
-        impersonations::mark_expired(conn, *session.id)?;
         let ctx = EventContext::service(*session.expires_at);
         let detail = json!({"end_reason": EndReason::Expired.as_str(), "impersonator_id": session.impersonator_id.0});
         record(conn, &ctx, EventKind::ImpersonationEnded, *session.target_id, Some(*session.id), detail)?;
@@ -359,33 +412,37 @@ pub struct ChainReport {
 
 const BATCH: i64 = 1000;
 
+/// Verifies one chain up to its head as read first: rows appended while the
+/// check runs are not part of it, and only one batch is held in memory.
 fn verify_chain<R, F, C>(conn: &mut DbConnection, chain: Chain, mut load: F, stored: C) -> QueryResult<ChainReport>
 where
-    F: FnMut(&mut DbConnection, i64) -> QueryResult<Vec<R>>,
+    F: FnMut(&mut DbConnection, i64, i64) -> QueryResult<Vec<R>>,
     C: Fn(&R) -> Stored<Uuid>,
 {
-    let mut rows_in_order = Vec::new();
+    // The head and the rows up to it are written in one transaction, so every
+    // row up to this head is committed and visible.
+    let (head_seq, head_hash): (i64, String) =
+        heads::table.filter(heads::chain.eq(chain.name())).select((heads::seq, heads::hash)).first(conn)?;
+    let mut verifier = chain::Verifier::default();
     let mut after = 0;
-    loop {
-        let batch = load(conn, after)?;
-        let Some(last) = batch.last() else { break };
-        after = stored(last).seq;
-        let full = batch.len() as i64 == BATCH;
-        rows_in_order.extend(batch.iter().map(&stored));
-        if !full {
+    'batches: loop {
+        let batch = load(conn, after, head_seq)?;
+        for row in &batch {
+            after = stored(row).seq;
+            if !verifier.push(stored(row)) {
+                break 'batches;
+            }
+        }
+        if (batch.len() as i64) < BATCH {
             break;
         }
     }
-    let last = rows_in_order.last().map(|r| (r.seq, r.hash.clone()));
-    let verdict = chain::verify(rows_in_order);
-    let head: (i64, String) =
-        heads::table.filter(heads::chain.eq(chain.name())).select((heads::seq, heads::hash)).first(conn)?;
-    let (ok, problem) = match (&verdict.first_bad, last) {
+    let tail_matches = verifier.last_link() == (head_seq, head_hash.as_str());
+    let verdict = verifier.finish();
+    let (ok, problem) = match (&verdict.first_bad, tail_matches) {
         (Some(_), _) => (false, Some("a row does not match its hash or does not follow its predecessor".to_owned())),
-        (None, last) if last.clone().unwrap_or((0, chain::GENESIS.to_owned())) != head => {
-            (false, Some("rows at the end of the chain are missing".to_owned()))
-        }
-        _ => (true, None),
+        (None, false) => (false, Some("rows at the end of the chain are missing".to_owned())),
+        (None, true) => (true, None),
     };
     Ok(ChainReport { chain: chain.name(), ok, checked: verdict.checked, first_bad_id: verdict.first_bad, problem })
 }
@@ -394,9 +451,10 @@ pub fn verify(conn: &mut DbConnection) -> QueryResult<Vec<ChainReport>> {
     let requests = verify_chain(
         conn,
         Chain::RequestLog,
-        |conn, after| {
+        |conn, after, upto| {
             request_log::table
                 .filter(request_log::seq.gt(after))
+                .filter(request_log::seq.le(upto))
                 .order(request_log::seq.asc())
                 .limit(BATCH)
                 .select(RequestLogRow::as_select())
@@ -413,9 +471,10 @@ pub fn verify(conn: &mut DbConnection) -> QueryResult<Vec<ChainReport>> {
     let events = verify_chain(
         conn,
         Chain::AuditEvents,
-        |conn, after| {
+        |conn, after, upto| {
             events::table
                 .filter(events::seq.gt(after))
+                .filter(events::seq.le(upto))
                 .order(events::seq.asc())
                 .limit(BATCH)
                 .select(EventRow::as_select())

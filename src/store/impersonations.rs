@@ -172,17 +172,20 @@ pub fn end(
             .filter(sessions::impersonator_id.eq(DbUuid(impersonator)))
             .filter(sessions::login_session_id.ne(DbUuid(keep))),
     };
-    let mut ended = running.load(conn)?;
-    if ended.is_empty() {
-        return Ok(ended);
-    }
-    let ids: Vec<DbUuid> = ended.iter().map(|s| s.id).collect();
-    diesel::update(sessions::table.filter(sessions::id.eq_any(ids)).filter(sessions::ended_at.is_null()))
-        .set((sessions::ended_at.eq(Some(DbTime(now))), sessions::end_reason.eq(Some(reason.as_str()))))
-        .execute(conn)?;
-    for session in &mut ended {
-        session.ended_at = Some(DbTime(now));
-        session.end_reason = Some(reason.as_str().to_owned());
+    let mut ended = Vec::new();
+    for mut session in running.load(conn)? {
+        // Row by row and only if still open: when another transaction ended
+        // it meanwhile (PostgreSQL re-checks the condition after waiting for
+        // its row lock), it is not ours to report.
+        let updated =
+            diesel::update(sessions::table.filter(sessions::id.eq(session.id)).filter(sessions::ended_at.is_null()))
+                .set((sessions::ended_at.eq(Some(DbTime(now))), sessions::end_reason.eq(Some(reason.as_str()))))
+                .execute(conn)?;
+        if updated == 1 {
+            session.ended_at = Some(DbTime(now));
+            session.end_reason = Some(reason.as_str().to_owned());
+            ended.push(session);
+        }
     }
     Ok(ended)
 }
@@ -197,14 +200,15 @@ pub fn expired_unended(conn: &mut DbConnection, now: OffsetDateTime) -> QueryRes
 }
 
 /// Records that a session ended by reaching its expiry, at that time.
-pub fn mark_expired(conn: &mut DbConnection, id: Uuid) -> QueryResult<()> {
+/// Returns false when something else ended it first.
+pub fn mark_expired(conn: &mut DbConnection, id: Uuid) -> QueryResult<bool> {
     diesel::update(sessions::table.filter(sessions::id.eq(DbUuid(id))).filter(sessions::ended_at.is_null()))
         .set((
             sessions::ended_at.eq(sessions::expires_at.nullable()),
             sessions::end_reason.eq(Some(EndReason::Expired.as_str())),
         ))
         .execute(conn)
-        .map(|_| ())
+        .map(|n| n == 1)
 }
 
 /// A newer, possibly shorter consent bounds the target's running sessions.

@@ -128,7 +128,7 @@ pub async fn my_sessions(
     principal: Principal,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<MySessionPage>, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
     let me = *principal.user.id;
     let now = state.clock.now();
     let filter = impersonations::ListFilter {
@@ -197,7 +197,7 @@ pub async fn my_session_log(
     id: web::Path<Uuid>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<RequestLogPage>, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
     match find_session(&state, id.into_inner()).await? {
         // Another user's session is not found, not forbidden: ids reveal nothing.
         Some(session) if session.target_id == principal.user.id => session_log(&state, session, page).await,
@@ -219,7 +219,7 @@ pub async fn impersonation_log(
     id: web::Path<Uuid>,
     query: web::Query<PageQuery>,
 ) -> Result<web::Json<RequestLogPage>, ApiError> {
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
     let super_admin = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
     match find_session(&state, id.into_inner()).await? {
         Some(session) if super_admin || session.impersonator_id == principal.user.id => {
@@ -326,7 +326,7 @@ pub async fn events(
 ) -> Result<web::Json<AuditEventPage>, ApiError> {
     require_super_admin(&principal)?;
     let query = query.into_inner();
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
     let filter = audit::EventFilter {
         user_id: query.user_id,
         session_id: query.session_id,

@@ -4,15 +4,14 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::domain::consent::DurationHours;
-use crate::domain::impersonation::EndReason;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
-use crate::http::principal::Principal;
+use crate::http::principal::{OwnToken, Principal};
 use crate::http::problem::{ApiError, Problem};
 use crate::state::AppState;
 use crate::store::audit::{self, EventKind};
 use crate::store::consents::{self, Consent};
-use crate::store::impersonations::{self, Running};
+use crate::store::impersonations;
 use crate::store::{users, write_transaction};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -83,10 +82,10 @@ pub async fn get_consent(state: web::Data<AppState>, principal: Principal) -> Re
 pub async fn grant_consent(
     state: web::Data<AppState>,
     principal: Principal,
+    _own: OwnToken,
     client: ClientInfo,
     body: JsonBody<GrantConsentRequest>,
 ) -> Result<web::Json<ConsentView>, ApiError> {
-    principal.forbid_while_impersonating("changing consent")?;
     let hours = DurationHours::parse(body.duration_hours)?;
     let now = state.clock.now();
     let user_id = *principal.user.id;
@@ -120,9 +119,9 @@ pub async fn grant_consent(
 pub async fn revoke_consent(
     state: web::Data<AppState>,
     principal: Principal,
+    _own: OwnToken,
     client: ClientInfo,
 ) -> Result<HttpResponse, ApiError> {
-    principal.forbid_while_impersonating("changing consent")?;
     let now = state.clock.now();
     let user_id = *principal.user.id;
     let ctx = client.event(user_id, now);
@@ -130,13 +129,7 @@ pub async fn revoke_consent(
         .db(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
-                if let Some(consent) = consents::revoke(conn, user_id, now)? {
-                    let detail = json!({"consent_granted_at": consent.granted_at.0.format(&Rfc3339).ok()});
-                    audit::record(conn, &ctx, EventKind::ConsentRevoked, user_id, None, detail)?;
-                }
-                Ok::<_, diesel::result::Error>(
-                    audit::end_sessions(conn, Running::Target(user_id), EndReason::ConsentRevoked, &ctx)?.len(),
-                )
+                audit::revoke_consent(conn, user_id, &ctx)
             })?)
         })
         .await?;

@@ -15,7 +15,7 @@ use crate::http::attempts;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
 use crate::http::paging::Page;
-use crate::http::principal::Principal;
+use crate::http::principal::{NotChained, Principal};
 use crate::http::problem::{ApiError, Problem};
 use crate::http::views::{PersonRef, UserView};
 use crate::state::AppState;
@@ -25,7 +25,7 @@ use crate::store::impersonations::{self, ImpersonationSession, Running};
 use crate::store::organizations::Organization;
 use crate::store::sql_types::{DbTime, DbUuid};
 use crate::store::users::User;
-use crate::store::{consents, users, write_transaction, DbConnection};
+use crate::store::{consents, sessions, users, write_transaction, DbConnection};
 use serde_json::json;
 
 #[derive(Deserialize, ToSchema)]
@@ -188,6 +188,7 @@ fn check_rules(
 pub async fn start(
     state: web::Data<AppState>,
     principal: Principal,
+    _not_chained: NotChained,
     client: ClientInfo,
     body: JsonBody<StartImpersonationRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -240,6 +241,11 @@ pub async fn start_session(
         .db(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[actor_id, target_user_id])?;
+                // A logout or password change that ended the admin's login
+                // session meanwhile wins: no session may hang off a dead one.
+                if sessions::find_live(conn, login_session_id, now)?.is_none() {
+                    return Err(ApiError::unauthorized("the session has ended"));
+                }
                 let (actor, actor_org) = users::find_with_org(conn, actor_id)?
                     .ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
                 let (target, consent) = check_rules(conn, (&actor, &actor_org), false, target_user_id, now)?;
@@ -356,7 +362,7 @@ pub async fn list(
     query: web::Query<ImpersonationListQuery>,
 ) -> Result<web::Json<ImpersonationList>, ApiError> {
     let query = query.into_inner();
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
     let all = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
     let filter = impersonations::ListFilter {
         impersonator_id: (!all).then_some(*principal.user.id),

@@ -9,7 +9,7 @@ use crate::domain::types::NewPassword;
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
-use crate::http::principal::Principal;
+use crate::http::principal::{OwnToken, Principal};
 use crate::http::problem::{ApiError, Problem};
 use crate::http::views::{OrganizationView, UserView};
 use crate::state::AppState;
@@ -118,10 +118,10 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     state: web::Data<AppState>,
     principal: Principal,
+    _own: OwnToken,
     client: ClientInfo,
     body: JsonBody<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.forbid_while_impersonating("changing the password")?;
     let ChangePasswordRequest { current_password, new_password } = body.into_inner();
     let new_password = NewPassword::parse("new_password", &new_password)?;
     if new_password.expose() == current_password {

@@ -96,7 +96,7 @@ pub async fn list_organizations(
     let actor = principal.actor();
     actor.may_administer().map_err(|d| denied("organization", d))?;
     let query = query.into_inner();
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
     let within = (actor.role != Role::SuperAdmin).then(|| actor.org.clone());
     let (fetch, before_id) = (page.fetch_limit(), page.before_id);
     let mut rows = state

@@ -16,7 +16,7 @@ use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError, Problem};
 use crate::http::views::{UserItem, UserView};
 use crate::state::AppState;
-use crate::store::audit::{self, EventContext};
+use crate::store::audit::{self, Cause, EventContext};
 use crate::store::consents::{self, Consent};
 use crate::store::impersonations::Running;
 use crate::store::organizations::{self, Organization};
@@ -165,7 +165,7 @@ pub async fn list_users(
     query: web::Query<UserListQuery>,
 ) -> Result<web::Json<UserList>, ApiError> {
     let query = query.into_inner();
-    let page = Page::parse(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
     let actor = principal.actor();
     let search = query.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
     if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
@@ -308,8 +308,11 @@ pub async fn update_user(
                     end_everything(conn, user_id, UserStatus::Suspended, &ctx)?;
                 }
                 if body.role.is_some_and(|role| role != user.role()) {
-                    audit::end_sessions(conn, Running::Target(user_id), EndReason::Stopped, &ctx)?;
-                    audit::end_sessions(conn, Running::Impersonator(user_id), EndReason::Stopped, &ctx)?;
+                    let both_sides = vec![
+                        (Running::Target(user_id), EndReason::Stopped),
+                        (Running::Impersonator(user_id), EndReason::Stopped),
+                    ];
+                    audit::end_sessions_all(conn, both_sides, Cause::RoleChanged, &ctx)?;
                 }
                 Ok(users::find_with_org(conn, user_id)?)
             })
@@ -326,8 +329,9 @@ fn end_everything(conn: &mut DbConnection, user_id: Uuid, status: UserStatus, ct
         UserStatus::Deleted => (LoginEnd::UserDeleted, EndReason::TargetDeleted),
         _ => (LoginEnd::UserSuspended, EndReason::TargetSuspended),
     };
-    audit::end_sessions(conn, Running::Target(user_id), as_target, ctx)?;
-    audit::end_sessions(conn, Running::Impersonator(user_id), EndReason::ImpersonatorSuspended, ctx)?;
+    let both_sides =
+        vec![(Running::Target(user_id), as_target), (Running::Impersonator(user_id), EndReason::ImpersonatorSuspended)];
+    audit::end_sessions_all(conn, both_sides, Cause::Reason, ctx)?;
     sessions::end_all_for_user(conn, user_id, None, login_end, ctx.at)?;
     Ok(())
 }

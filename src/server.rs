@@ -78,6 +78,7 @@ pub fn prepare(config: Config, clock: Clock) -> Result<AppState, StartupError> {
         keys: Arc::new(keys),
         hasher: PasswordHasher::new(workers),
         clock,
+        metrics: Default::default(),
     })
 }
 

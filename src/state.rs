@@ -1,5 +1,6 @@
 //! Everything a request needs, built once at start and shared by reference.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use time::{Duration, OffsetDateTime};
@@ -31,6 +32,23 @@ impl Clock {
     }
 }
 
+/// Counters of this node, for `GET /metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    /// Responses by status class: 1xx … 5xx.
+    pub responses: [AtomicU64; 5],
+    /// Requests made with an impersonation token (each has its log row).
+    pub impersonated_requests: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count_response(&self, status: u16) {
+        if let Some(counter) = self.responses.get(usize::from(status / 100).wrapping_sub(1)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
@@ -39,6 +57,7 @@ pub struct AppState {
     pub keys: Arc<SigningKeys>,
     pub hasher: PasswordHasher,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {

@@ -438,7 +438,36 @@ async fn a_session_ends_once_whoever_ends_it(app: TestApp) {
     assert_eq!(verify(&app, &admin).await["ok"], true);
 }
 
+async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    app.get("/api/v1/users/not-a-uuid", Some(&token)).await.assert_problem(404, "not_found");
+    let res = app.get("/metrics", None).await;
+    assert_eq!(res.status.as_u16(), 200);
+    assert!(res.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    for line in [
+        "actas_impersonation_sessions_active 1",
+        "actas_impersonated_requests_total 2",
+        "actas_request_log_rows 2",
+        "actas_consents_active 1",
+        "# TYPE actas_http_responses_total counter",
+    ] {
+        assert!(res.text.lines().any(|l| l == line), "missing {line:?} in\n{}", res.text);
+    }
+    let ok: u64 = res
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("actas_http_responses_total{class=\"2xx\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ok >= 10, "{ok}");
+}
+
 backend_tests!(
+    metrics_count_sessions_and_logged_requests,
     expired_tokens_and_oversized_bodies_are_logged_too,
     restricted_actions_are_refused_before_the_body_is_read,
     verify_stays_green_while_rows_are_appended,

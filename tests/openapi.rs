@@ -51,6 +51,7 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
         "/.well-known/oauth-authorization-server",
         "/healthz",
         "/readyz",
+        "/metrics",
     ] {
         assert!(paths.contains_key(required), "{required} is not documented");
     }
@@ -58,6 +59,7 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
         "/api/v1/auth/login",
         "/healthz",
         "/readyz",
+        "/metrics",
         "/oauth/token",
         "/oauth/revoke",
         "/.well-known/jwks.json",

@@ -118,6 +118,7 @@ where
         Box::pin(async move {
             let started = Instant::now();
             let at = state.clock.now();
+            state.metrics.impersonated_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let span = tracing::Span::current();
             span.record("impersonator_id", tracing::field::display(who.impersonator_id));
             span.record("session_id", tracing::field::display(who.session_id));

@@ -1,6 +1,7 @@
 //! Middleware around the whole application.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
@@ -207,6 +208,7 @@ where
             session_id = tracing::field::Empty,
         );
         let started = Instant::now();
+        let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| Arc::clone(&s.metrics));
         let fut = self.service.call(req).instrument(span.clone());
         Box::pin(async move {
             let result = fut.await;
@@ -217,6 +219,9 @@ where
             span.in_scope(|| {
                 tracing::info!(status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request")
             });
+            if let Some(metrics) = metrics {
+                metrics.count_response(status.as_u16());
+            }
             let mut res = result?;
             if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
                 res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);

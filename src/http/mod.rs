@@ -67,7 +67,8 @@ fn routes(cfg: &mut ServiceConfig) {
     .service(well_known::jwks)
     .service(well_known::metadata)
     .service(health::healthz)
-    .service(health::readyz);
+    .service(health::readyz)
+    .service(health::metrics);
 }
 
 /// The OpenAPI document, exactly as served at `/api-docs/openapi.json`.

@@ -4,6 +4,7 @@ pub mod attempts;
 pub mod audit;
 pub mod consents;
 pub mod impersonations;
+pub mod metrics;
 pub mod organizations;
 pub mod pool;
 pub mod schema;

@@ -1,10 +1,13 @@
-use actix_web::{get, web};
+use std::sync::atomic::Ordering;
+
+use actix_web::{get, web, HttpResponse};
 use diesel::prelude::*;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::problem::ApiError;
 use crate::state::AppState;
+use crate::store::metrics as store_metrics;
 use crate::store::schema::organizations;
 use crate::store::sql_types::DbUuid;
 
@@ -13,6 +16,77 @@ use crate::store::sql_types::DbUuid;
 pub struct Health {
     /// `ok` (process up) or `ready` (database reachable).
     pub status: &'static str,
+}
+
+/// Prometheus metrics, in the text exposition format.
+///
+/// `actas_http_responses_total` and `actas_impersonated_requests_total` count
+/// on this node; the gauges read the shared database, so every node reports
+/// the same value for them. Unauthenticated, like the probes: expose it only
+/// to your monitoring network.
+#[utoipa::path(
+    tag = "health",
+    responses(
+        (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4", body = String,
+            example = "# TYPE actas_impersonation_sessions_active gauge\nactas_impersonation_sessions_active 3\n"),
+        (status = 503, description = "Database unreachable (`service_unavailable`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now();
+    let gauges = state.db(move |conn| store_metrics::gauges(conn, now).map_err(ApiError::unavailable)).await?;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (labels, value) in samples {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    metric(
+        "actas_http_responses_total",
+        "counter",
+        "HTTP responses by status class, on this node.",
+        classes
+            .iter()
+            .zip(&state.metrics.responses)
+            .map(|(c, n)| (format!("{{class=\"{c}\"}}"), n.load(Ordering::Relaxed)))
+            .collect(),
+    );
+    metric(
+        "actas_impersonated_requests_total",
+        "counter",
+        "Requests made with an impersonation token, on this node.",
+        vec![(String::new(), state.metrics.impersonated_requests.load(Ordering::Relaxed))],
+    );
+    let gauge = |value: u64| vec![(String::new(), value)];
+    metric(
+        "actas_impersonation_sessions_active",
+        "gauge",
+        "Impersonation sessions running now.",
+        gauge(gauges.impersonations_active),
+    );
+    metric("actas_login_sessions_active", "gauge", "Login sessions open now.", gauge(gauges.logins_active));
+    metric(
+        "actas_consents_active",
+        "gauge",
+        "Users whose impersonation consent is active now.",
+        gauge(gauges.consents_active),
+    );
+    metric(
+        "actas_request_log_rows",
+        "gauge",
+        "Rows in the request log (its chain length).",
+        gauge(gauges.request_log_rows),
+    );
+    metric(
+        "actas_audit_events_rows",
+        "gauge",
+        "Rows in the audit events (its chain length).",
+        gauge(gauges.audit_event_rows),
+    );
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
 }
 
 /// Liveness: the process is up and serving.

@@ -79,6 +79,7 @@ pub fn prepare(config: Config, clock: Clock) -> Result<AppState, StartupError> {
         hasher: PasswordHasher::new(workers),
         clock,
         metrics: Default::default(),
+        sqlite_writer: (backend == Backend::Sqlite).then(Default::default),
     })
 }
 

@@ -58,6 +58,11 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    /// SQLite has one writer at a time. Impersonated requests, each a write
+    /// transaction from start to end, queue here and are woken the moment the
+    /// previous one commits, instead of sleeping in SQLite's busy handler.
+    /// `None` on PostgreSQL, where only the chain head is contended.
+    pub sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl AppState {

@@ -37,19 +37,23 @@ use crate::store::DbConnection;
 const MAX_CAPTURED_BODY: usize = 1024 * 1024;
 
 /// A pooled connection holding an impersonated request's open transaction.
-/// Dropped mid-way (client gone, panic), it rolls back before going back to the pool.
-pub struct RequestConnection(PooledConnection);
+/// Dropped mid-way (client gone, panic), it rolls back before going back to
+/// the pool; then (field order) it lets the next SQLite writer in.
+pub struct RequestConnection {
+    conn: PooledConnection,
+    _sqlite_writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
 
 impl RequestConnection {
     pub fn conn(&mut self) -> &mut DbConnection {
-        &mut self.0
+        &mut self.conn
     }
 }
 
 impl Drop for RequestConnection {
     fn drop(&mut self) {
-        if pool::in_transaction(&mut self.0) {
-            let _ = pool::rollback(&mut self.0);
+        if pool::in_transaction(&mut self.conn) {
+            let _ = pool::rollback(&mut self.conn);
         }
     }
 }
@@ -192,9 +196,13 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
 }
 
 async fn open_request_transaction(state: &AppState) -> Result<SharedConnection, ApiError> {
+    let writer = match &state.sqlite_writer {
+        Some(lock) => Some(Arc::clone(lock).lock_owned().await),
+        None => None,
+    };
     let pool = state.pool.clone();
     web::block(move || {
-        let mut conn = RequestConnection(pool.get()?);
+        let mut conn = RequestConnection { conn: pool.get()?, _sqlite_writer: writer };
         pool::begin_write(conn.conn()).map_err(ApiError::unavailable)?;
         Ok(Arc::new(Mutex::new(conn)))
     })

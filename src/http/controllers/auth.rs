@@ -174,14 +174,24 @@ pub async fn logout(
     principal: Principal,
     client: ClientInfo,
 ) -> Result<HttpResponse, ApiError> {
+    let (user_id, session_id, impersonating) =
+        (principal.real_user_id(), principal.session_id, principal.impersonation.is_some());
+    end_token_session(&state, &principal, client).await?;
+    tracing::info!(user_id = %user_id, session_id = %session_id, impersonating, "logout");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Ends what a token names: an impersonation session (`stopped`), or a login
+/// session together with every impersonation started from it (`logout`).
+/// Logout and RFC 7009 revocation both come here.
+pub async fn end_token_session(state: &AppState, principal: &Principal, client: ClientInfo) -> Result<(), ApiError> {
     let now = state.clock.now();
-    let session_id = principal.session_id;
-    let user_id = principal.real_user_id();
+    let (session_id, user_id) = (principal.session_id, principal.real_user_id());
     let impersonating = principal.impersonation.is_some();
     let ctx = client.event(user_id, now);
     state
         .db(move |conn| {
-            write_transaction(conn, |conn| {
+            Ok(write_transaction(conn, |conn| {
                 if impersonating {
                     audit::end_sessions(conn, Running::Id(session_id), EndReason::Stopped, &ctx)?;
                 } else {
@@ -191,10 +201,7 @@ pub async fn logout(
                     sessions::end(conn, session_id, LoginEnd::Logout, now)?;
                 }
                 Ok::<_, diesel::result::Error>(())
-            })?;
-            Ok(())
+            })?)
         })
-        .await?;
-    tracing::info!(user_id = %user_id, session_id = %session_id, impersonating, "logout");
-    Ok(HttpResponse::NoContent().finish())
+        .await
 }

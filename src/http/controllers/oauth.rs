@@ -11,16 +11,12 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::impersonation::EndReason;
 use crate::http::client::ClientInfo;
+use crate::http::controllers::auth::end_token_session;
 use crate::http::controllers::impersonations::start_session;
 use crate::http::principal::{authenticate_token, Principal};
 use crate::http::problem::ApiError;
 use crate::state::AppState;
-use crate::store::audit;
-use crate::store::impersonations::Running;
-use crate::store::sessions::{self, LoginEnd};
-use crate::store::{users, write_transaction};
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -370,26 +366,8 @@ pub async fn revoke(
     let params = form(&req, &body)?;
     let token = required(&params, "token")?;
     let Ok(principal) = authenticate_token(&state, token).await else { return Ok(HttpResponse::Ok().finish()) };
-    let now = state.clock.now();
-    let ctx = ClientInfo::of(&req).event(principal.real_user_id(), now);
-    let session_id = principal.session_id;
-    let user_id = principal.real_user_id();
-    let impersonating = principal.impersonation.is_some();
-    state
-        .db(move |conn| {
-            Ok(write_transaction(conn, |conn| {
-                if impersonating {
-                    audit::end_sessions(conn, Running::Id(session_id), EndReason::Stopped, &ctx)?;
-                } else {
-                    users::lock(conn, &[user_id])?;
-                    audit::end_sessions(conn, Running::LoginSession(session_id), EndReason::Logout, &ctx)?;
-                    sessions::end(conn, session_id, LoginEnd::Logout, now)?;
-                }
-                Ok::<_, diesel::result::Error>(())
-            })?)
-        })
-        .await
-        .map_err(OAuthError::from_api)?;
+    let (session_id, impersonating) = (principal.session_id, principal.impersonation.is_some());
+    end_token_session(&state, &principal, ClientInfo::of(&req)).await.map_err(OAuthError::from_api)?;
     tracing::info!(session_id = %session_id, impersonating, "token revoked");
     Ok(HttpResponse::Ok().finish())
 }

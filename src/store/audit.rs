@@ -447,46 +447,56 @@ where
     Ok(ChainReport { chain: chain.name(), ok, checked: verdict.checked, first_bad_id: verdict.first_bad, problem })
 }
 
+/// A row of a chain, as the verifier sees it.
+trait Link {
+    fn stored(&self) -> Stored<Uuid>;
+}
+
+macro_rules! link_for {
+    ($row:ty) => {
+        impl Link for $row {
+            fn stored(&self) -> Stored<Uuid> {
+                Stored {
+                    id: self.id.0,
+                    seq: self.seq,
+                    prev_hash: self.prev_hash.clone(),
+                    hash: self.hash.clone(),
+                    canonical: self.canonical(),
+                }
+            }
+        }
+    };
+}
+
+link_for!(RequestLogRow);
+link_for!(EventRow);
+
 pub fn verify(conn: &mut DbConnection) -> QueryResult<Vec<ChainReport>> {
     let requests = verify_chain(
         conn,
         Chain::RequestLog,
         |conn, after, upto| {
             request_log::table
-                .filter(request_log::seq.gt(after))
-                .filter(request_log::seq.le(upto))
+                .filter(request_log::seq.gt(after).and(request_log::seq.le(upto)))
                 .order(request_log::seq.asc())
                 .limit(BATCH)
                 .select(RequestLogRow::as_select())
                 .load(conn)
         },
-        |r: &RequestLogRow| Stored {
-            id: r.id.0,
-            seq: r.seq,
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-            canonical: r.canonical(),
-        },
+        RequestLogRow::stored,
     )?;
     let events = verify_chain(
         conn,
         Chain::AuditEvents,
         |conn, after, upto| {
             events::table
-                .filter(events::seq.gt(after))
-                .filter(events::seq.le(upto))
+                .filter(events::seq.gt(after).and(events::seq.le(upto)))
                 .order(events::seq.asc())
                 .limit(BATCH)
                 .select(EventRow::as_select())
                 .load(conn)
         },
-        |r: &EventRow| Stored {
-            id: r.id.0,
-            seq: r.seq,
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-            canonical: r.canonical(),
-        },
+        EventRow::stored,
     )?;
     Ok(vec![requests, events])
 }

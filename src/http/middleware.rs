@@ -4,12 +4,12 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
 use actix_web::ResponseError;
-use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -65,168 +65,66 @@ fn generic_error(status: StatusCode) -> ApiError {
 
 /// Security headers on every response. Responses carry tokens and personal
 /// data: no caching anywhere.
-pub struct SecurityHeaders;
-
-impl<S, B> Transform<S, ServiceRequest> for SecurityHeaders
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = SecurityHeadersService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(SecurityHeadersService { service }))
+pub async fn security_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let is_docs = req.path().starts_with("/swagger-ui");
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !is_docs {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-}
-
-pub struct SecurityHeadersService<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for SecurityHeadersService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let is_docs = req.path().starts_with("/swagger-ui");
-        let fut = self.service.call(req);
-        Box::pin(async move {
-            let mut res = fut.await?;
-            let headers = res.headers_mut();
-            headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-            if !is_docs {
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            }
-            Ok(res)
-        })
-    }
+    Ok(res)
 }
 
 /// A panicking handler answers 500 problem+json instead of dropping the
 /// connection. (The error is rendered by `ApiError`; holding a clone of the
 /// request here would break actix's exclusive access to it downstream.)
-pub struct CatchPanic;
-
-impl<S, B> Transform<S, ServiceRequest> for CatchPanic
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = CatchPanicService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(CatchPanicService { service }))
-    }
-}
-
-pub struct CatchPanicService<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for CatchPanicService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let fut = self.service.call(req);
-        Box::pin(async move {
-            match AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(result) => result,
-                Err(_) => Err(ApiError::internal("a request handler panicked").into()),
-            }
-        })
+pub async fn catch_panic(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    match AssertUnwindSafe(next.call(req)).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => Err(ApiError::internal("a request handler panicked").into()),
     }
 }
 
 /// One tracing span per request (method, path, request id; never the query
 /// string, which may hold secrets) and a log line with status and duration.
-pub struct RequestSpan;
-
-impl<S, B> Transform<S, ServiceRequest> for RequestSpan
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = RequestSpanService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequestSpanService { service }))
+pub async fn request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let request_id = uuid::Uuid::new_v4();
+    // Filled in by the audit trail when the request impersonates someone.
+    let span = tracing::info_span!(
+        "request",
+        %request_id,
+        method = %req.method(),
+        path = %req.path(),
+        impersonator_id = tracing::field::Empty,
+        session_id = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| Arc::clone(&s.metrics));
+    let result = next.call(req).instrument(span.clone()).await;
+    let status = match &result {
+        Ok(res) => res.status(),
+        Err(e) => e.as_response_error().status_code(),
+    };
+    span.in_scope(|| {
+        tracing::info!(status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request")
+    });
+    if let Some(metrics) = metrics {
+        metrics.count_response(status.as_u16());
     }
-}
-
-pub struct RequestSpanService<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for RequestSpanService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let request_id = uuid::Uuid::new_v4();
-        // Filled in by the audit trail when the request impersonates someone.
-        let span = tracing::info_span!(
-            "request",
-            %request_id,
-            method = %req.method(),
-            path = %req.path(),
-            impersonator_id = tracing::field::Empty,
-            session_id = tracing::field::Empty,
-        );
-        let started = Instant::now();
-        let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| Arc::clone(&s.metrics));
-        let fut = self.service.call(req).instrument(span.clone());
-        Box::pin(async move {
-            let result = fut.await;
-            let status = match &result {
-                Ok(res) => res.status(),
-                Err(e) => e.as_response_error().status_code(),
-            };
-            span.in_scope(|| {
-                tracing::info!(status = status.as_u16(), duration_ms = started.elapsed().as_millis() as u64, "request")
-            });
-            if let Some(metrics) = metrics {
-                metrics.count_response(status.as_u16());
-            }
-            let mut res = result?;
-            if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
-                res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
-            }
-            Ok(res)
-        })
+    let mut res = result?;
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
+        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
     }
+    Ok(res)
 }

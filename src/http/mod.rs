@@ -16,6 +16,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::error::{PathError, QueryPayloadError};
 use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse};
 use utoipa::OpenApi as _;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -107,12 +108,12 @@ pub fn app(
             }),
         )
         .default_service(web::to(fallback))
-        .wrap(principal::Authenticate)
-        .wrap(middleware::CatchPanic)
+        .wrap(from_fn(principal::authenticate_requests))
+        .wrap(from_fn(middleware::catch_panic))
         .wrap(middleware::problem_for_every_error())
         .wrap(audit::AuditTrail)
-        .wrap(middleware::SecurityHeaders)
-        .wrap(middleware::RequestSpan)
+        .wrap(from_fn(middleware::security_headers))
+        .wrap(from_fn(middleware::request_span))
         .wrap(actix_web::middleware::Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
 }
 

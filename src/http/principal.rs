@@ -5,12 +5,12 @@
 //! request, on every node.
 
 use std::future::{ready, Ready};
-use std::rc::Rc;
 
-use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
 use super::problem::ApiError;
@@ -167,52 +167,18 @@ impl FromRequest for NotChained {
 /// Authenticates every request that carries a bearer token, before routing
 /// and extraction: a bad token is then always answered 401, never beaten by a
 /// body or path error that an extractor would find first.
-pub struct Authenticate;
-
-impl<S, B> Transform<S, ServiceRequest> for Authenticate
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = AuthenticateService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(AuthenticateService { service: Rc::new(service) }))
+pub async fn authenticate_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        // The clone must be gone before the request moves on: actix needs
+        // exclusive access to it while routing.
+        let outcome = {
+            let http = req.request().clone();
+            authenticate(&http).await
+        };
+        req.extensions_mut().insert(Authenticated(outcome));
     }
-}
-
-pub struct AuthenticateService<S> {
-    service: Rc<S>,
-}
-
-impl<S, B> Service<ServiceRequest> for AuthenticateService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let service = Rc::clone(&self.service);
-        Box::pin(async move {
-            if req.headers().contains_key(header::AUTHORIZATION) {
-                // The clone must be gone before the request moves on: actix
-                // needs exclusive access to it while routing.
-                let outcome = {
-                    let http = req.request().clone();
-                    authenticate(&http).await
-                };
-                req.extensions_mut().insert(Authenticated(outcome));
-            }
-            service.call(req).await
-        })
-    }
+    next.call(req).await
 }

@@ -165,6 +165,9 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
     assert_oauth_error(&send(twice).await, 400, "invalid_request", "validation_failed");
     let json_body = app.post("/oauth/token", None, json!({"grant_type": EXCHANGE})).await;
     assert_oauth_error(&json_body, 400, "invalid_request", "unsupported_media_type");
+    let mut oversized = base(EXCHANGE);
+    oversized.push(("reason", "x".repeat(70 * 1024)));
+    assert_oauth_error(&send(oversized).await, 413, "invalid_request", "payload_too_large");
     let mut bad_actor = base(EXCHANGE);
     bad_actor[1].1 = "not.a.token".to_owned();
     assert_oauth_error(&send(bad_actor).await, 400, "invalid_request", "unauthorized");

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::http::client::ClientInfo;
 use crate::http::controllers::auth::end_token_session;
 use crate::http::controllers::impersonations::start_session;
+use crate::http::json::MAX_JSON_BYTES;
 use crate::http::principal::{authenticate_token, Principal};
 use crate::http::problem::ApiError;
 use crate::state::AppState;
@@ -101,7 +102,9 @@ impl ResponseError for OAuthError {
 }
 
 /// The parameters of a form-encoded request; each may appear once (RFC 6749 §3.2).
-fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+/// The body is read here, not by an extractor, so that even an oversized body
+/// is answered in the OAuth error format.
+async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, String>, OAuthError> {
     let is_form =
         req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
     if !is_form {
@@ -110,7 +113,19 @@ fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, OAuth
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+    let body = match body.to_bytes_limited(MAX_JSON_BYTES).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return Err(OAuthError::invalid_request("malformed_body", "the body could not be read")),
+        Err(_) => {
+            return Err(OAuthError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                "payload_too_large",
+                format!("the body is larger than {} KiB", MAX_JSON_BYTES / 1024),
+            ))
+        }
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|_| OAuthError::invalid_request("malformed_body", "the form body could not be parsed"))?;
     let mut params = HashMap::new();
     for (name, value) in pairs {
@@ -191,6 +206,7 @@ pub struct TokenExchangeResponse {
     responses(
         (status = 200, description = "Exchanged", body = TokenExchangeResponse),
         (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange", body = OAuthErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
         (status = 429, description = "Too many wrong passwords (`code` rate_limited); see `Retry-After`", body = OAuthErrorBody),
     )
 )]
@@ -198,9 +214,9 @@ pub struct TokenExchangeResponse {
 pub async fn exchange(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
-    let params = form(&req, &body)?;
+    let params = form(&req, body).await?;
     let grant_type = required(&params, "grant_type")?;
     if grant_type != TOKEN_EXCHANGE {
         return Err(OAuthError::new(
@@ -293,6 +309,7 @@ pub struct IntrospectionResponse {
     responses(
         (status = 200, description = "Introspection result", body = IntrospectionResponse),
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
         (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody),
     )
 )]
@@ -300,7 +317,7 @@ pub struct IntrospectionResponse {
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
     match Principal::outcome(&req) {
         Some(Ok(_)) => {}
@@ -312,7 +329,7 @@ pub async fn introspect(
             })
         }
     }
-    let params = form(&req, &body)?;
+    let params = form(&req, body).await?;
     let token = required(&params, "token")?;
     let inactive = || HttpResponse::Ok().json(json!({"active": false}));
     let Ok(principal) = authenticate_token(&state, token).await else { return Ok(inactive()) };
@@ -355,15 +372,16 @@ fn unauthorized(description: String) -> OAuthError {
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody),
+        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
     )
 )]
 #[post("/oauth/revoke")]
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
-    let params = form(&req, &body)?;
+    let params = form(&req, body).await?;
     let token = required(&params, "token")?;
     let Ok(principal) = authenticate_token(&state, token).await else { return Ok(HttpResponse::Ok().finish()) };
     let (session_id, impersonating) = (principal.session_id, principal.impersonation.is_some());

@@ -131,6 +131,38 @@ async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 1);
 }
 
+async fn a_server_error_keeps_its_log_row_but_none_of_its_changes(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    // Stopping writes the session's end and then its event; make the event fail.
+    match app.backend {
+        Backend::Sqlite => app.sql(
+            "CREATE TRIGGER refuse_stop BEFORE INSERT ON audit_events WHEN NEW.kind = 'impersonation_stopped' \
+             BEGIN SELECT RAISE(ABORT, 'refused by test'); END",
+        ),
+        Backend::Postgres => app.sql(
+            "CREATE FUNCTION refuse_stop() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'refused by test'; END $$; \
+             CREATE TRIGGER refuse_stop BEFORE INSERT ON audit_events FOR EACH ROW \
+             WHEN (NEW.kind = 'impersonation_stopped') EXECUTE FUNCTION refuse_stop()",
+        ),
+    }
+    let stop = format!("/api/v1/impersonations/{id}/stop");
+    let res = app.send(Method::POST, &stop, Some(&token), None).await;
+    res.assert_problem(500, "internal_error");
+    assert!(!res.text.contains("refused by test"), "internal detail leaked: {}", res.text);
+    // The session did not end: its token still works, and the failed call is on record.
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    let rows = log_of(&app, &w.admin, &id).await;
+    assert_eq!(statuses(&rows), vec![("GET /api/v1/me".to_owned(), 200), (format!("POST {stop}"), 500)]);
+    assert_eq!(
+        app.scalar(&format!("SELECT COUNT(*) AS n FROM impersonation_sessions WHERE id = '{id}' AND ended_at IS NULL")),
+        1
+    );
+    assert_eq!(verify(&app, &w.admin).await["ok"], true);
+}
+
 async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     let w = app.world().await;
     let (ada_id, ada) = &w.acme_member;
@@ -467,6 +499,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    a_server_error_keeps_its_log_row_but_none_of_its_changes,
     metrics_count_sessions_and_logged_requests,
     expired_tokens_and_oversized_bodies_are_logged_too,
     restricted_actions_are_refused_before_the_body_is_read,

@@ -47,7 +47,7 @@ pub fn load_keys(config: &Config) -> Result<SigningKeys, keys::KeyError> {
         None => keys::load_or_generate(&config.signing_key_path())?,
     };
     let previous =
-        config.previous_signing_key_files.iter().map(|p| keys::read_pem(p)).collect::<Result<Vec<_>, _>>()?;
+        config.previous_signing_key_files.iter().map(|p| keys::read_previous_pem(p)).collect::<Result<Vec<_>, _>>()?;
     Ok(SigningKeys::new(&current, &previous))
 }
 

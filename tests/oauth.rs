@@ -112,6 +112,18 @@ async fn server_metadata_points_at_every_endpoint(app: TestApp) {
     assert_eq!(m["subject_token_types_supported"], json!([USER_ID]));
     assert_eq!(m["actor_token_types_supported"], json!([ACCESS]));
     assert_eq!(m["issued_token_types_supported"], json!([ACCESS]));
+    assert_eq!(m["response_types_supported"], json!([]));
+    assert_eq!(m["scopes_supported"], json!(["actas", "impersonation"]));
+    assert_eq!(m["token_endpoint_auth_methods_supported"], json!(["none"]));
+    assert_eq!(m["introspection_endpoint_auth_methods_supported"], json!(["Bearer"]));
+    assert_eq!(m["revocation_endpoint_auth_methods_supported"], json!(["none"]));
+    assert_eq!(m["service_documentation"], "https://actas.test/swagger-ui/");
+    // Public documents: verifiers may cache them for a while.
+    assert_eq!(res.header("cache-control").as_deref(), Some("public, max-age=300"));
+    let jwks = app.get("/.well-known/jwks.json", None).await;
+    assert_eq!(jwks.header("cache-control").as_deref(), Some("public, max-age=300"));
+    // Everything else is never cached.
+    assert_eq!(app.get("/healthz", None).await.header("cache-control").as_deref(), Some("no-store"));
 }
 
 async fn token_exchange_creates_an_impersonation_session(app: TestApp) {
@@ -123,6 +135,8 @@ async fn token_exchange_creates_an_impersonation_session(app: TestApp) {
     assert_eq!(body["expires_in"], 1800);
     assert!(body.get("refresh_token").is_none());
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
+    assert_eq!(res.header("pragma").as_deref(), Some("no-cache"));
+    assert_eq!(body["scope"], "actas impersonation");
     let token = body["access_token"].as_str().unwrap();
     let c = claims(token);
     assert_eq!(c["sub"], w.acme_member.0.to_string());
@@ -160,6 +174,31 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
     let mut wrong_type = base(EXCHANGE);
     wrong_type[4].1 = ACCESS.to_owned();
     assert_oauth_error(&send(wrong_type).await, 400, "invalid_request", "validation_failed");
+    let mut wrong_actor_type = base(EXCHANGE);
+    wrong_actor_type[2].1 = "urn:ietf:params:oauth:token-type:id_token".to_owned();
+    assert_oauth_error(&send(wrong_actor_type).await, 400, "invalid_request", "validation_failed");
+    for name in ["actor_token", "actor_token_type", "subject_token", "subject_token_type", "grant_type"] {
+        let mut missing = base(EXCHANGE);
+        missing.retain(|(k, _)| *k != name);
+        let res = send(missing).await;
+        assert_oauth_error(&res, 400, "invalid_request", "validation_failed");
+        assert!(res.body["error_description"].as_str().unwrap().contains(name), "{}", res.text);
+    }
+    let with_extra = |name: &'static str, value: &str| {
+        let mut fields = base(EXCHANGE);
+        fields.push((name, value.to_owned()));
+        fields
+    };
+    let elsewhere = send(with_extra("audience", "https://other.example")).await;
+    assert_oauth_error(&elsewhere, 400, "invalid_target", "invalid_target");
+    assert_oauth_error(
+        &send(with_extra("resource", "https://other.example/api")).await,
+        400,
+        "invalid_target",
+        "invalid_target",
+    );
+    assert_oauth_error(&send(with_extra("scope", "actas admin")).await, 400, "invalid_scope", "invalid_scope");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0, "a refused exchange starts nothing");
     let mut twice = base(EXCHANGE);
     twice.push(("password", "again".to_owned()));
     assert_oauth_error(&send(twice).await, 400, "invalid_request", "validation_failed");
@@ -183,6 +222,37 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
         400,
         "invalid_request",
         "not_permitted",
+    );
+    // Yourself; a super_admin; a suspended user.
+    let own_id = app.get("/api/v1/me", Some(&w.admin)).await.body["user"]["id"].as_str().unwrap().parse().unwrap();
+    assert_oauth_error(
+        &exchange(&app, &w.admin, own_id, ADMIN_PASSWORD).await,
+        400,
+        "invalid_request",
+        "self_impersonation",
+    );
+    let boss = app.create_user(&w.admin, "boss@owner.example", w.owner_org, "super_admin").await;
+    let boss_token = app.login("boss@owner.example", PASSWORD).await;
+    app.put("/api/v1/me/impersonation-consent", Some(&boss_token), json!({"duration_hours": 2}))
+        .await
+        .assert_status(200);
+    assert_oauth_error(
+        &exchange(&app, &w.admin, boss, ADMIN_PASSWORD).await,
+        400,
+        "invalid_request",
+        "target_privileged",
+    );
+    app.put("/api/v1/me/impersonation-consent", Some(&w.globex_member.1), json!({"duration_hours": 2}))
+        .await
+        .assert_status(200);
+    app.patch(&format!("/api/v1/users/{}", w.globex_member.0), Some(&w.admin), json!({"status": "suspended"}))
+        .await
+        .assert_status(200);
+    assert_oauth_error(
+        &exchange(&app, &w.admin, w.globex_member.0, ADMIN_PASSWORD).await,
+        400,
+        "invalid_request",
+        "target_inactive",
     );
     let (_, impersonation) = {
         let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
@@ -229,6 +299,15 @@ async fn introspection_says_active_only_while_the_session_lives(app: TestApp) {
     assert_eq!((a["scope"].as_str(), a["token_type"].as_str()), (Some("actas impersonation"), Some("Bearer")));
     let login = form(&app, "/oauth/introspect", Some(&caller), &[("token", &w.admin)]).await;
     assert_eq!((login.body["active"].as_bool(), login.body.get("act").is_none()), (Some(true), true));
+
+    // Introspection reports the user as they are now, not as the token was issued.
+    let acme_admin = form(&app, "/oauth/introspect", Some(&caller), &[("token", &w.acme_admin.1)]).await;
+    assert_eq!(acme_admin.assert_status(200)["role"], "admin");
+    app.patch(&format!("/api/v1/users/{}", w.acme_admin.0), Some(&w.admin), json!({"role": "member"}))
+        .await
+        .assert_status(200);
+    let demoted = form(&app, "/oauth/introspect", Some(&caller), &[("token", &w.acme_admin.1)]).await;
+    assert_eq!((demoted.body["active"].as_bool(), demoted.body["role"].as_str()), (Some(true), Some("member")));
 
     let inactive = |res: &Response| assert_eq!(res.assert_status(200), &json!({"active": false}));
     inactive(&form(&app, "/oauth/introspect", Some(&caller), &[("token", "garbage")]).await);
@@ -295,6 +374,28 @@ async fn revocation_stops_sessions_and_always_answers_200(app: TestApp) {
     assert_oauth_error(&form(&app, "/oauth/revoke", None, &[]).await, 400, "invalid_request", "validation_failed");
 }
 
+async fn oauth_errors_never_pretend_success(app: TestApp) {
+    let w = with_consent(&app).await;
+    let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let token = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    // Wrong method and unknown endpoint: RFC 6749 bodies, the status kept.
+    let get = app.get("/oauth/token", None).await;
+    assert_oauth_error(&get, 405, "invalid_request", "method_not_allowed");
+    assert_eq!(get.header("allow").as_deref(), Some("POST"));
+    assert_oauth_error(&form(&app, "/oauth/nowhere", None, &[]).await, 404, "invalid_request", "not_found");
+    // When the sessions cannot be read, revocation and introspection fail
+    // loudly instead of answering "revoked" or "inactive".
+    app.sql("ALTER TABLE impersonation_sessions RENAME TO impersonation_sessions_gone");
+    let revoked = form(&app, "/oauth/revoke", None, &[("token", &token)]).await;
+    assert_oauth_error(&revoked, 500, "server_error", "internal_error");
+    let introspected = form(&app, "/oauth/introspect", Some(&w.admin), &[("token", &token)]).await;
+    assert_oauth_error(&introspected, 500, "server_error", "internal_error");
+    assert!(!introspected.text.contains("impersonation_sessions"), "internal detail leaked: {}", introspected.text);
+    app.sql("ALTER TABLE impersonation_sessions_gone RENAME TO impersonation_sessions");
+    let active = form(&app, "/oauth/introspect", Some(&w.admin), &[("token", &token)]).await;
+    assert_eq!(active.assert_status(200)["active"], true, "the failed revocation revoked nothing");
+}
+
 /// Signs arbitrary header and claims with the service's own key.
 fn sign_raw(app: &TestApp, mut header: Value, claims: &Value) -> String {
     header["alg"] = json!("EdDSA");
@@ -350,6 +451,10 @@ async fn hostile_tokens_are_refused_and_touch_nothing(app: TestApp) {
     fh.kid = Some(kid.clone());
     hostile.push(("a foreign key's signature under our kid", jsonwebtoken::encode(&fh, &good, &foreign_key).unwrap()));
     hostile.push(("typ missing", sign_raw(&app, json!({"kid": kid}), &good)));
+    hostile.push((
+        "an unknown critical extension",
+        sign_raw(&app, json!({"typ": "at+jwt", "kid": kid, "crit": ["exp"]}), &good),
+    ));
     hostile.push(("typ JWT", sign_raw(&app, json!({"typ": "JWT", "kid": kid}), &good)));
     hostile.push(("wrong iss", sign_raw(&app, header.clone(), &with(json!({"iss": "https://evil.example"})))));
     hostile.push(("wrong aud", sign_raw(&app, header.clone(), &with(json!({"aud": "someone-else"})))));
@@ -374,6 +479,11 @@ async fn hostile_tokens_are_refused_and_touch_nothing(app: TestApp) {
         let res = app.get("/api/v1/me", Some(token)).await;
         assert_eq!(res.status.as_u16(), 401, "{what}: {}", res.text);
         assert_eq!(res.body["code"], "unauthorized", "{what}");
+        let introspected = form(&app, "/oauth/introspect", Some(&w.admin), &[("token", token)]).await;
+        assert_eq!(introspected.assert_status(200), &json!({"active": false}), "{what}");
+        assert_eq!(form(&app, "/oauth/revoke", None, &[("token", token)]).await.status.as_u16(), 200, "{what}");
+        let as_caller = form(&app, "/oauth/introspect", Some(token), &[("token", &genuine)]).await;
+        assert_oauth_error(&as_caller, 401, "invalid_token", "unauthorized");
     }
     // Nothing was touched: the genuine tokens still work, no session ended or began.
     app.get("/api/v1/me", Some(&genuine)).await.assert_status(200);
@@ -389,69 +499,99 @@ backend_tests!(
     introspection_says_active_only_while_the_session_lives,
     revocation_stops_sessions_and_always_answers_200,
     hostile_tokens_are_refused_and_touch_nothing,
+    oauth_errors_never_pretend_success,
 );
 
 #[actix_web::test]
 async fn rotated_keys_keep_verifying_until_removed() {
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let dir = std::env::temp_dir().join(format!("actas-keys-{}", Uuid::new_v4().simple()));
+        let (oldest, old, old_public, new) =
+            (dir.join("oldest.pem"), dir.join("old.pem"), dir.join("old.pub.pem"), dir.join("new.pem"));
+        // A retired key may stay as its private file or be reduced to its public half.
+        actas::crypto::keys::load_or_generate(&oldest).unwrap();
+        let old_key = actas::crypto::keys::load_or_generate(&old).unwrap();
+        let public_pem = old_key.verifying_key().to_public_key_pem(Default::default()).unwrap();
+        std::fs::write(&old_public, public_pem).unwrap();
+        actas::crypto::keys::load_or_generate(&new).unwrap();
+        let previous = format!("{},{}", old_public.to_str().unwrap(), oldest.to_str().unwrap());
+        let env = [("ACTAS_SIGNING_KEY_FILE", new.to_str().unwrap()), ("ACTAS_PREVIOUS_SIGNING_KEY_FILES", &previous)];
+        let Some(app) = TestApp::with_env(backend, &env).await else { continue };
+        let jwks = app.get("/.well-known/jwks.json", None).await.body;
+        let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+        let old_keys = actas::crypto::keys::SigningKeys::new(&old_key, &[]);
+        assert_eq!(kids.len(), 3);
+        assert_eq!(kids[..2], [app.state.keys.current_kid(), old_keys.current_kid()]);
+        // New tokens use the new key; a token the old key signed still works.
+        let token = app.admin().await;
+        let c = claims(&token);
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+        assert_eq!(header["kid"], app.state.keys.current_kid());
+        let old_signed = jsonwebtoken::encode(
+            &{
+                let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+                h.typ = Some("at+jwt".into());
+                h.kid = Some(old_keys.current_kid().to_owned());
+                h
+            },
+            &c,
+            old_keys.encoding_key(),
+        )
+        .unwrap();
+        app.get("/api/v1/me", Some(&old_signed)).await.assert_status(200);
+        let introspected = form(&app, "/oauth/introspect", Some(&token), &[("token", &old_signed)]).await;
+        assert_eq!(introspected.body["active"], true);
+        assert_eq!(verify_with_jwks(&jwks, &old_signed)["sub"], c["sub"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[actix_web::test]
+async fn a_previous_key_file_that_is_no_key_stops_the_start() {
     let dir = std::env::temp_dir().join(format!("actas-keys-{}", Uuid::new_v4().simple()));
-    let (old, new) = (dir.join("old.pem"), dir.join("new.pem"));
-    let old_key = actas::crypto::keys::load_or_generate(&old).unwrap();
-    actas::crypto::keys::load_or_generate(&new).unwrap();
-    let env = [
-        ("ACTAS_SIGNING_KEY_FILE", new.to_str().unwrap()),
-        ("ACTAS_PREVIOUS_SIGNING_KEY_FILES", old.to_str().unwrap()),
-    ];
-    let app = TestApp::with_env(Backend::Sqlite, &env).await.unwrap();
-    let jwks = app.get("/.well-known/jwks.json", None).await.body;
-    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    let old_keys = actas::crypto::keys::SigningKeys::new(&old_key, &[]);
-    assert_eq!(kids, vec![app.state.keys.current_kid(), old_keys.current_kid()]);
-    // New tokens use the new key; a token the old key signed still works.
-    let token = app.admin().await;
-    let c = claims(&token);
-    let header: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
-    assert_eq!(header["kid"], app.state.keys.current_kid());
-    let old_signed = jsonwebtoken::encode(
-        &{
-            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-            h.typ = Some("at+jwt".into());
-            h.kid = Some(old_keys.current_kid().to_owned());
-            h
-        },
-        &c,
-        old_keys.encoding_key(),
-    )
+    std::fs::create_dir_all(&dir).unwrap();
+    let bogus = dir.join("bogus.pem");
+    std::fs::write(&bogus, "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n").unwrap();
+    let config = actas::config::Config::from_lookup(|name| match name {
+        "ACTAS_PREVIOUS_SIGNING_KEY_FILES" => Some(bogus.to_str().unwrap().to_owned()),
+        "ACTAS_DATA_DIR" => Some(dir.to_str().unwrap().to_owned()),
+        _ => None,
+    })
     .unwrap();
-    app.get("/api/v1/me", Some(&old_signed)).await.assert_status(200);
-    assert_eq!(verify_with_jwks(&jwks, &old_signed)["sub"], c["sub"]);
+    let error = actas::server::load_keys(&config).err().expect("a bogus key file is refused").to_string();
+    assert!(error.contains("bogus.pem") && error.contains("public key"), "{error}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[actix_web::test]
 async fn spas_on_allowed_origins_get_cors_headers() {
-    let app =
-        TestApp::with_env(Backend::Sqlite, &[("ACTAS_CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await.unwrap();
-    let preflight = app
-        .send_with(
-            Method::OPTIONS,
-            "/api/v1/me",
-            None,
-            None,
-            &[
-                ("origin", "https://app.example.com"),
-                ("access-control-request-method", "GET"),
-                ("access-control-request-headers", "authorization"),
-            ],
-        )
-        .await;
-    assert_eq!(preflight.status.as_u16(), 200, "{}", preflight.text);
-    assert_eq!(preflight.header("access-control-allow-origin").as_deref(), Some("https://app.example.com"));
-    let token = app.admin().await;
-    let res =
-        app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://app.example.com")]).await;
-    assert_eq!(res.header("access-control-allow-origin").as_deref(), Some("https://app.example.com"));
-    let other =
-        app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://evil.example")]).await;
-    assert!(other.header("access-control-allow-origin").is_none());
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let env = [("ACTAS_CORS_ALLOWED_ORIGINS", "https://app.example.com")];
+        let Some(app) = TestApp::with_env(backend, &env).await else { continue };
+        let preflight = app
+            .send_with(
+                Method::OPTIONS,
+                "/api/v1/me",
+                None,
+                None,
+                &[
+                    ("origin", "https://app.example.com"),
+                    ("access-control-request-method", "GET"),
+                    ("access-control-request-headers", "authorization"),
+                ],
+            )
+            .await;
+        assert_eq!(preflight.status.as_u16(), 200, "{}", preflight.text);
+        assert_eq!(preflight.header("access-control-allow-origin").as_deref(), Some("https://app.example.com"));
+        let token = app.admin().await;
+        let res = app
+            .send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://app.example.com")])
+            .await;
+        assert_eq!(res.header("access-control-allow-origin").as_deref(), Some("https://app.example.com"));
+        let other =
+            app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://evil.example")]).await;
+        assert!(other.header("access-control-allow-origin").is_none());
+    }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use ed25519_dalek::{SigningKey, VerifyingKey as PublicKey};
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -19,6 +19,8 @@ pub enum KeyError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("signing key {path} is not an Ed25519 PKCS#8 PEM private key")]
     Parse { path: PathBuf },
+    #[error("previous signing key {path} is neither an Ed25519 PEM public key nor a PKCS#8 PEM private key")]
+    ParsePrevious { path: PathBuf },
     #[error("cannot write signing key {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -50,9 +52,9 @@ pub struct Jwk {
 impl SigningKeys {
     /// Builds the key set from the current signing key; `previous` keys only
     /// verify (kept during rotation until their tokens have expired).
-    pub fn new(current: &SigningKey, previous: &[SigningKey]) -> Self {
+    pub fn new(current: &SigningKey, previous: &[PublicKey]) -> Self {
         let der = current.to_pkcs8_der().expect("an Ed25519 key always encodes as PKCS#8");
-        let current_entry = verifying_entry(current);
+        let current_entry = verifying_entry(&current.verifying_key());
         let mut verifying = vec![current_entry];
         for key in previous {
             let entry = verifying_entry(key);
@@ -95,8 +97,8 @@ impl SigningKeys {
     }
 }
 
-fn verifying_entry(key: &SigningKey) -> VerifyingKey {
-    let public = key.verifying_key().to_bytes();
+fn verifying_entry(key: &PublicKey) -> VerifyingKey {
+    let public = key.to_bytes();
     VerifyingKey { kid: thumbprint(&public), decoding: DecodingKey::from_ed_der(&public), public }
 }
 
@@ -109,6 +111,15 @@ fn thumbprint(public: &[u8; 32]) -> String {
 pub fn read_pem(path: &Path) -> Result<SigningKey, KeyError> {
     let pem = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
     SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Parse { path: path.into() })
+}
+
+/// A retired key only verifies, so its public half is enough: accept an SPKI
+/// public key PEM (`openssl pkey -pubout`) or the old private key file itself.
+pub fn read_previous_pem(path: &Path) -> Result<PublicKey, KeyError> {
+    let pem = fs::read_to_string(path).map_err(|source| KeyError::Read { path: path.into(), source })?;
+    PublicKey::from_public_key_pem(&pem)
+        .or_else(|_| SigningKey::from_pkcs8_pem(&pem).map(|key| key.verifying_key()))
+        .map_err(|_| KeyError::ParsePrevious { path: path.into() })
 }
 
 /// Reads the key at `path`, or creates it (owner-only permissions) when absent.
@@ -160,7 +171,7 @@ mod tests {
     fn jwks_lists_current_then_previous_keys_once() {
         let a = SigningKey::from_bytes(&[1; 32]);
         let b = SigningKey::from_bytes(&[2; 32]);
-        let keys = SigningKeys::new(&a, &[b.clone(), a.clone(), b]);
+        let keys = SigningKeys::new(&a, &[b.verifying_key(), a.verifying_key(), b.verifying_key()]);
         let jwks = keys.jwks();
         assert_eq!(jwks.len(), 2);
         assert_eq!(jwks[0].kid, keys.current_kid());

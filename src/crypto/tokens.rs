@@ -128,6 +128,10 @@ impl TokenIssuer<'_> {
             Some("at+jwt" | "application/at+jwt") => {}
             _ => return Err(TokenError::WrongType),
         }
+        // RFC 7515 §4.1.11: we understand no extension, so any `crit` is refused.
+        if header.crit.is_some() {
+            return Err(TokenError::Invalid);
+        }
         let kid = header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
         let key = self.keys.verifying_key(kid).ok_or(TokenError::UnknownKey)?;
 

@@ -64,7 +64,7 @@ fn generic_error(status: StatusCode) -> ApiError {
 }
 
 /// Security headers on every response. Responses carry tokens and personal
-/// data: no caching anywhere.
+/// data: no caching, unless a handler chose otherwise (public key documents).
 pub async fn security_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -74,7 +74,7 @@ pub async fn security_headers(
     let headers = res.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if !is_docs {
+    if !is_docs && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(res)

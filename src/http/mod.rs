@@ -232,7 +232,19 @@ impl RouteTable {
     }
 }
 
-async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<HttpResponse, ApiError> {
+async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<HttpResponse, actix_web::Error> {
+    let error = match unrouted(&req, &routes) {
+        Ok(response) => return Ok(response),
+        Err(error) => error,
+    };
+    // SPEC §6: everything under /oauth/ answers errors the RFC 6749 way.
+    if req.path().starts_with("/oauth/") {
+        return Err(controllers::oauth::OAuthError::routing(error).into());
+    }
+    Err(error.into())
+}
+
+fn unrouted(req: &HttpRequest, routes: &RouteTable) -> Result<HttpResponse, ApiError> {
     let Some(methods) = routes.allowed(req.path()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

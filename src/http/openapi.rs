@@ -146,14 +146,59 @@ pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
     for (name, status, description, code, detail) in SHARED {
         components.responses.insert((*name).to_owned(), RefOr::T(shared_response(description, status, code, detail)));
     }
+    for (name, status, error, description) in OAUTH_SHARED {
+        components.responses.insert((*name).to_owned(), RefOr::T(oauth_response(status, error, description)));
+    }
     for (path, item) in doc.paths.paths.iter_mut() {
         let has_id = path.contains('{');
+        let oauth = path.starts_with("/oauth/");
         let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
         for operation in operations.into_iter().flatten() {
-            add_shared(operation, has_id);
+            if oauth {
+                add_oauth_shared(operation);
+            } else {
+                add_shared(operation, has_id);
+            }
         }
     }
     doc
+}
+
+/// The server-side failures of `/oauth/*`, in the RFC 6749 format: (name, status, error, description).
+const OAUTH_SHARED: &[(&str, u16, &str, &str)] = &[
+    (
+        "OAuthInternalError",
+        500,
+        "internal_error",
+        "Unexpected server error (`server_error`); details are in the server log only",
+    ),
+    (
+        "OAuthServiceUnavailable",
+        503,
+        "service_unavailable",
+        "The database is unreachable (`server_error`); nothing was revoked or issued, try again",
+    ),
+];
+
+fn oauth_response(status: &u16, code: &str, description: &str) -> Response {
+    let example = serde_json::json!({
+        "error": "server_error",
+        "error_description": if *status == 503 { "the service cannot reach its database; try again shortly" } else { "the server could not complete the request" },
+        "code": code,
+    });
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("OAuthErrorBody"))).example(Some(example)).build(),
+        )
+        .build()
+}
+
+fn add_oauth_shared(op: &mut Operation) {
+    for (name, status, _, _) in OAUTH_SHARED {
+        op.responses.responses.entry(status.to_string()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+    }
 }
 
 fn add_shared(op: &mut Operation, has_id: bool) {

@@ -22,6 +22,9 @@ use crate::state::AppState;
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const USER_ID_TOKEN_TYPE: &str = "urn:actas:params:oauth:token-type:user-id";
+/// The scopes an impersonation token carries: all of them, always.
+pub const SCOPES: [&str; 2] = ["actas", "impersonation"];
+const IMPERSONATION_SCOPE: &str = "actas impersonation";
 
 /// An RFC 6749 §5.2 error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -38,7 +41,8 @@ pub struct OAuthErrorBody {
 pub struct OAuthError {
     status: StatusCode,
     body: OAuthErrorBody,
-    retry_after: Option<String>,
+    /// `Retry-After`, `Allow`: kept from the error this one says the OAuth way.
+    headers: Vec<(header::HeaderName, String)>,
     challenge: bool,
 }
 
@@ -53,7 +57,7 @@ impl OAuthError {
         Self {
             status,
             body: OAuthErrorBody { error, error_description: description.into(), code },
-            retry_after: None,
+            headers: Vec::new(),
             challenge: false,
         }
     }
@@ -62,9 +66,23 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", code, description)
     }
 
+    /// No such endpoint, or not this method: the status stays (404, 405 with
+    /// `Allow`), the body is RFC 6749's.
+    pub fn routing(error: ApiError) -> Self {
+        Self {
+            status: error.status,
+            body: OAuthErrorBody {
+                error: "invalid_request",
+                error_description: error.detail.clone(),
+                code: error.code,
+            },
+            headers: error.headers.clone(),
+            challenge: false,
+        }
+    }
+
     /// Our error, said the OAuth way.
     fn from_api(error: ApiError) -> Self {
-        let retry_after = error.headers.iter().find(|(name, _)| name == header::RETRY_AFTER).map(|(_, v)| v.clone());
         let (status, kind) = match (error.status.as_u16(), error.code) {
             (_, "reauthentication_failed") => (StatusCode::BAD_REQUEST, "invalid_grant"),
             (429, _) => (StatusCode::TOO_MANY_REQUESTS, "invalid_request"),
@@ -74,7 +92,7 @@ impl OAuthError {
         Self {
             status,
             body: OAuthErrorBody { error: kind, error_description: error.detail.clone(), code: error.code },
-            retry_after,
+            headers: error.headers.clone(),
             challenge: false,
         }
     }
@@ -88,8 +106,8 @@ impl ResponseError for OAuthError {
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
         res.insert_header((header::CACHE_CONTROL, "no-store")).insert_header((header::PRAGMA, "no-cache"));
-        if let Some(seconds) = &self.retry_after {
-            res.insert_header((header::RETRY_AFTER, seconds.clone()));
+        for (name, value) in &self.headers {
+            res.insert_header((name.clone(), value.clone()));
         }
         if self.challenge {
             res.insert_header((
@@ -176,6 +194,12 @@ pub struct TokenExchangeRequest {
     reason: Option<String>,
     /// If given, `urn:ietf:params:oauth:token-type:access_token`.
     requested_token_type: Option<String>,
+    /// If given, the service's own audience (`ACTAS_AUDIENCE`); anything else is `invalid_target`.
+    audience: Option<String>,
+    /// If given, the issuer URL or the audience; anything else is `invalid_target`.
+    resource: Option<String>,
+    /// If given, a space-separated subset of `actas impersonation`; anything else is `invalid_scope`.
+    scope: Option<String>,
 }
 
 /// RFC 8693 §2.2.1 response.
@@ -184,7 +208,8 @@ pub struct TokenExchangeRequest {
     "access_token": "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSJ9…",
     "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
     "token_type": "Bearer",
-    "expires_in": 1800
+    "expires_in": 1800,
+    "scope": "actas impersonation"
 }))]
 pub struct TokenExchangeResponse {
     /// An impersonation access token: `sub` is the user, `act.sub` is you.
@@ -192,6 +217,8 @@ pub struct TokenExchangeResponse {
     pub issued_token_type: &'static str,
     pub token_type: &'static str,
     pub expires_in: i64,
+    /// Always `actas impersonation`.
+    pub scope: &'static str,
 }
 
 /// RFC 8693 token exchange: an admin's access token for one acting as a user.
@@ -204,10 +231,15 @@ pub struct TokenExchangeResponse {
     tag = "oauth",
     request_body(content = TokenExchangeRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "Exchanged", body = TokenExchangeResponse),
-        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange", body = OAuthErrorBody),
+        (status = 200, description = "Exchanged", body = TokenExchangeResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`: the body holds a token (RFC 6749 §5.1)"),
+            ("Pragma" = String, description = "`no-cache`"),
+        )),
+        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`", body = OAuthErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
-        (status = 429, description = "Too many wrong passwords (`code` rate_limited); see `Retry-After`", body = OAuthErrorBody),
+        (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody, headers(
+            ("Retry-After" = String, description = "Seconds until a confirmation may be tried again"),
+        )),
     )
 )]
 #[post("/oauth/token")]
@@ -246,6 +278,32 @@ pub async fn exchange(
             format!("requested_token_type must be {ACCESS_TOKEN_TYPE}"),
         ));
     }
+    // RFC 8693 §2.1: the new token is for this service, with fixed scopes; a
+    // request for anything else is refused rather than silently narrowed.
+    if params.get("audience").is_some_and(|a| *a != state.config.audience) {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "invalid_target",
+            format!("tokens are issued only for the audience `{}`", state.config.audience),
+        ));
+    }
+    if params.get("resource").is_some_and(|r| *r != state.config.issuer && *r != state.config.audience) {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "invalid_target",
+            format!("tokens are issued only for the resource `{}`", state.config.issuer),
+        ));
+    }
+    if let Some(unknown) = params.get("scope").and_then(|s| s.split(' ').find(|s| !SCOPES.contains(s))) {
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "invalid_scope",
+            format!("unknown scope `{unknown}`; supported: {}", SCOPES.join(" ")),
+        ));
+    }
     let target: Uuid = subject
         .parse()
         .map_err(|_| OAuthError::invalid_request("validation_failed", "subject_token must be a user id"))?;
@@ -265,6 +323,7 @@ pub async fn exchange(
         issued_token_type: ACCESS_TOKEN_TYPE,
         token_type: "Bearer",
         expires_in: started.expires_in,
+        scope: IMPERSONATION_SCOPE,
     }))
 }
 
@@ -310,7 +369,9 @@ pub struct IntrospectionResponse {
         (status = 200, description = "Introspection result", body = IntrospectionResponse),
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody),
         (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
-        (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody),
+        (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody, headers(
+            ("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\", error_description=\"…\"`"),
+        )),
     )
 )]
 #[post("/oauth/introspect")]
@@ -321,6 +382,7 @@ pub async fn introspect(
 ) -> Result<HttpResponse, OAuthError> {
     match Principal::outcome(&req) {
         Some(Ok(_)) => {}
+        Some(Err(e)) if e.status.is_server_error() => return Err(OAuthError::from_api(e)),
         Some(Err(e)) => return Err(OAuthError { challenge: true, ..unauthorized(e.detail.clone()) }),
         None => {
             return Err(OAuthError {
@@ -331,8 +393,9 @@ pub async fn introspect(
     }
     let params = form(&req, body).await?;
     let token = required(&params, "token")?;
-    let inactive = || HttpResponse::Ok().json(json!({"active": false}));
-    let Ok(principal) = authenticate_token(&state, token).await else { return Ok(inactive()) };
+    let Some(principal) = live_principal(&state, token).await? else {
+        return Ok(HttpResponse::Ok().json(json!({"active": false})));
+    };
     let claims = &principal.claims;
     let mut body = json!({
         "active": true,
@@ -344,16 +407,29 @@ pub async fn introspect(
         "iss": claims.iss,
         "aud": claims.aud,
         "jti": claims.jti,
-        "org": claims.org,
-        "role": claims.role,
+        // As they are now, not as the token was issued: a demoted user's old
+        // token is still active but carries the new role.
+        "org": *principal.user.organization_id,
+        "role": principal.user.role,
         "username": principal.user.email,
         "token_type": "Bearer",
-        "scope": if claims.act.is_some() { "actas impersonation" } else { "actas" },
+        "scope": if claims.act.is_some() { IMPERSONATION_SCOPE } else { SCOPES[0] },
     });
     if let Some(act) = &claims.act {
         body["act"] = json!({"sub": act.sub, "email": act.email});
     }
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The principal of a token that is valid and live, `None` for any token that
+/// is not (RFC 7662/7009 do not say why). A failure on our side is an error,
+/// not a verdict on the token: answering "inactive" or "revoked" then would lie.
+async fn live_principal(state: &AppState, token: &str) -> Result<Option<Principal>, OAuthError> {
+    match authenticate_token(state, token).await {
+        Ok(principal) => Ok(Some(principal)),
+        Err(e) if e.status.is_server_error() => Err(OAuthError::from_api(e)),
+        Err(_) => Ok(None),
+    }
 }
 
 fn unauthorized(description: String) -> OAuthError {
@@ -383,7 +459,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let params = form(&req, body).await?;
     let token = required(&params, "token")?;
-    let Ok(principal) = authenticate_token(&state, token).await else { return Ok(HttpResponse::Ok().finish()) };
+    let Some(principal) = live_principal(&state, token).await? else { return Ok(HttpResponse::Ok().finish()) };
     let (session_id, impersonating) = (principal.session_id, principal.impersonation.is_some());
     end_token_session(&state, &principal, ClientInfo::of(&req)).await.map_err(OAuthError::from_api)?;
     tracing::info!(session_id = %session_id, impersonating, "token revoked");

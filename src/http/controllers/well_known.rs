@@ -4,7 +4,7 @@ use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, USER_ID_TOKEN_TYPE};
+use super::oauth::{ACCESS_TOKEN_TYPE, SCOPES, TOKEN_EXCHANGE, USER_ID_TOKEN_TYPE};
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -36,9 +36,9 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     "grant_types_supported": ["urn:ietf:params:oauth:grant-type:token-exchange"],
     "response_types_supported": [],
     "token_endpoint_auth_methods_supported": ["none"],
-    "introspection_endpoint_auth_methods_supported": ["bearer"],
+    "introspection_endpoint_auth_methods_supported": ["Bearer"],
     "revocation_endpoint_auth_methods_supported": ["none"],
-    "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+    "scopes_supported": ["actas", "impersonation"],
     "subject_token_types_supported": ["urn:actas:params:oauth:token-type:user-id"],
     "actor_token_types_supported": ["urn:ietf:params:oauth:token-type:access_token"],
     "issued_token_types_supported": ["urn:ietf:params:oauth:token-type:access_token"],
@@ -55,9 +55,11 @@ pub struct ServerMetadata {
     pub response_types_supported: Vec<&'static str>,
     /// The token endpoint authenticates the actor by `actor_token` and password.
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// `Bearer` (RFC 8414 §2 allows access token types here): the caller's own access token.
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
-    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// Scopes an exchange may request; an impersonation token has both.
+    pub scopes_supported: Vec<&'static str>,
     pub subject_token_types_supported: Vec<&'static str>,
     pub actor_token_types_supported: Vec<&'static str>,
     pub issued_token_types_supported: Vec<&'static str>,
@@ -78,9 +80,9 @@ pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         grant_types_supported: vec![TOKEN_EXCHANGE],
         response_types_supported: vec![],
         token_endpoint_auth_methods_supported: vec!["none"],
-        introspection_endpoint_auth_methods_supported: vec!["bearer"],
+        introspection_endpoint_auth_methods_supported: vec!["Bearer"],
         revocation_endpoint_auth_methods_supported: vec!["none"],
-        token_endpoint_auth_signing_alg_values_supported: vec!["EdDSA"],
+        scopes_supported: SCOPES.to_vec(),
         subject_token_types_supported: vec![USER_ID_TOKEN_TYPE],
         actor_token_types_supported: vec![ACCESS_TOKEN_TYPE],
         issued_token_types_supported: vec![ACCESS_TOKEN_TYPE],

@@ -60,7 +60,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("ACTAS_ISSUER", "http://<ACTAS_BIND>", "`iss` of every token"),
     ("ACTAS_AUDIENCE", "actas", "`aud` of every token"),
     ("ACTAS_SIGNING_KEY_FILE", "<data dir>/signing-key.pem", "Ed25519 PKCS#8 PEM private key"),
-    ("ACTAS_PREVIOUS_SIGNING_KEY_FILES", "", "Comma-separated earlier keys (public or private PEM) that still verify during rotation"),
+    (
+        "ACTAS_PREVIOUS_SIGNING_KEY_FILES",
+        "",
+        "Comma-separated earlier keys (public or private PEM) that still verify during rotation",
+    ),
     ("ACTAS_ACCESS_TOKEN_MINUTES", "60", "Lifetime of login tokens and their sessions"),
     ("ACTAS_MAX_IMPERSONATION_MINUTES", "30", "Cap on an impersonation session's lifetime"),
     ("ACTAS_BOOTSTRAP_ADMIN_EMAIL", "admin@localhost", "First super admin, created on an empty database"),

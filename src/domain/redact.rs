@@ -54,13 +54,16 @@ pub fn redact_body(body: &[u8], content_type: Option<&str>) -> Option<String> {
     if body.is_empty() {
         return None;
     }
-    let is_form = content_type
-        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let original_type = content_type.unwrap_or_default();
+    let content_type = original_type.trim_start().to_ascii_lowercase();
     if let Ok(json) = serde_json::from_slice::<Value>(body) {
         return Some(truncate(redact_json(&json).to_string()));
     }
-    if is_form {
+    if content_type.starts_with("application/x-www-form-urlencoded") {
         return Some(truncate(redact_query(&String::from_utf8_lossy(body))));
+    }
+    if content_type.starts_with("multipart/form-data") {
+        return Some(truncate(redact_multipart(body, original_type)));
     }
     // Only what can be stored is scrubbed: at most the limit, plus a little
     // so that a value straddling the cut is still recognised.
@@ -70,6 +73,59 @@ pub fn redact_body(body: &[u8], content_type: Option<&str>) -> Option<String> {
         head_len -= 1;
     }
     Some(cut(scrub_text(&lossy[..head_len]), lossy.len() - head_len))
+}
+
+/// A multipart form: each part named like a secret has its content replaced;
+/// the others are scrubbed as text. A body that does not parse is not stored
+/// at all rather than stored unredacted.
+fn redact_multipart(body: &[u8], content_type: &str) -> String {
+    let unparsable = || format!("[multipart body of {} bytes not stored: it could not be parsed]", body.len());
+    // The boundary is case-sensitive; the parameter name is not.
+    let Some(boundary) = content_type
+        .split(';')
+        .filter_map(|p| p.trim().get(..9).filter(|n| n.eq_ignore_ascii_case("boundary=")).map(|_| &p.trim()[9..]))
+        .map(|b| b.trim_matches('"'))
+        .find(|b| !b.is_empty())
+    else {
+        return unparsable();
+    };
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut parts = text.split(delimiter.as_str());
+    let preamble = parts.next().unwrap_or_default();
+    let mut out = scrub_text(preamble);
+    let mut closed = false;
+    for part in parts {
+        out.push_str(&delimiter);
+        if part.starts_with("--") {
+            // The closing delimiter; what follows is an epilogue.
+            out.push_str(&scrub_text(part));
+            closed = true;
+            break;
+        }
+        let Some((headers, content)) = part.split_once("\r\n\r\n").or_else(|| part.split_once("\n\n")) else {
+            return unparsable();
+        };
+        let separator = if part.contains("\r\n\r\n") { "\r\n\r\n" } else { "\n\n" };
+        out.push_str(headers);
+        out.push_str(separator);
+        let name = headers
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("name="))
+            .map(|n| n.split(['\r', '\n']).next().unwrap_or_default().trim_matches('"'))
+            .next();
+        if name.is_some_and(is_sensitive) {
+            out.push_str(REDACTED);
+            out.push_str(if content.ends_with("\r\n") { "\r\n" } else { "\n" });
+        } else {
+            out.push_str(&scrub_text(content));
+        }
+    }
+    if closed {
+        out
+    } else {
+        unparsable()
+    }
 }
 
 /// Cuts text over the limit at a character boundary and says how much is
@@ -91,10 +147,13 @@ pub fn truncate(text: String) -> String {
 }
 
 /// Best effort for bodies that are neither JSON nor a form (a broken JSON
-/// document, say): after a sensitive name, the value that follows `:` or `=`
-/// is hidden, a quoted value up to its closing quote, anything else up to the
-/// next delimiter. One pass over the text.
+/// document, header-style lines, XML): after a sensitive name, the value that
+/// follows `:`, `=` or `>` is hidden — a quoted value up to its closing quote,
+/// an XML value up to the next tag, anything else up to the end of its line
+/// (so `Authorization: Bearer abc` loses all of `Bearer abc`). Names written
+/// with `\u0077` or `%77` escapes are read as what they spell. One pass.
 pub fn scrub_text(text: &str) -> String {
+    let text = unescape_name_characters(text);
     let bytes = text.as_bytes();
     let lower = text.to_ascii_lowercase();
     // Next occurrence of each name at or after the cursor; searched again only
@@ -116,23 +175,32 @@ pub fn scrub_text(text: &str) -> String {
         };
         let mut j = start + SENSITIVE[k].len();
         // The rest of the name, its closing quote and any space, then the separator.
-        while j < bytes.len()
-            && (bytes[j].is_ascii_alphanumeric()
-                || matches!(bytes[j], b'_' | b'-' | b'"' | b'\'' | b' ' | b'\t' | b'\r' | b'\n'))
-        {
+        while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || matches!(bytes[j], b'_' | b'-')) {
             j += 1;
         }
-        if j >= bytes.len() || !matches!(bytes[j], b':' | b'=') {
+        while j < bytes.len() && matches!(bytes[j], b'"' | b'\'' | b' ' | b'\t' | b'\r' | b'\n') {
+            j += 1;
+        }
+        if j >= bytes.len() || !matches!(bytes[j], b':' | b'=' | b'>') {
             out.push_str(&text[i..j]);
             i = j;
             continue;
         }
+        let is_xml = bytes[j] == b'>';
         j += 1;
         while j < bytes.len() && matches!(bytes[j], b' ' | b'\t' | b'\r' | b'\n') {
             j += 1;
         }
         out.push_str(&text[i..j]);
         let value_end = match bytes.get(j) {
+            _ if is_xml => {
+                let end = text[j..].find('<').map_or(bytes.len(), |e| j + e);
+                // `</password>` closes an element: there is no value after it.
+                if end > j {
+                    out.push_str(REDACTED);
+                }
+                end
+            }
             Some(&quote @ (b'"' | b'\'')) => {
                 // Up to the matching unescaped quote, or the end of the text.
                 let mut e = j + 1;
@@ -148,11 +216,54 @@ pub fn scrub_text(text: &str) -> String {
             }
             _ => {
                 out.push_str(REDACTED);
-                text[j..].find([',', '&', '}', ']', '\n', '\r', ';', ' ', '"']).map_or(bytes.len(), |e| j + e)
+                text[j..].find(['\n', '\r']).map_or(bytes.len(), |e| j + e)
             }
         };
         i = value_end;
     }
+}
+
+/// Replaces `\uXXXX` and `%XX` escapes that stand for a letter, digit, `_` or
+/// `-` by that character, so that an escaped name is still recognised.
+fn unescape_name_characters(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("\\u") && !text.contains("\\U") && !text.contains('%') {
+        return text.into();
+    }
+    let name_char = |code: u32| char::from_u32(code).filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['\\', '%']) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = if rest.starts_with("\\u") || rest.starts_with("\\U") {
+            rest.get(2..6)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(hex)
+                .and_then(name_char)
+                .map(|c| (c, 6))
+        } else if rest.starts_with('%') {
+            rest.get(1..3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(hex)
+                .and_then(name_char)
+                .map(|c| (c, 3))
+        } else {
+            None
+        };
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push_str(&rest[..1]);
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out.into()
 }
 
 fn percent_decode(s: &str) -> String {
@@ -236,6 +347,48 @@ mod tests {
         let stored = redact_body(b"token=abc123; secret: s3cr3t\nplain", Some("text/plain")).unwrap();
         assert!(!stored.contains("abc123") && !stored.contains("s3cr3t"), "{stored}");
         assert!(stored.ends_with("plain"));
+    }
+
+    #[test]
+    fn text_values_are_hidden_to_the_end_of_their_line() {
+        let stored = redact_body(
+            b"Authorization: Bearer TXTSECRET1\npassword: correct horse TXTSECRET3\r\nnote: kept",
+            Some("text/plain"),
+        )
+        .unwrap();
+        for secret in ["TXTSECRET1", "Bearer", "horse", "TXTSECRET3"] {
+            assert!(!stored.contains(secret), "{secret} kept: {stored}");
+        }
+        assert!(stored.ends_with("note: kept"), "{stored}");
+        let xml = redact_body(b"<login><user>ada</user><password>XMLSECRET</password></login>", None).unwrap();
+        assert_eq!(xml, "<login><user>ada</user><password>[REDACTED]</password></login>");
+    }
+
+    #[test]
+    fn escaped_names_are_recognised() {
+        for body in
+            [r#"{"pass\u0077ord": "ESCSECRET1", "#, r#"{"api\u005Fkey": ESCSECRET1, "#, "pass%77ord: ESCSECRET1"]
+        {
+            let stored = redact_body(body.as_bytes(), Some("application/json")).unwrap();
+            assert!(!stored.contains("ESCSECRET1"), "{body:?} stored as {stored}");
+        }
+        // Escapes that spell no name character stay as they were.
+        assert_eq!(scrub_text(r#"{"a": "\u0022 100%"}"#), r#"{"a": "\u0022 100%"}"#);
+    }
+
+    #[test]
+    fn multipart_parts_named_like_secrets_are_hidden() {
+        let body = "--XyZ\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nada\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nMPSECRET1\r\n\
+                    --XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\ntoken=MPSECRET2\r\n--XyZ--\r\n";
+        let stored = redact_body(body.as_bytes(), Some("multipart/form-data; boundary=XyZ")).unwrap();
+        assert!(!stored.contains("MPSECRET1") && !stored.contains("MPSECRET2"), "{stored}");
+        assert!(stored.contains("ada") && stored.contains("name=\"password\"\r\n\r\n[REDACTED]"), "{stored}");
+        // Without a boundary, or cut short, nothing of it is stored.
+        for content_type in ["multipart/form-data", "multipart/form-data; boundary=other"] {
+            let stored = redact_body(body.as_bytes(), Some(content_type)).unwrap();
+            assert!(stored.starts_with("[multipart body of") && !stored.contains("MPSECRET"), "{stored}");
+        }
     }
 
     #[test]

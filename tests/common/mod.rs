@@ -319,6 +319,49 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Everything the database holds, as text, for searching leaks: the SQLite
+    /// files byte for byte (write-ahead log included), or every row of every
+    /// table of the PostgreSQL schema.
+    pub fn database_dump(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => std::fs::read_dir(&self.data_dir)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("actas.db"))
+                .map(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Backend::Postgres => {
+                #[derive(diesel::QueryableByName)]
+                struct Row {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    t: String,
+                }
+                let mut conn = self.state.pool.get().unwrap();
+                let tables: Vec<Row> = diesel::RunQueryDsl::load(
+                    diesel::sql_query(
+                        "SELECT table_name::text AS t FROM information_schema.tables \
+                         WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+                    ),
+                    &mut conn,
+                )
+                .unwrap();
+                assert!(tables.len() > 5, "the schema has tables");
+                tables
+                    .iter()
+                    .flat_map(|table| {
+                        let query = format!("SELECT x::text AS t FROM \"{}\" x", table.t);
+                        diesel::RunQueryDsl::load::<Row>(diesel::sql_query(query), &mut conn).unwrap()
+                    })
+                    .map(|r| r.t)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+    }
+}
+
 /// A small organization tree with one user of each kind, for authorization tests.
 pub struct World {
     pub admin: String,

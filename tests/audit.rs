@@ -242,6 +242,24 @@ async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     assert_eq!(since.body["items"].as_array().unwrap().len(), 2);
     let until = app.get(&format!("/api/v1/audit/events?to={cut}&user_id={ada_id}"), Some(&admin)).await;
     assert_eq!(until.body["items"].as_array().unwrap().len(), 7);
+    // By impersonator: every event of their sessions, also the ones they did not cause.
+    let by_admin = app.get(&format!("/api/v1/audit/events?user_id={}", admin_id.as_str().unwrap()), Some(&admin)).await;
+    let admin_kinds: Vec<&str> =
+        by_admin.body["items"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        admin_kinds,
+        [
+            "impersonation_ended",
+            "impersonation_started",
+            "impersonation_ended",
+            "impersonation_started",
+            "impersonation_stopped",
+            "impersonation_started"
+        ]
+    );
+    let backwards = app.get(&format!("/api/v1/audit/events?from={cut}&to=2020-01-01T00:00:00Z"), Some(&admin)).await;
+    backwards.assert_problem(422, "validation_failed");
+    assert_eq!(backwards.body["errors"][0]["field"], "to");
     app.get("/api/v1/audit/events?kind=nonsense", Some(&admin)).await.assert_problem(422, "validation_failed");
     app.get("/api/v1/audit/events", Some(&w.owner_staff.1)).await.assert_problem(403, "forbidden");
     app.get("/api/v1/audit/verify", Some(&w.acme_admin.1)).await.assert_problem(403, "forbidden");

@@ -84,9 +84,50 @@ async fn swagger_ui_and_the_served_document(app: TestApp) {
     assert_eq!(served.assert_status(200), &committed);
 }
 
+async fn input_the_database_cannot_hold_is_refused_at_the_edge(app: TestApp) {
+    let admin = app.admin().await;
+    // PostgreSQL cannot store or compare NUL characters: 422 on every backend, never 500.
+    let res =
+        app.post("/api/v1/auth/login", None, json!({"email": "a\u{0}@x.example", "password": "whatever!!"})).await;
+    res.assert_problem(422, "validation_failed");
+    let res = app.get("/api/v1/users?q=a%00b", Some(&admin)).await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "q");
+    let org = app.owner_org_id(&admin).await;
+    let res = app.post("/api/v1/users", Some(&admin), json!({"email": "n@x.example", "name": "N\u{0}", "organization_id": org, "role": "member", "password": "long enough pw"})).await;
+    res.assert_problem(422, "validation_failed");
+    // A JSON array is not an object, even where serde would read one.
+    let res = app.post("/api/v1/auth/login", None, json!(["admin@actas.test", "x"])).await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["message"], "must be a JSON object");
+    assert!(!res.text.contains("struct"), "Rust type names leaked: {}", res.text);
+}
+
+async fn query_errors_name_the_parameter_and_empty_means_absent(app: TestApp) {
+    let admin = app.admin().await;
+    for (query, field) in [
+        ("organization_id=xyz", "organization_id"),
+        ("limit=-1", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=0", "limit"),
+    ] {
+        let res = app.get(&format!("/api/v1/users?{query}"), Some(&admin)).await;
+        res.assert_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], field, "{query}: {}", res.text);
+    }
+    let res = app.get("/api/v1/impersonations?status=bogus", Some(&admin)).await;
+    assert_eq!(res.body["errors"][0]["field"], "status", "{}", res.text);
+    app.get("/api/v1/impersonations?status=&limit=&cursor=", Some(&admin)).await.assert_status(200);
+    app.get("/api/v1/users?q=&organization_id=", Some(&admin)).await.assert_status(200);
+    // Unknown parameters are ignored, as cache-busters and tracing tags expect.
+    app.get("/api/v1/users?_=1700000000", Some(&admin)).await.assert_status(200);
+}
+
 mod contract {
     use super::*;
     backend_tests!(
+        input_the_database_cannot_hold_is_refused_at_the_edge,
+        query_errors_name_the_parameter_and_empty_means_absent,
         malformed_bodies_get_precise_problems,
         unknown_routes_and_wrong_methods,
         invalid_ids_in_paths_are_not_found,

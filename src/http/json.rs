@@ -52,23 +52,42 @@ pub fn body_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiEr
         return ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}"));
     }
     let message = inner.to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    let message = message.split(" at line ").next().unwrap_or(&message);
+    ApiError::validation(vec![shape_error(&path, message)])
+}
+
+/// The field a serde message is about, and the message in our words: a
+/// missing field is reported at the object that lacks it, and Rust type names
+/// never reach the client.
+pub fn shape_error(path: &str, message: &str) -> FieldError {
     let named = || message.split('`').nth(1).map(str::to_owned);
-    // A missing field is reported at the object that lacks it.
-    let field = match (path.as_str(), message.starts_with("missing field")) {
+    let missing = message.starts_with("missing field");
+    let field = match (path, missing) {
         (".", true) => named().unwrap_or_else(|| "body".into()),
         (parent, true) => format!("{parent}.{}", named().unwrap_or_default()),
-        (".", false) => named().unwrap_or_else(|| "body".into()),
+        (".", false) if message.starts_with("unknown field") => named().unwrap_or_else(|| "body".into()),
+        (".", false) => "body".into(),
         (at, false) => at.to_owned(),
     };
-    let message = if message.starts_with("missing field") {
+    let message = if missing {
         "is required".to_owned()
     } else if message.starts_with("unknown field") {
         "is not a known field".to_owned()
+    } else if message.contains("expected struct ") || message.contains("expected a sequence") {
+        "must be a JSON object".to_owned()
     } else {
-        message
+        message.to_owned()
     };
-    ApiError::validation(vec![FieldError { field, message }])
+    FieldError { field, message }
+}
+
+/// Whether JSON text holds a `\u0000` escape (a NUL character once parsed),
+/// which PostgreSQL cannot store in text: refused at the edge on every backend.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    bytes
+        .windows(6)
+        .enumerate()
+        .any(|(at, w)| w == b"\\u0000" && bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0)
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
@@ -99,6 +118,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 Some(PayloadError::Overflow) => too_large(),
                 _ => ApiError::bad_request("malformed_body", "the request body could not be read"),
             })?;
+            // Only an object: serde would also take `["a@b", "pw"]` for a struct.
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+            if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
+                return Err(ApiError::validation(vec![FieldError {
+                    field: "body".into(),
+                    message: "must be a JSON object".into(),
+                }]));
+            }
+            if has_nul_escape(&bytes) {
+                return Err(ApiError::validation(vec![FieldError {
+                    field: "body".into(),
+                    message: "text must not contain NUL characters (\\u0000)".into(),
+                }]));
+            }
             let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
             let value = serde_path_to_error::deserialize(&mut deserializer).map_err(body_error)?;
             deserializer.end().map_err(|e| {
@@ -137,5 +170,15 @@ mod tests {
         assert_eq!(e.errors.as_ref().unwrap()[0].field, "admin");
         let e = error_for(r#"{"duration_hours": "#);
         assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"));
+        let e = error_for(r#""just text""#);
+        assert_eq!(e.errors.as_ref().unwrap()[0].message, "must be a JSON object");
+    }
+
+    #[test]
+    fn nul_escapes_are_found_but_escaped_backslashes_are_not() {
+        assert!(has_nul_escape(br#"{"q": "a\u0000b"}"#));
+        assert!(has_nul_escape(br#"{"q": "\\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"q": "\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"q": "u0000"}"#));
     }
 }

@@ -10,11 +10,12 @@ pub mod openapi;
 pub mod paging;
 pub mod principal;
 pub mod problem;
+pub mod query;
 pub mod views;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::error::{PathError, QueryPayloadError};
+use actix_web::error::PathError;
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpResponse};
@@ -98,7 +99,6 @@ pub fn app(
     app.app_data(web::Data::new(state))
         .app_data(allowed)
         .app_data(web::PayloadConfig::new(MAX_JSON_BYTES))
-        .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", doc))
         .route(
@@ -166,22 +166,6 @@ impl AppState {
         .await
         .map_err(ApiError::internal)?
     }
-}
-
-/// Best-effort field name from a serde message ("unknown field `email`").
-fn field_of(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .filter(|f| f.chars().all(|c| c.is_alphanumeric() || c == '_'))
-        .unwrap_or("query")
-        .to_owned()
-}
-
-fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let message = error.to_string().replace("Query deserialize error: ", "");
-    ApiError::validation(vec![problem::FieldError { field: field_of(&message).replace("body", "query"), message }])
-        .into()
 }
 
 fn path_error(_: PathError, req: &HttpRequest) -> actix_web::Error {

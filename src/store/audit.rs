@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::consents;
 use super::impersonations::{self, ImpersonationSession, Running};
-use super::schema::{audit_chain_heads as heads, audit_events as events, request_log};
+use super::schema::{audit_chain_heads as heads, audit_events as events, impersonation_sessions, request_log};
 use super::sql_types::{sqlite_time_text, DbTime, DbUuid};
 use super::DbConnection;
 use crate::domain::chain::{self, Stored};
@@ -377,7 +377,21 @@ pub struct EventFilter {
 pub fn list_events(conn: &mut DbConnection, filter: EventFilter) -> QueryResult<Vec<EventRow>> {
     let mut query = events::table.select(EventRow::as_select()).into_boxed();
     if let Some(user) = filter.user_id {
-        query = query.filter(events::actor_id.eq(Some(DbUuid(user))).or(events::subject_id.eq(Some(DbUuid(user)))));
+        // Also every event of a session the user took part in: an expiry has
+        // no actor, and a consent revocation names only the target.
+        let their_sessions = impersonation_sessions::table
+            .filter(
+                impersonation_sessions::impersonator_id
+                    .eq(DbUuid(user))
+                    .or(impersonation_sessions::target_id.eq(DbUuid(user))),
+            )
+            .select(impersonation_sessions::id.nullable());
+        query = query.filter(
+            events::actor_id
+                .eq(Some(DbUuid(user)))
+                .or(events::subject_id.eq(Some(DbUuid(user))))
+                .or(events::session_id.eq_any(their_sessions)),
+        );
     }
     if let Some(session) = filter.session_id {
         query = query.filter(events::session_id.eq(Some(DbUuid(session))));

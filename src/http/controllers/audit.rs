@@ -12,6 +12,7 @@ use crate::domain::types::Role;
 use crate::http::paging::Page;
 use crate::http::principal::Principal;
 use crate::http::problem::ApiError;
+use crate::http::query::QueryParams;
 use crate::http::views::PersonRef;
 use crate::state::AppState;
 use crate::store::audit::{self, ChainReport, EventKind, EventRow, RequestLogRow};
@@ -21,6 +22,7 @@ use crate::store::impersonations::{self, ImpersonationSession};
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -126,7 +128,7 @@ pub struct MySessionPage {
 pub async fn my_sessions(
     state: web::Data<AppState>,
     principal: Principal,
-    query: web::Query<PageQuery>,
+    query: QueryParams<PageQuery>,
 ) -> Result<web::Json<MySessionPage>, ApiError> {
     let page = Page::by_id(query.limit, query.cursor.as_deref())?;
     let me = *principal.user.id;
@@ -195,7 +197,7 @@ pub async fn my_session_log(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-    query: web::Query<PageQuery>,
+    query: QueryParams<PageQuery>,
 ) -> Result<web::Json<RequestLogPage>, ApiError> {
     let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
     match find_session(&state, id.into_inner()).await? {
@@ -217,7 +219,7 @@ pub async fn impersonation_log(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-    query: web::Query<PageQuery>,
+    query: QueryParams<PageQuery>,
 ) -> Result<web::Json<RequestLogPage>, ApiError> {
     let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
     let super_admin = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
@@ -285,7 +287,8 @@ impl From<&EventRow> for AuditEventView {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
-    /// Events where this user acted or was the subject.
+    /// Events where this user acted or was the subject, and every event of a
+    /// session they impersonated in or were impersonated in.
     pub user_id: Option<Uuid>,
     pub session_id: Option<Uuid>,
     pub kind: Option<EventKind>,
@@ -298,6 +301,7 @@ pub struct EventQuery {
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<OffsetDateTime>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -322,10 +326,15 @@ pub struct AuditEventPage {
 pub async fn events(
     state: web::Data<AppState>,
     principal: Principal,
-    query: web::Query<EventQuery>,
+    query: QueryParams<EventQuery>,
 ) -> Result<web::Json<AuditEventPage>, ApiError> {
     require_super_admin(&principal)?;
     let query = query.into_inner();
+    if let (Some(from), Some(to)) = (query.from, query.to) {
+        if from > to {
+            return Err(ApiError::invalid_field("to", "must not be before `from`"));
+        }
+    }
     let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
     let filter = audit::EventFilter {
         user_id: query.user_id,

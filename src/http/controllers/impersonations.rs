@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 
+use crate::http::query::QueryParams;
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,7 @@ pub struct ImpersonationListQuery {
     /// Only sessions in this state.
     pub status: Option<SessionStatus>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -359,7 +361,7 @@ fn may_read(principal: &Principal, session: &ImpersonationSession) -> bool {
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
-    query: web::Query<ImpersonationListQuery>,
+    query: QueryParams<ImpersonationListQuery>,
 ) -> Result<web::Json<ImpersonationList>, ApiError> {
     let query = query.into_inner();
     let page = Page::by_id(query.limit, query.cursor.as_deref())?;

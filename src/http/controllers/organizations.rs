@@ -1,3 +1,4 @@
+use crate::http::query::QueryParams;
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub struct OrganizationListQuery {
     /// Only the direct children of this organization.
     pub parent_id: Option<Uuid>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -91,7 +93,7 @@ pub async fn create_organization(
 pub async fn list_organizations(
     state: web::Data<AppState>,
     principal: Principal,
-    query: web::Query<OrganizationListQuery>,
+    query: QueryParams<OrganizationListQuery>,
 ) -> Result<web::Json<OrganizationList>, ApiError> {
     let actor = principal.actor();
     actor.may_administer().map_err(|d| denied("organization", d))?;

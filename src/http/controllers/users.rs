@@ -1,3 +1,4 @@
+use crate::http::query::QueryParams;
 use actix_web::http::header;
 use actix_web::{delete, get, patch, post, web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,7 @@ pub struct UserListQuery {
     /// Only users with this status; without it, deleted users are left out.
     pub status: Option<UserStatus>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -162,7 +164,7 @@ pub async fn create_user(
 pub async fn list_users(
     state: web::Data<AppState>,
     principal: Principal,
-    query: web::Query<UserListQuery>,
+    query: QueryParams<UserListQuery>,
 ) -> Result<web::Json<UserList>, ApiError> {
     let query = query.into_inner();
     let page = Page::by_id(query.limit, query.cursor.as_deref())?;

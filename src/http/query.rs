@@ -1,0 +1,101 @@
+//! Query strings: parsed with errors that name the offending parameter, an
+//! empty value (`?status=`) meaning "not given", and no NUL characters (which
+//! PostgreSQL cannot store or compare) reaching the database.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+
+use super::json::shape_error;
+use super::problem::{ApiError, FieldError};
+
+/// Query parameters parsed into `T`.
+pub struct QueryParams<T>(pub T);
+
+impl<T> QueryParams<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for QueryParams<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for QueryParams<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse(req.query_string()).map(QueryParams))
+    }
+}
+
+pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let invalid = |field: &str, message: &str| {
+        ApiError::validation(vec![FieldError { field: field.to_owned(), message: message.to_owned() }])
+    };
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query).map_err(|_| invalid("query", "is not a valid query string"))?;
+    if let Some((name, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+        return Err(invalid(name, "must not contain NUL characters"));
+    }
+    let given: Vec<(String, String)> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    let encoded = serde_urlencoded::to_string(&given).map_err(ApiError::internal)?;
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let mut field = shape_error(&path, &error.into_inner().to_string());
+        field.message = field.message.replace("known field", "known parameter");
+        ApiError::validation(vec![field])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Filter {
+        limit: Option<u32>,
+        status: Option<Status>,
+        id: Option<uuid::Uuid>,
+        q: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Status {
+        Ongoing,
+    }
+
+    fn field_of(query: &str) -> (String, String) {
+        let error = parse::<Filter>(query).unwrap_err();
+        let field = &error.errors.as_ref().unwrap()[0];
+        (field.field.clone(), field.message.clone())
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        assert_eq!(field_of("limit=abc").0, "limit");
+        assert_eq!(field_of("limit=-1").0, "limit");
+        assert_eq!(field_of("q=x&id=xyz").0, "id");
+        assert_eq!(field_of("status=bogus").0, "status");
+        assert_eq!(field_of("nope=1"), ("nope".into(), "is not a known parameter".into()));
+        assert_eq!(field_of("q=a%00b"), ("q".into(), "must not contain NUL characters".into()));
+    }
+
+    #[test]
+    fn empty_values_mean_not_given() {
+        let parsed: Filter = parse("status=&limit=&q=ada").unwrap();
+        assert_eq!(parsed, Filter { limit: None, status: None, id: None, q: Some("ada".into()) });
+        assert_eq!(parse::<Filter>("status=ongoing").unwrap().status, Some(Status::Ongoing));
+    }
+}

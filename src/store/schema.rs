@@ -31,6 +31,7 @@ diesel::table! {
         created_at -> Instant,
         updated_at -> Instant,
         deleted_at -> Nullable<Instant>,
+        name_folded -> Text,
     }
 }
 

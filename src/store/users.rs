@@ -57,8 +57,17 @@ diesel::define_sql_function! {
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
+/// How names are compared in search: Unicode lower case, folded here rather
+/// than by the database, whose folding depends on backend and locale.
+pub fn fold(text: &str) -> String {
+    text.to_lowercase()
+}
+
 pub fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {
-    diesel::insert_into(users::table).values(user.clone()).execute(conn).map(|_| ())
+    diesel::insert_into(users::table)
+        .values((user.clone(), users::name_folded.eq(fold(&user.name))))
+        .execute(conn)
+        .map(|_| ())
 }
 
 pub fn find_with_org(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<(User, Organization)>> {
@@ -113,9 +122,9 @@ pub fn list(conn: &mut DbConnection, filter: ListFilter<'_>) -> QueryResult<Vec<
         None => query.filter(users::status.ne(UserStatus::Deleted.as_str())),
     };
     if let Some(search) = filter.search {
-        let pattern = format!("%{}%", super::like_literal(&search.to_lowercase()));
+        let pattern = format!("%{}%", super::like_literal(&fold(search)));
         query = query
-            .filter(users::email.like(pattern.clone()).escape('\\').or(lower(users::name).like(pattern).escape('\\')));
+            .filter(users::email.like(pattern.clone()).escape('\\').or(users::name_folded.like(pattern).escape('\\')));
     }
     if let Some(before) = filter.before_id {
         query = query.filter(users::id.lt(DbUuid(before)));
@@ -132,7 +141,9 @@ pub struct Update<'a> {
 
 pub fn update(conn: &mut DbConnection, id: Uuid, change: Update<'_>) -> QueryResult<()> {
     if let Some(name) = change.name {
-        diesel::update(users::table.find(DbUuid(id))).set(users::name.eq(name)).execute(conn)?;
+        diesel::update(users::table.find(DbUuid(id)))
+            .set((users::name.eq(name), users::name_folded.eq(fold(name))))
+            .execute(conn)?;
     }
     if let Some(role) = change.role {
         diesel::update(users::table.find(DbUuid(id))).set(users::role.eq(role.as_str())).execute(conn)?;

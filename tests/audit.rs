@@ -173,6 +173,54 @@ async fn a_server_error_keeps_its_log_row_but_none_of_its_changes(app: TestApp) 
     assert_eq!(verify(&app, &w.admin).await["ok"], true);
 }
 
+async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let form = |fields: &[(&str, &str)]| {
+        ("application/x-www-form-urlencoded", serde_urlencoded::to_string(fields).unwrap().into_bytes())
+    };
+    let target = w.acme_eu_member.0.to_string();
+    // A chaining attempt with the impersonation token as actor_token.
+    let chained = app
+        .send(
+            Method::POST,
+            "/oauth/token",
+            None,
+            Some(form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+                ("actor_token", &token),
+                ("actor_token_type", "urn:ietf:params:oauth:token-type:access_token"),
+                ("subject_token", &target),
+                ("subject_token_type", "urn:actas:params:oauth:token-type:user-id"),
+                ("password", "SECRET-PW-1"),
+            ])),
+        )
+        .await;
+    assert_eq!((chained.status.as_u16(), chained.body["code"].as_str()), (400, Some("chained_impersonation")));
+    let introspected =
+        app.send(Method::POST, "/oauth/introspect", Some(&w.admin), Some(form(&[("token", &token)]))).await;
+    assert_eq!(introspected.assert_status(200)["active"], true);
+    let revoked = app.send(Method::POST, "/oauth/revoke", None, Some(form(&[("token", &token)]))).await;
+    assert_eq!(revoked.status.as_u16(), 200);
+    // A login token in a form is not logged anywhere.
+    app.send(Method::POST, "/oauth/introspect", Some(&w.admin), Some(form(&[("token", &w.admin)]))).await;
+
+    let rows = log_of(&app, &w.admin, &id).await;
+    assert_eq!(
+        statuses(&rows),
+        vec![
+            ("POST /oauth/revoke".to_owned(), 200),
+            ("POST /oauth/introspect".to_owned(), 200),
+            ("POST /oauth/token".to_owned(), 400)
+        ]
+    );
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 3);
+    let dump = app.request_log_dump();
+    assert!(!dump.contains(&token) && !dump.contains("SECRET-PW-1"), "{dump}");
+    assert!(dump.contains("actor_token=%5BREDACTED%5D"), "{dump}");
+}
+
 async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     let w = app.world().await;
     let (ada_id, ada) = &w.acme_member;
@@ -527,6 +575,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    tokens_in_oauth_forms_are_logged_too,
     a_server_error_keeps_its_log_row_but_none_of_its_changes,
     metrics_count_sessions_and_logged_requests,
     expired_tokens_and_oversized_bodies_are_logged_too,

@@ -25,6 +25,7 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::client::ClientInfo;
+use super::controllers::oauth::OAuthError;
 use super::principal::bearer_token;
 use super::problem::ApiError;
 use crate::domain::redact::{redact_body, redact_query};
@@ -73,9 +74,40 @@ struct Impersonated {
 
 fn impersonated(req: &ServiceRequest, state: &AppState) -> Option<Impersonated> {
     let token = bearer_token(req.request()).ok().flatten()?;
+    impersonation_token(state, token)
+}
+
+fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
     let claims = state.tokens().verify_signature(token).ok()?;
     let act = claims.act?;
     Some(Impersonated { session_id: claims.sid, impersonator_id: act.sub })
+}
+
+/// The OAuth endpoints take tokens in their form body (`actor_token`, `token`):
+/// a request carrying an impersonation token there is logged like any other.
+/// The body is read here and handed on; `Err` is a body too large to read.
+async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Result<Option<Impersonated>, ApiError> {
+    let is_form = req.path().starts_with("/oauth/")
+        && req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+    if !is_form {
+        return Ok(None);
+    }
+    let body = read_body(req).await?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    req.set_payload(Payload::from(body));
+    Ok(pairs
+        .iter()
+        .filter(|(name, _)| matches!(name.as_str(), "actor_token" | "token" | "subject_token"))
+        .find_map(|(_, value)| impersonation_token(state, value)))
+}
+
+/// Errors under `/oauth/` are said the RFC 6749 way, everywhere else as problem+json.
+fn error_response(path: &str, error: ApiError) -> actix_web::HttpResponse {
+    if path.starts_with("/oauth/") {
+        OAuthError::from_api(error).error_response()
+    } else {
+        error.error_response()
+    }
 }
 
 pub struct AuditTrail;
@@ -116,10 +148,18 @@ where
         let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
             return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
         };
-        let Some(who) = impersonated(&req, &state) else {
-            return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
-        };
         Box::pin(async move {
+            let who = match impersonated(&req, &state) {
+                Some(who) => Some(who),
+                None => match impersonated_in_form(&mut req, &state).await {
+                    Ok(who) => who,
+                    Err(refusal) => {
+                        let response = error_response(req.path(), refusal);
+                        return Ok(req.into_response(response).map_into_right_body());
+                    }
+                },
+            };
+            let Some(who) = who else { return Ok(service.call(req).await?.map_into_left_body()) };
             let started = Instant::now();
             let at = state.clock.now();
             state.metrics.impersonated_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -128,11 +168,12 @@ where
             span.record("session_id", tracing::field::display(who.session_id));
 
             let client = ClientInfo::of(req.request());
+            let path = req.path().to_owned();
             let mut entry = RequestEntry {
                 session_id: who.session_id,
                 at,
                 method: req.method().to_string(),
-                path: req.path().to_owned(),
+                path: path.clone(),
                 query: Some(req.query_string()).filter(|q| !q.is_empty()).map(redact_query),
                 status: 0,
                 duration_ms: 0,
@@ -155,7 +196,10 @@ where
             // Fail closed: without a transaction to log into, the request is not performed.
             let shared = match open_request_transaction(&state).await {
                 Ok(shared) => shared,
-                Err(error) => return Ok(req.into_response(error.error_response()).map_into_right_body()),
+                Err(error) => {
+                    let response = error_response(req.path(), error);
+                    return Ok(req.into_response(response).map_into_right_body());
+                }
             };
             let result = REQUEST_DB.scope(Arc::clone(&shared), service.call(req)).await;
             let status = match &result {
@@ -169,8 +213,15 @@ where
             match (logged, result) {
                 (Ok(()), Ok(res)) => Ok(res.map_into_left_body()),
                 (Ok(()), Err(error)) => Err(error),
-                (Err(error), Ok(res)) => Ok(res.into_response(error.error_response()).map_into_right_body()),
-                (Err(error), Err(_)) => Err(error.into()),
+                (Err(error), Ok(res)) => {
+                    let response = error_response(res.request().path(), error);
+                    Ok(res.into_response(response).map_into_right_body())
+                }
+                (Err(error), Err(_)) => Err(actix_web::error::InternalError::from_response(
+                    "the request log could not be written",
+                    error_response(&path, error),
+                )
+                .into()),
             }
         })
     }
@@ -236,7 +287,7 @@ fn append_and_commit(shared: SharedConnection, entry: RequestEntry, keep_changes
     })();
     appended.map_err(|e: diesel::result::Error| {
         let _ = pool::rollback(conn);
-        ApiError::unavailable(format!("writing the request log failed: {e}"))
+        ApiError::audit_unavailable(format!("writing the request log failed: {e}"))
     })
 }
 
@@ -254,5 +305,6 @@ async fn answer_alone<B: 'static>(
         Err(error) => Err(error),
     };
     let error = logged.err().unwrap_or(refusal);
-    Ok(req.into_response(error.error_response()).map_into_right_body())
+    let response = error_response(req.path(), error);
+    Ok(req.into_response(response).map_into_right_body())
 }

@@ -99,7 +99,7 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
     (
         "ServiceUnavailable",
         "503",
-        "The database is unreachable (`service_unavailable`)",
+        "The database is unreachable, or the audit log could not record an impersonated request, which was therefore not performed (`service_unavailable`); see `Retry-After`",
         "service_unavailable",
         "the service cannot reach its database; try again shortly",
     ),

@@ -181,6 +181,19 @@ impl ApiError {
         )
     }
 
+    /// The audit trail could not record an impersonated request, so it was
+    /// not performed (fail closed, SPEC §5).
+    pub fn audit_unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request log not written; request refused");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "Service unavailable",
+            "the audit log could not record this request, so it was not performed; try again shortly",
+        )
+        .with_header(header::RETRY_AFTER, "5")
+    }
+
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "service unavailable");
         Self::new(

@@ -82,7 +82,7 @@ impl OAuthError {
     }
 
     /// Our error, said the OAuth way.
-    fn from_api(error: ApiError) -> Self {
+    pub fn from_api(error: ApiError) -> Self {
         let (status, kind) = match (error.status.as_u16(), error.code) {
             (_, "reauthentication_failed") => (StatusCode::BAD_REQUEST, "invalid_grant"),
             (429, _) => (StatusCode::TOO_MANY_REQUESTS, "invalid_request"),

@@ -221,6 +221,11 @@ async fn every_refusal_has_its_code_and_creates_no_session(app: TestApp) {
         assert_eq!(res.body["code"], code, "{what}");
     }
     start(&app, &w.admin, Uuid::now_v7(), ADMIN_PASSWORD).await.assert_problem(404, "not_found");
+    start(&app, &w.owner_staff.1, Uuid::now_v7(), PASSWORD).await.assert_problem(404, "not_found");
+    // Who may impersonate nobody learns nothing, not even whether an id exists.
+    for target in [Uuid::now_v7(), w.globex_member.0] {
+        start(&app, &w.acme_admin.1, target, PASSWORD).await.assert_problem(403, "not_permitted");
+    }
     let sessions = app.get("/api/v1/impersonations", Some(&w.admin)).await;
     assert_eq!(sessions.body["items"], json!([]), "a refused start left a session");
 

@@ -71,14 +71,19 @@ impl ConsentState {
     }
 }
 
+/// Rules 1–3, the part that does not depend on the target: super admins and
+/// owner-organization users may impersonate someone; nobody else anyone.
+pub fn holds_impersonation_right(actor: &Party<'_>) -> bool {
+    actor.role == Role::SuperAdmin || actor.org.is_owner()
+}
+
 /// Rules 1–3: whether `actor` holds the right to impersonate `target` at all,
 /// regardless of consent and status. Nobody else ever sees the feature.
 pub fn may_ever_impersonate(actor: &Party<'_>, target: &Party<'_>) -> Result<(), Refusal> {
     if actor.id == target.id {
         return Err(Refusal::SelfImpersonation);
     }
-    let actor_rights = actor.role == Role::SuperAdmin || actor.org.is_owner();
-    if !actor_rights {
+    if !holds_impersonation_right(actor) {
         return Err(Refusal::NotPermitted);
     }
     if target.role == Role::SuperAdmin {
@@ -275,6 +280,16 @@ mod tests {
         );
         let member = party(Role::Member, &o.acme);
         assert_eq!(may_ever_impersonate(&member, &party(Role::Member, &o.acme)), Err(Refusal::NotPermitted));
+        // The right itself, decided before any target is looked at.
+        for (role, org, holds) in [
+            (Role::SuperAdmin, &o.owner, true),
+            (Role::Admin, &o.owner, true),
+            (Role::Member, &o.owner, true),
+            (Role::Admin, &o.acme, false),
+            (Role::Member, &o.acme_eu, false),
+        ] {
+            assert_eq!(holds_impersonation_right(&party(role, org)), holds, "{role:?} in {org:?}");
+        }
     }
 
     #[test]

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::crypto::tokens::{ActorClaim, TokenRequest};
 use crate::domain::consent::parse_reason;
-use crate::domain::impersonation::{may_impersonate, token_expiry, EndReason, Party, Refusal, SessionStatus};
+use crate::domain::impersonation::{
+    holds_impersonation_right, may_impersonate, token_expiry, EndReason, Party, Refusal, SessionStatus,
+};
 use crate::domain::types::{Role, UserStatus};
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
@@ -147,10 +149,18 @@ fn check_rules(
     target_id: Uuid,
     now: OffsetDateTime,
 ) -> Result<(User, consents::Consent), ApiError> {
+    let actor_org = actor.1.org_path();
+    let actor_party = Party { id: *actor.0.id, role: actor.0.role(), status: actor.0.status(), org: &actor_org };
+    // Who holds no right at all learns nothing, not even whether the id exists.
+    if actor_has_act {
+        return Err(ApiError::impersonation_refused(Refusal::Chained));
+    }
+    if !holds_impersonation_right(&actor_party) && target_id != *actor.0.id {
+        return Err(ApiError::impersonation_refused(Refusal::NotPermitted));
+    }
     let (target, target_org) = users::find_with_org(conn, target_id)?.ok_or_else(|| ApiError::not_found("user"))?;
     let consent = consents::open(conn, target_id)?;
-    let (actor_org, target_org) = (actor.1.org_path(), target_org.org_path());
-    let actor_party = Party { id: *actor.0.id, role: actor.0.role(), status: actor.0.status(), org: &actor_org };
+    let target_org = target_org.org_path();
     let target_party = Party { id: *target.id, role: target.role(), status: target.status(), org: &target_org };
     may_impersonate(&actor_party, actor_has_act, &target_party, consent.as_ref().map(|c| c.state()), now)
         .map_err(ApiError::impersonation_refused)?;
@@ -239,7 +249,8 @@ pub async fn start_session(
     let (actor_id, login_session_id) = (*principal.user.id, principal.session_id);
     let ctx = client.event(actor_id, now);
     let (ip, user_agent) = (client.ip, client.user_agent);
-    let (session, target) = state
+    let confirmed_attempts = attempt_ids.clone();
+    let started = state
         .db(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[actor_id, target_user_id])?;
@@ -279,7 +290,16 @@ pub async fn start_session(
                 Ok((session, target))
             })
         })
-        .await?;
+        .await;
+    let (session, target) = match started {
+        Ok(started) => started,
+        Err(refusal) => {
+            // The password was right: a refusal decided afterwards (a revocation
+            // that won the race) must not count as a failed confirmation.
+            let _ = state.db(move |conn| Ok(attempt_store::forget(conn, &confirmed_attempts)?)).await;
+            return Err(refusal);
+        }
+    };
 
     let token = state.tokens().sign(TokenRequest {
         subject: *target.id,

@@ -24,7 +24,7 @@ pub enum StartupError {
     Bootstrap(#[from] bootstrap::BootstrapError),
     #[error("cannot get a database connection: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} (ACTAS_BIND): {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -32,7 +32,9 @@ pub enum StartupError {
 
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal, never into files or collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -84,7 +86,10 @@ pub fn prepare(config: Config, clock: Clock) -> Result<AppState, StartupError> {
 }
 
 pub async fn serve(config: Config) -> Result<(), StartupError> {
-    let bind = config.bind.clone();
+    // Take the address before touching the database: a port in use must not
+    // leave a freshly bootstrapped database (and its one-time password) behind.
+    let listener = std::net::TcpListener::bind(config.bind.as_str())
+        .map_err(|source| StartupError::Bind { addr: config.bind.clone(), source })?;
     let state = actix_web::web::block(move || prepare(config, Clock::default()))
         .await
         .map_err(|e| StartupError::Io(std::io::Error::other(e.to_string())))??;
@@ -94,9 +99,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
     };
     spawn_housekeeping(state.clone());
     let app_state = state.clone();
-    let server = HttpServer::new(move || crate::http::app(app_state.clone()))
-        .bind(&bind)
-        .map_err(|source| StartupError::Bind { addr: bind.clone(), source })?;
+    let server = HttpServer::new(move || crate::http::app(app_state.clone())).listen(listener)?;
     for addr in server.addrs() {
         tracing::info!(%addr, backend, "listening; Swagger UI at http://{addr}/swagger-ui/");
     }

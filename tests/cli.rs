@@ -60,6 +60,53 @@ fn unreachable_postgres_fails_fast_with_one_line() {
     assert!(stderr.contains("127.0.0.1") && !stderr.contains("secret-pw"), "{stderr}");
 }
 
+/// Runs `actas migrate` against `url` and returns its one-line error.
+fn migrate_error(url: &str) -> String {
+    let started = Instant::now();
+    let out = actas().arg("migrate").env("ACTAS_DATABASE_URL", url).output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "{url}: took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{url}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("actas: error: cannot connect to the database"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_silent_or_missing_postgres_database_fails_fast_with_one_line() {
+    // A listener that accepts connections but never speaks.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let stderr = migrate_error(&format!("postgres://actas:secret-pw@127.0.0.1:{port}/actas"));
+    assert!(!stderr.contains("secret-pw"), "{stderr}");
+    // A server that answers, but has no such database.
+    if let Ok(admin) = std::env::var("ACTAS_TEST_POSTGRES_URL") {
+        let (base, _) = admin.rsplit_once('/').unwrap();
+        let stderr = migrate_error(&format!("{base}/actas_no_such_database"));
+        assert!(stderr.contains("actas_no_such_database"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_port_in_use_fails_before_the_database_is_touched() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir();
+    let out = actas()
+        .arg("serve")
+        .env("ACTAS_BIND", &addr)
+        .env("ACTAS_DATA_DIR", &dir)
+        .env("ACTAS_DATABASE_URL", format!("sqlite://{}", dir.join("actas.db").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(&addr) && stderr.contains("ACTAS_BIND"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("password"), "a password was printed for nothing");
+    assert!(!dir.join("actas.db").exists(), "the database was created although serving was impossible");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn bad_configuration_names_the_variable() {
     let out = actas().arg("migrate").env("ACTAS_ACCESS_TOKEN_MINUTES", "forever").output().unwrap();

@@ -113,6 +113,17 @@ pub fn read_pem(path: &Path) -> Result<SigningKey, KeyError> {
     SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Parse { path: path.into() })
 }
 
+/// The key as RFC 5208 (version 1) PKCS#8, the form `openssl genpkey` writes
+/// and every tool reads; the v2 form with the public key embedded is not
+/// understood by OpenSSL 3.0, which operators use to derive the public half.
+fn pkcs8_v1_pem(key: &SigningKey) -> String {
+    let bytes = ed25519_dalek::pkcs8::KeypairBytes { secret_key: key.to_bytes(), public_key: None };
+    bytes
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .expect("an Ed25519 key always encodes as PEM")
+        .to_string()
+}
+
 /// A retired key only verifies, so its public half is enough: accept an SPKI
 /// public key PEM (`openssl pkey -pubout`) or the old private key file itself.
 pub fn read_previous_pem(path: &Path) -> Result<PublicKey, KeyError> {
@@ -128,9 +139,7 @@ pub fn load_or_generate(path: &Path) -> Result<SigningKey, KeyError> {
         return read_pem(path);
     }
     let key = SigningKey::from_bytes(&super::random_bytes::<32>());
-    let pem = key
-        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .expect("an Ed25519 key always encodes as PEM");
+    let pem = pkcs8_v1_pem(&key);
     let write_err = |source| KeyError::Write { path: path.into(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(write_err)?;
@@ -159,6 +168,17 @@ mod tests {
         let created = load_or_generate(&path).unwrap();
         let loaded = load_or_generate(&path).unwrap();
         assert_eq!(created.to_bytes(), loaded.to_bytes());
+        // PKCS#8 v1: 48 bytes of DER for Ed25519, readable by OpenSSL 3.0.
+        let pem = fs::read_to_string(&path).unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+            .unwrap();
+        assert_eq!(der.len(), 48, "{pem}");
+        if let Ok(out) = std::process::Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&path).output() {
+            use ed25519_dalek::pkcs8::EncodePublicKey;
+            let ours = created.verifying_key().to_public_key_pem(Default::default()).unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), ours, "{}", String::from_utf8_lossy(&out.stderr));
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

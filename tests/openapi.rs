@@ -91,6 +91,11 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
             if path.contains('{') {
                 assert!(responses.contains_key("404"), "{name} does not document 404");
             }
+            // A malformed id in a path is 404; 422 only where a body or query can be invalid.
+            let has_query = op["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
+            if op.get("requestBody").is_none() && !has_query {
+                assert!(!responses.contains_key("422"), "{name} documents a 422 it cannot answer");
+            }
         }
     }
     // Every schema and shared response carries an example or is built of ones that do.

@@ -3,7 +3,7 @@
 //! registered (see `routes`), so the document cannot drift from the server.
 //! `finish` then adds the error responses every operation shares.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -204,7 +204,11 @@ fn add_oauth_shared(op: &mut Operation) {
 fn add_shared(op: &mut Operation, has_id: bool) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_body = op.request_body.is_some();
-    let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    // Query parameters can be invalid (422); a bad path id is simply not found (404).
+    let has_params = op
+        .parameters
+        .as_ref()
+        .is_some_and(|p| p.iter().any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query))));
     let mut wanted = vec![];
     if has_body {
         wanted.extend(["MalformedRequest", "PayloadTooLarge", "UnsupportedMediaType"]);

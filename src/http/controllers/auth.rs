@@ -25,7 +25,9 @@ use crate::store::{users, write_transaction};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "admin@localhost", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
+    #[schema(min_length = 1, max_length = 254)]
     pub email: String,
+    #[schema(min_length = 1, format = Password)]
     pub password: String,
 }
 

@@ -73,7 +73,7 @@ pub async fn get_consent(state: web::Data<AppState>, principal: Principal) -> Re
     responses(
         (status = 200, description = "Consent granted", body = ConsentView),
         (status = 403, description = "Not allowed with an impersonation token (`impersonation-restricted`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "changing consent is not allowed while impersonating", "code": "impersonation-restricted"})),
+            example = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "this action is not allowed while impersonating", "code": "impersonation-restricted"})),
         (status = 422, description = "`duration_hours` missing, fractional, or outside 1..=168 (`validation_failed`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:validation_failed", "title": "Validation failed", "status": 422, "detail": "duration_hours: must be a whole number from 1 to 168", "code": "validation_failed", "errors": [{"field": "duration_hours", "message": "must be a whole number from 1 to 168"}]})),
     )
@@ -112,7 +112,8 @@ pub async fn grant_consent(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked (also when there was nothing to revoke)"),
-        (status = 403, description = "Not allowed with an impersonation token (`impersonation-restricted`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed with an impersonation token (`impersonation-restricted`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "this action is not allowed while impersonating", "code": "impersonation-restricted"})),
     )
 )]
 #[delete("/me/impersonation-consent")]

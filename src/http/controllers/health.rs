@@ -106,15 +106,15 @@ pub async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Health>, ApiError> {
-    state
-        .db(|conn| {
-            organizations::table
-                .select(organizations::id)
-                .limit(1)
-                .load::<DbUuid>(conn)
-                .map(|_| ())
-                .map_err(ApiError::unavailable)
-        })
-        .await?;
+    let pool = state.pool.clone();
+    web::block(move || {
+        // Probes time out after a second or two: answer within that, busy or down.
+        let mut conn = pool.get_timeout(READINESS_TIMEOUT).map_err(ApiError::unavailable)?;
+        organizations::table.select(organizations::id).limit(1).load::<DbUuid>(&mut conn).map_err(ApiError::unavailable)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     Ok(web::Json(Health { status: "ready" }))
 }
+
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);

@@ -38,8 +38,10 @@ pub struct StartImpersonationRequest {
     /// The user to act as.
     pub target_user_id: Uuid,
     /// Your own password, to confirm it is really you.
+    #[schema(min_length = 1, format = Password)]
     pub password: String,
     /// Why, in at most 500 characters; shown to the user in their history.
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -192,8 +194,11 @@ fn check_rules(
                 ("chained_impersonation" = (value = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "an impersonation token cannot start another impersonation", "code": "chained_impersonation"}))),
                 ("reauthentication_failed" = (value = json!({"type": "urn:actas:problem:reauthentication_failed", "title": "Forbidden", "status": 403, "detail": "the password is incorrect", "code": "reauthentication_failed"}))),
             )),
+        (status = 404, description = "No user with this id (`not_found`); asked only when you may impersonate at all", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:not_found", "title": "Not found", "status": 404, "detail": "user not found", "code": "not_found"})),
         (status = 429, description = "Too many wrong passwords (`rate_limited`); see `Retry-After`", body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"type": "urn:actas:problem:rate_limited", "title": "Too many attempts", "status": 429, "detail": "too many failed attempts; try again in 840 seconds", "code": "rate_limited"})),
     )
 )]
 #[post("/impersonations")]
@@ -331,7 +336,8 @@ pub async fn start_session(
     params(("id" = Uuid, Path, description = "Impersonation session id")),
     responses(
         (status = 204, description = "Stopped (also when it had already ended)"),
-        (status = 403, description = "Only the impersonator may stop a session (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the impersonator may stop a session (`forbidden`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "only the impersonator may stop a session", "code": "forbidden"})),
     )
 )]
 #[post("/impersonations/{id}/stop")]

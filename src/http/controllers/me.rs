@@ -29,6 +29,12 @@ pub struct MeUser {
 
 /// Who is really acting, for a banner with a countdown.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "session_id": "0193a5d0-1111-7222-8333-944455556666",
+    "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
+    "started_at": "2026-11-21T10:00:00Z",
+    "expires_at": "2026-11-21T10:30:00Z"
+}))]
 pub struct ImpersonationBanner {
     pub session_id: Uuid,
     pub impersonator: Impersonator,
@@ -67,7 +73,37 @@ pub struct MeResponse {
 /// With an impersonation token, `user` is the impersonated user and
 /// `impersonation` names the impersonator and the session's start and expiry:
 /// everything a banner with a countdown needs.
-#[utoipa::path(tag = "me", security(("bearer" = [])), responses((status = 200, description = "The caller", body = MeResponse)))]
+#[utoipa::path(
+    tag = "me",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = MeResponse, examples(
+        ("impersonating" = (summary = "With an impersonation token: show a banner until `expires_at`", value = json!({
+            "user": {
+                "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
+                "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
+                "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
+                "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
+                    "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
+            },
+            "impersonation": {
+                "session_id": "0193a5d0-1111-7222-8333-944455556666",
+                "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
+                "started_at": "2026-11-21T10:00:00Z",
+                "expires_at": "2026-11-21T10:30:00Z"
+            }
+        }))),
+        ("own token" = (summary = "With your own token", value = json!({
+            "user": {
+                "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
+                "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
+                "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
+                "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
+                    "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
+            },
+            "impersonation": null
+        }))),
+    ))),
+)]
 #[get("/me")]
 pub async fn me(principal: Principal) -> web::Json<MeResponse> {
     let impersonation = principal.impersonation.as_ref().map(|i| ImpersonationBanner {
@@ -93,8 +129,10 @@ pub async fn me(principal: Principal) -> web::Json<MeResponse> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"current_password": "correct horse battery staple", "new_password": "a much longer passphrase 2026"}))]
 pub struct ChangePasswordRequest {
+    #[schema(min_length = 1, format = Password)]
     pub current_password: String,
-    /// At least 12 characters.
+    /// At least 12 characters (at most 1024 bytes).
+    #[schema(min_length = 12, format = Password)]
     pub new_password: String,
 }
 
@@ -108,10 +146,14 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Password changed; other sessions ended"),
-        (status = 401, description = "Not allowed with an impersonation token: 403 `impersonation-restricted` (see 403)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The current password is wrong (`reauthentication_failed`), or the token is an impersonation token (`impersonation-restricted`)", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "urn:actas:problem:reauthentication_failed", "title": "Forbidden", "status": 403, "detail": "the current password is incorrect", "code": "reauthentication_failed"})),
-        (status = 429, description = "Too many wrong passwords (`rate_limited`)", body = Problem, content_type = "application/problem+json"),
+            examples(
+                ("reauthentication_failed" = (value = json!({"type": "urn:actas:problem:reauthentication_failed", "title": "Forbidden", "status": 403, "detail": "the current password is incorrect", "code": "reauthentication_failed"}))),
+                ("impersonation-restricted" = (value = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "this action is not allowed while impersonating", "code": "impersonation-restricted"}))),
+            )),
+        (status = 429, description = "Too many wrong passwords (`rate_limited`)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait")),
+            example = json!({"type": "urn:actas:problem:rate_limited", "title": "Too many attempts", "status": 429, "detail": "too many failed attempts; try again in 840 seconds", "code": "rate_limited"})),
     )
 )]
 #[put("/me/password")]

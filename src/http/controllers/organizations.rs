@@ -18,6 +18,7 @@ use crate::store::organizations::{self, Organization};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Acme Corp", "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30"}))]
 pub struct CreateOrganizationRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Defaults to the caller's organization. Must be one you administer.
     pub parent_id: Option<Uuid>,
@@ -53,6 +54,8 @@ pub struct OrganizationList {
     responses(
         (status = 201, description = "Created", body = OrganizationView, headers(("Location" = String, description = "URL of the new organization"))),
         (status = 403, description = "Not an administrator (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`parent_id` names no organization you can see (`not_found`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:not_found", "title": "Not found", "status": 404, "detail": "organization not found", "code": "not_found"})),
     )
 )]
 #[post("/organizations")]
@@ -87,7 +90,10 @@ pub async fn create_organization(
     tag = "organizations",
     security(("bearer" = [])),
     params(OrganizationListQuery),
-    responses((status = 200, description = "A page of organizations", body = OrganizationList)),
+    responses(
+        (status = 200, description = "A page of organizations", body = OrganizationList),
+        (status = 403, description = "Members see no organizations, not even their own (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json", example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "only administrators may manage organizations and users", "code": "forbidden"})),
+    ),
 )]
 #[get("/organizations")]
 pub async fn list_organizations(
@@ -123,7 +129,10 @@ pub async fn list_organizations(
     tag = "organizations",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Organization id")),
-    responses((status = 200, description = "The organization", body = OrganizationView)),
+    responses(
+        (status = 200, description = "The organization", body = OrganizationView),
+        (status = 403, description = "Members see no organizations, not even their own (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json", example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "only administrators may manage organizations and users", "code": "forbidden"})),
+    ),
 )]
 #[get("/organizations/{id}")]
 pub async fn get_organization(

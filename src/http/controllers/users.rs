@@ -36,9 +36,12 @@ use diesel::QueryResult;
 }))]
 pub struct CreateUserRequest {
     /// Unique (case-insensitive) among users that are not deleted.
+    #[schema(max_length = 254, format = Email)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    /// At least 12 characters.
+    /// At least 12 characters (at most 1024 bytes).
+    #[schema(min_length = 12, format = Password)]
     pub password: String,
     /// Defaults to the caller's organization.
     pub organization_id: Option<Uuid>,
@@ -50,6 +53,7 @@ pub struct CreateUserRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"status": "suspended"}))]
 pub struct UpdateUserRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub role: Option<Role>,
     /// `active` or `suspended`; suspending ends the user's sessions at once.
@@ -93,6 +97,8 @@ fn subject<'a>(user: &User, org_path: &'a OrgPath) -> Subject<'a> {
         (status = 201, description = "Created", body = UserView, headers(("Location" = String, description = "URL of the new user"))),
         (status = 403, description = "Not an administrator, or the role is above yours (`forbidden`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "super_admin can be assigned only by owner-organization users", "code": "forbidden"})),
+        (status = 404, description = "`organization_id` names no organization you can see (`not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:not_found", "title": "Not found", "status": 404, "detail": "organization not found", "code": "not_found"})),
         (status = 409, description = "The email is taken (`email_taken`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:email_taken", "title": "Conflict", "status": 409, "detail": "a user with this email already exists", "code": "email_taken"})),
     )
@@ -158,7 +164,11 @@ pub async fn create_user(
     tag = "users",
     security(("bearer" = [])),
     params(UserListQuery),
-    responses((status = 200, description = "A page of users", body = UserList)),
+    responses(
+        (status = 200, description = "A page of users", body = UserList),
+        (status = 404, description = "`organization_id` names no organization you can see (`not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:not_found", "title": "Not found", "status": 404, "detail": "organization not found", "code": "not_found"})),
+    ),
 )]
 #[get("/users")]
 pub async fn list_users(

@@ -21,6 +21,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub issuer: String,
+    /// Whether `ACTAS_ISSUER` was given (several nodes must share one).
+    pub issuer_configured: bool,
     pub audience: String,
     /// `None`: generated once into `data_dir/signing-key.pem`.
     pub signing_key_file: Option<PathBuf>,
@@ -91,6 +93,7 @@ impl Config {
         let data_dir = PathBuf::from(get("ACTAS_DATA_DIR").unwrap_or_else(|| "actas-data".into()));
         let database_url =
             get("ACTAS_DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("actas.db").display()));
+        let issuer_configured = get("ACTAS_ISSUER").is_some();
         let issuer = get("ACTAS_ISSUER").unwrap_or_else(|| format!("http://{}", bind.replace("0.0.0.0", "127.0.0.1")));
         let minutes = |name: &'static str, default: i64, max: i64| -> Result<i64, ConfigError> {
             match get(name) {
@@ -129,6 +132,7 @@ impl Config {
             bind,
             database_url,
             issuer,
+            issuer_configured,
             audience: get("ACTAS_AUDIENCE").unwrap_or_else(|| "actas".into()),
             signing_key_file: get("ACTAS_SIGNING_KEY_FILE").map(PathBuf::from),
             previous_signing_key_files: get("ACTAS_PREVIOUS_SIGNING_KEY_FILES")

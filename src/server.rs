@@ -97,6 +97,12 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         Backend::Postgres => "PostgreSQL",
         Backend::Sqlite => "SQLite",
     };
+    if backend == "PostgreSQL" && !state.config.issuer_configured {
+        tracing::warn!(
+            issuer = %state.config.issuer,
+            "ACTAS_ISSUER is not set: tokens name this node's own address, so other nodes will refuse them"
+        );
+    }
     spawn_housekeeping(state.clone());
     let app_state = state.clone();
     let server = HttpServer::new(move || crate::http::app(app_state.clone())).listen(listener)?;

@@ -38,6 +38,17 @@ async fn unknown_routes_and_wrong_methods(app: TestApp) {
     let res = app.send(Method::OPTIONS, "/api/v1/users", None, None).await;
     assert_eq!(res.status.as_u16(), 204);
     assert_eq!(res.header("allow").as_deref(), Some("GET, POST"));
+    // HEAD is GET without the body.
+    let head = app.send(Method::HEAD, "/healthz", None, None).await;
+    assert_eq!(head.status.as_u16(), 200);
+    assert!(head.text.is_empty(), "{}", head.text);
+    app.send(Method::HEAD, "/api/v1/users", None, None).await.assert_status(401);
+    // The documentation answers 405 to other methods too.
+    for path in ["/api-docs/openapi.json", "/swagger-ui/"] {
+        let res = app.send(Method::POST, path, None, None).await;
+        res.assert_problem(405, "method_not_allowed");
+        assert_eq!(res.header("allow").as_deref(), Some("GET"), "{path}");
+    }
 }
 
 async fn invalid_ids_in_paths_are_not_found(app: TestApp) {

@@ -80,6 +80,18 @@ pub async fn security_headers(
     Ok(res)
 }
 
+/// `HEAD` is answered like `GET` (RFC 9110 §9.3.2); the HTTP layer sends the
+/// headers only. Load balancers and uptime checkers probe with it.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
+}
+
 /// A panicking handler answers 500 problem+json instead of dropping the
 /// connection. (The error is rendered by `ApiError`; holding a clone of the
 /// request here would break actix's exclusive access to it downstream.)

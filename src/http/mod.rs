@@ -108,6 +108,7 @@ pub fn app(
             }),
         )
         .default_service(web::to(fallback))
+        .wrap(from_fn(middleware::head_as_get))
         .wrap(from_fn(principal::authenticate_requests))
         .wrap(from_fn(middleware::catch_panic))
         .wrap(middleware::problem_for_every_error())
@@ -200,6 +201,10 @@ impl RouteTable {
                 }
             }
             routes.push((segments, methods));
+        }
+        // The documentation itself, served outside the document.
+        for path in ["/api-docs/openapi.json", "/swagger-ui", "/swagger-ui/", "/swagger-ui/{file}"] {
+            routes.push((path.split('/').map(str::to_owned).collect(), vec![Method::GET]));
         }
         Self(routes)
     }

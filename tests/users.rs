@@ -109,6 +109,17 @@ async fn invalid_users_are_refused_field_by_field(app: TestApp) {
         )
         .await;
     res.assert_problem(404, "not_found");
+    // A change: null is not "leave it".
+    let ada = format!("/api/v1/users/{}", w.acme_member.0);
+    for field in ["name", "role", "status"] {
+        let res = app.patch(&ada, Some(&w.admin), json!({ field: null })).await;
+        res.assert_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], field, "{}", res.text);
+    }
+    // The answer to a change reads like the answer to GET.
+    let changed = app.patch(&ada, Some(&w.admin), json!({"name": "Ada L."})).await;
+    assert_eq!(changed.assert_status(200)["name"], "Ada L.");
+    assert_eq!(changed.body, app.get(&ada, Some(&w.admin)).await.body);
 }
 
 async fn lists_page_newest_first_without_gaps_or_repeats(app: TestApp) {

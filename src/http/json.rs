@@ -81,6 +81,20 @@ pub fn shape_error(path: &str, message: &str) -> FieldError {
     FieldError { field, message }
 }
 
+/// For optional fields of a change: absent means "leave it", but `null` is
+/// refused (422) instead of being read as absent. Use with `#[serde(default)]`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    match Option::<T>::deserialize(deserializer)? {
+        Some(value) => Ok(Some(value)),
+        None => Err(serde::de::Error::custom("must not be null; leave the field out to keep it")),
+    }
+}
+
 /// Whether JSON text holds a `\u0000` escape (a NUL character once parsed),
 /// which PostgreSQL cannot store in text: refused at the edge on every backend.
 fn has_nul_escape(bytes: &[u8]) -> bool {

@@ -11,7 +11,7 @@ use crate::domain::policy::{Subject, UserChanges};
 use crate::domain::types::{Email, Name, NewPassword, Role, UserStatus};
 use crate::http::client::ClientInfo;
 use crate::http::controllers::impersonations::availability;
-use crate::http::json::JsonBody;
+use crate::http::json::{present, JsonBody};
 use crate::http::paging::Page;
 use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError, Problem};
@@ -53,11 +53,16 @@ pub struct CreateUserRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"status": "suspended"}))]
 pub struct UpdateUserRequest {
-    #[schema(min_length = 1, max_length = 200)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(min_length = 1, max_length = 200, nullable = false)]
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub role: Option<Role>,
     /// `active` or `suspended`; suspending ends the user's sessions at once.
     /// Use `DELETE` to delete.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub status: Option<UserStatus>,
 }
 
@@ -282,7 +287,7 @@ pub async fn get_user(
     params(("id" = Uuid, Path, description = "User id")),
     request_body = UpdateUserRequest,
     responses(
-        (status = 200, description = "The updated user", body = UserView),
+        (status = 200, description = "The updated user, as `GET` shows it", body = UserItem),
         (status = 403, description = "Not allowed to make this change (`forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The user is deleted (`user_deleted`)", body = Problem, content_type = "application/problem+json"),
     )
@@ -294,7 +299,7 @@ pub async fn update_user(
     client: ClientInfo,
     id: web::Path<Uuid>,
     body: JsonBody<UpdateUserRequest>,
-) -> Result<web::Json<UserView>, ApiError> {
+) -> Result<web::Json<UserItem>, ApiError> {
     let actor = principal.actor();
     let body = body.into_inner();
     let name = body.name.as_deref().map(|n| Name::parse("name", n)).transpose()?;
@@ -326,13 +331,17 @@ pub async fn update_user(
                     ];
                     audit::end_sessions_all(conn, both_sides, Cause::RoleChanged, &ctx)?;
                 }
-                Ok(users::find_with_org(conn, user_id)?)
+                let Some(found) = users::find_with_org(conn, user_id)? else { return Ok(None) };
+                let consent = consents::active_for(conn, &[user_id], now)?.pop();
+                Ok(Some((found, consent)))
             })
         })
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
+    let ((user, org), consent) = updated;
     tracing::info!(user_id = %user_id, by = %by, "user updated");
-    Ok(web::Json(UserView::from(&updated.0)))
+    let caller_org = principal.organization.org_path();
+    Ok(web::Json(item(&principal, &caller_org, &user, &org, consent.as_ref(), now)))
 }
 
 /// Ends every session a suspended or deleted user takes part in.

@@ -86,11 +86,14 @@ async fn consent_is_granted_read_replaced_and_revoked(app: TestApp) {
 async fn consent_durations_outside_1_to_168_whole_hours_are_refused(app: TestApp) {
     let w = app.world().await;
     let ada = &w.acme_member.1;
-    for bad in [json!(0), json!(169), json!(-1), json!(1.5), json!("24"), json!(null)] {
+    for bad in [json!(0), json!(169), json!(-1), json!(1.5), json!(167.99), json!(1e300), json!("24"), json!(null)] {
         let res = grant(&app, ada, bad.clone()).await;
         res.assert_problem(422, "validation_failed");
         assert_eq!(res.body["errors"][0]["field"], "duration_hours", "for {bad}");
+        assert!(!res.text.contains("Number") && !res.text.contains("i64"), "Rust types leaked: {}", res.text);
     }
+    // 24.0 is the whole number 24.
+    assert_eq!(grant(&app, ada, json!(24.0)).await.assert_status(200)["duration_hours"], 24);
     let res = app.put("/api/v1/me/impersonation-consent", Some(ada), json!({})).await;
     res.assert_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "duration_hours");

@@ -11,14 +11,19 @@ impl DurationHours {
     pub const MIN: i64 = 1;
     pub const MAX: i64 = 168;
 
-    pub fn parse(hours: i64) -> Result<Self, Invalid> {
-        if (Self::MIN..=Self::MAX).contains(&hours) {
+    /// A JSON number: `24` and `24.0` are the same whole number, `1.5` is none.
+    pub fn parse(hours: f64) -> Result<Self, Invalid> {
+        if hours.fract() == 0.0 && (Self::MIN as f64..=Self::MAX as f64).contains(&hours) {
             Ok(Self(hours as i32))
         } else {
-            Err(Invalid {
-                field: "duration_hours",
-                message: format!("must be a whole number from {} to {}", Self::MIN, Self::MAX),
-            })
+            Err(Self::invalid())
+        }
+    }
+
+    fn invalid() -> Invalid {
+        Invalid {
+            field: "duration_hours",
+            message: format!("must be a whole number from {} to {}", Self::MIN, Self::MAX),
         }
     }
 
@@ -49,11 +54,15 @@ mod tests {
 
     #[test]
     fn hours_from_1_to_168() {
-        assert!(DurationHours::parse(0).is_err());
-        assert_eq!(DurationHours::parse(1).unwrap().hours(), 1);
-        assert_eq!(DurationHours::parse(168).unwrap().duration(), Duration::hours(168));
-        assert!(DurationHours::parse(169).is_err());
-        assert!(DurationHours::parse(-1).is_err());
+        assert!(DurationHours::parse(0.0).is_err());
+        assert_eq!(DurationHours::parse(1.0).unwrap().hours(), 1);
+        assert_eq!(DurationHours::parse(168.0).unwrap().duration(), Duration::hours(168));
+        assert!(DurationHours::parse(169.0).is_err());
+        assert!(DurationHours::parse(-1.0).is_err());
+        assert!(DurationHours::parse(1.5).is_err());
+        assert!(DurationHours::parse(167.999).is_err());
+        assert!(DurationHours::parse(f64::NAN).is_err());
+        assert!(DurationHours::parse(f64::INFINITY).is_err());
     }
 
     #[test]

@@ -49,8 +49,8 @@ impl ConsentView {
 #[schema(example = json!({"duration_hours": 24}))]
 pub struct GrantConsentRequest {
     /// Whole hours, 1 to 168 (one week).
-    #[schema(minimum = 1, maximum = 168)]
-    pub duration_hours: i64,
+    #[schema(value_type = i64, minimum = 1, maximum = 168)]
+    pub duration_hours: serde_json::Number,
 }
 
 /// Your impersonation consent: whether support may act as you, and until when.
@@ -86,7 +86,7 @@ pub async fn grant_consent(
     client: ClientInfo,
     body: JsonBody<GrantConsentRequest>,
 ) -> Result<web::Json<ConsentView>, ApiError> {
-    let hours = DurationHours::parse(body.duration_hours)?;
+    let hours = DurationHours::parse(body.duration_hours.as_f64().unwrap_or(f64::NAN))?;
     let now = state.clock.now();
     let user_id = *principal.user.id;
     let ctx = client.event(user_id, now);

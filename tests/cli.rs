@@ -155,7 +155,16 @@ fn serve_bootstraps_prints_the_password_once_and_says_where_swagger_is() {
 /// an impersonated request names the impersonator and the session, and no
 /// password or token ever appears in the log.
 #[actix_web::test]
-async fn server_logs_name_the_impersonator_and_never_a_secret() {
+async fn json_server_logs_name_the_impersonator_and_never_a_secret() {
+    server_logs_name_the_impersonator_and_never_a_secret("json").await;
+}
+
+#[actix_web::test]
+async fn text_server_logs_name_the_impersonator_and_never_a_secret() {
+    server_logs_name_the_impersonator_and_never_a_secret("text").await;
+}
+
+async fn server_logs_name_the_impersonator_and_never_a_secret(format: &str) {
     use std::sync::{Arc, Mutex};
 
     use serde_json::{json, Value};
@@ -166,7 +175,7 @@ async fn server_logs_name_the_impersonator_and_never_a_secret() {
         .current_dir(&dir)
         .env("ACTAS_BIND", "127.0.0.1:0")
         .env("ACTAS_BOOTSTRAP_ADMIN_PASSWORD", admin_password)
-        .env("ACTAS_LOG_FORMAT", "json")
+        .env("ACTAS_LOG_FORMAT", format)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -271,21 +280,29 @@ async fn server_logs_name_the_impersonator_and_never_a_secret() {
         assert!(!log.contains(secret), "a secret reached the server log");
     }
     // The update logs a line of its own besides the request line.
+    assert!(!log.contains('\u{1b}'), "colour codes in a log that is not a terminal");
     for (request, at_least) in [(&request_id, 2), (&me_request, 1), (&failed_request, 2)] {
-        let during: Vec<Value> = lines
-            .iter()
-            .filter(|l| l.contains(request.as_str()))
-            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|_| panic!("not a JSON log line: {l}")))
-            .collect();
+        let during: Vec<&String> = lines.iter().filter(|l| l.contains(request.as_str())).collect();
         assert!(during.len() >= at_least, "too few log lines for request {request}: {during:?}");
-        for line in &during {
-            let span = line["spans"].as_array().unwrap().iter().find(|s| s["name"] == "request").unwrap();
-            assert_eq!(span["impersonator_id"].as_str().map(str::len), Some(36), "{line}");
-            assert_eq!(span["session_id"], session_id, "{line}");
+        for line in during {
+            if format == "json" {
+                let line: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+                let span = line["spans"].as_array().unwrap().iter().find(|s| s["name"] == "request").unwrap();
+                assert_eq!(span["impersonator_id"].as_str().map(str::len), Some(36), "{line}");
+                assert_eq!(span["session_id"], session_id, "{line}");
+            } else {
+                assert!(line.contains("impersonator_id="), "{line}");
+                assert!(line.contains(&format!("session_id={session_id}")), "{line}");
+            }
         }
     }
-    let error_line = lines.iter().find(|l| l.contains("\"ERROR\"") && l.contains("writing the request log failed"));
-    let error_line: Value = serde_json::from_str(error_line.expect("the failure is logged")).unwrap();
-    assert_eq!(error_line["spans"][0]["session_id"], session_id, "{error_line}");
+    let error_line = lines.iter().find(|l| l.contains("ERROR") && l.contains("writing the request log failed"));
+    let error_line = error_line.expect("the failure is logged");
+    if format == "json" {
+        let error_line: Value = serde_json::from_str(error_line).unwrap();
+        assert_eq!(error_line["spans"][0]["session_id"], session_id, "{error_line}");
+    } else {
+        assert!(error_line.contains(&format!("session_id={session_id}")), "{error_line}");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }

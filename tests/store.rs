@@ -164,11 +164,9 @@ async fn bootstrap_happens_once(app: TestApp) {
     assert_eq!(count, 1);
 }
 
-backend_tests!(bootstrap_happens_once);
+backend_tests!(bootstrap_happens_once, bootstrap_without_a_password_generates_one_that_logs_in);
 
-#[actix_web::test]
-async fn bootstrap_without_a_password_generates_one_that_logs_in() {
-    let app = TestApp::sqlite().await;
+async fn bootstrap_without_a_password_generates_one_that_logs_in(app: TestApp) {
     let mut conn = app.state.pool.get().unwrap();
     diesel::delete(users_table::table).execute(&mut conn).unwrap();
     diesel::delete(orgs::table).execute(&mut conn).unwrap();

@@ -121,6 +121,31 @@ pub fn may_impersonate(
     }
 }
 
+/// What a user list shows about impersonating `target`, as `actor` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Availability {
+    /// Whether `actor` could start a session right now.
+    pub available: bool,
+    /// Until when the target's consent runs; told only to someone who may
+    /// impersonate them (never to users for whom the feature does not exist).
+    pub consent_expires_at: Option<OffsetDateTime>,
+}
+
+pub fn availability(
+    actor: &Party<'_>,
+    actor_token_has_act: bool,
+    target: &Party<'_>,
+    consent: Option<ConsentState>,
+    now: OffsetDateTime,
+) -> Availability {
+    let eligible =
+        !actor_token_has_act && actor.status == UserStatus::Active && may_ever_impersonate(actor, target).is_ok();
+    Availability {
+        available: may_impersonate(actor, actor_token_has_act, target, consent, now).is_ok(),
+        consent_expires_at: consent.filter(|c| eligible && c.is_active(now)).map(|c| c.expires_at),
+    }
+}
+
 /// `exp = min(consent expiry, start + cap)`, on whole seconds (JWT `exp` is in
 /// seconds; rounding down never outlives the consent). `None` when less than a
 /// second is left: too short to be of use.
@@ -289,6 +314,36 @@ mod tests {
             (Role::Member, &o.acme_eu, false),
         ] {
             assert_eq!(holds_impersonation_right(&party(role, org)), holds, "{role:?} in {org:?}");
+        }
+    }
+
+    #[test]
+    fn availability_tells_consent_only_to_who_may_use_it() {
+        let o = orgs();
+        let staff = party(Role::Member, &o.owner);
+        let customer = party(Role::Member, &o.acme);
+        let consent_until = NOW + Duration::hours(2);
+        let shown = availability(&staff, false, &customer, consent(2), NOW);
+        assert_eq!(shown, Availability { available: true, consent_expires_at: Some(consent_until) });
+        // No consent: not available, nothing to tell.
+        assert_eq!(availability(&staff, false, &customer, None, NOW), Availability::default_unavailable());
+        // A customer admin never learns anything about a colleague's consent.
+        let customer_admin = party(Role::Admin, &o.acme);
+        assert_eq!(
+            availability(&customer_admin, false, &customer, consent(2), NOW),
+            Availability::default_unavailable()
+        );
+        // While impersonating, the feature is gone.
+        assert_eq!(availability(&staff, true, &customer, consent(2), NOW), Availability::default_unavailable());
+        // A suspended target: not available now, but staff still see the consent.
+        let suspended = Party { status: UserStatus::Suspended, ..customer.clone() };
+        let shown = availability(&staff, false, &suspended, consent(2), NOW);
+        assert_eq!(shown, Availability { available: false, consent_expires_at: Some(consent_until) });
+    }
+
+    impl Availability {
+        fn default_unavailable() -> Self {
+            Availability { available: false, consent_expires_at: None }
         }
     }
 

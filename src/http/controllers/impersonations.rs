@@ -13,7 +13,7 @@ use crate::domain::consent::parse_reason;
 use crate::domain::impersonation::{
     holds_impersonation_right, may_impersonate, token_expiry, EndReason, Party, Refusal, SessionStatus,
 };
-use crate::domain::types::{Role, UserStatus};
+use crate::domain::types::Role;
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
@@ -455,11 +455,10 @@ pub fn availability(
     let actor = caller.party(caller_org);
     let target_party = Party { id: *target.id, role: target.role(), status: target.status(), org: target_org };
     let has_act = caller.impersonation.is_some();
-    let eligible = !has_act
-        && caller.user.status() == UserStatus::Active
-        && crate::domain::impersonation::may_ever_impersonate(&actor, &target_party).is_ok();
+    let shown =
+        crate::domain::impersonation::availability(&actor, has_act, &target_party, consent.map(|c| c.state()), now);
     crate::http::views::ImpersonationAvailability {
-        available: may_impersonate(&actor, has_act, &target_party, consent.map(|c| c.state()), now).is_ok(),
-        consent_expires_at: consent.filter(|c| eligible && c.is_active(now)).map(|c| *c.expires_at),
+        available: shown.available,
+        consent_expires_at: shown.consent_expires_at,
     }
 }

@@ -25,6 +25,7 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::client::ClientInfo;
+use super::json::MAX_JSON_BYTES;
 use super::controllers::oauth::OAuthError;
 use super::principal::bearer_token;
 use super::problem::ApiError;
@@ -34,8 +35,9 @@ use crate::store::audit::{self, RequestEntry};
 use crate::store::pool::{self, PooledConnection};
 use crate::store::DbConnection;
 
-/// Bodies larger than this are refused (413) without being read further.
-const MAX_CAPTURED_BODY: usize = 1024 * 1024;
+/// Bodies larger than any endpoint accepts are refused (413) without being
+/// read further, with the same answer an endpoint would give.
+const MAX_CAPTURED_BODY: usize = MAX_JSON_BYTES;
 
 /// A pooled connection holding an impersonated request's open transaction.
 /// Dropped mid-way (client gone, panic), it rolls back before going back to
@@ -238,7 +240,7 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
                 actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "Payload too large",
-                "the request body is larger than 1 MiB",
+                format!("the request body is larger than {MAX_CAPTURED_BODY} bytes"),
             ));
         }
         body.extend_from_slice(&chunk);

@@ -25,8 +25,8 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::client::ClientInfo;
-use super::json::MAX_JSON_BYTES;
 use super::controllers::oauth::OAuthError;
+use super::json::MAX_JSON_BYTES;
 use super::principal::bearer_token;
 use super::problem::ApiError;
 use crate::domain::redact::{redact_body, redact_query};

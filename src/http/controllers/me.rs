@@ -1,5 +1,6 @@
 use actix_web::{get, put, web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -29,12 +30,7 @@ pub struct MeUser {
 
 /// Who is really acting, for a banner with a countdown.
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({
-    "session_id": "0193a5d0-1111-7222-8333-944455556666",
-    "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
-    "started_at": "2026-11-21T10:00:00Z",
-    "expires_at": "2026-11-21T10:30:00Z"
-}))]
+#[schema(example = banner_example)]
 pub struct ImpersonationBanner {
     pub session_id: Uuid,
     pub impersonator: Impersonator,
@@ -42,6 +38,15 @@ pub struct ImpersonationBanner {
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+}
+
+fn banner_example() -> serde_json::Value {
+    json!({
+        "session_id": "0193a5d0-1111-7222-8333-944455556666",
+        "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
+        "started_at": "2026-11-21T10:00:00Z",
+        "expires_at": "2026-11-21T10:30:00Z"
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -52,20 +57,28 @@ pub struct Impersonator {
 }
 
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({
-    "user": {
-        "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
-        "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
-        "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
-        "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
-            "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
-    },
-    "impersonation": null
-}))]
+#[schema(example = own_token_example)]
 pub struct MeResponse {
     pub user: MeUser,
     /// `null` unless the token is an impersonation token.
     pub impersonation: Option<ImpersonationBanner>,
+}
+
+fn own_token_example() -> serde_json::Value {
+    me_example(false)
+}
+
+fn me_example(impersonating: bool) -> serde_json::Value {
+    json!({
+        "user": {
+            "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
+            "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
+            "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
+            "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
+                "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
+        },
+        "impersonation": if impersonating { banner_example() } else { serde_json::Value::Null }
+    })
 }
 
 /// The caller: user, organization, and whether someone is acting as them.
@@ -77,31 +90,8 @@ pub struct MeResponse {
     tag = "me",
     security(("bearer" = [])),
     responses((status = 200, description = "The caller", body = MeResponse, examples(
-        ("impersonating" = (summary = "With an impersonation token: show a banner until `expires_at`", value = json!({
-            "user": {
-                "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
-                "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
-                "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
-                "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
-                    "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
-            },
-            "impersonation": {
-                "session_id": "0193a5d0-1111-7222-8333-944455556666",
-                "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
-                "started_at": "2026-11-21T10:00:00Z",
-                "expires_at": "2026-11-21T10:30:00Z"
-            }
-        }))),
-        ("own token" = (summary = "With your own token", value = json!({
-            "user": {
-                "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace",
-                "organization_id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "status": "active",
-                "created_at": "2026-11-21T09:30:00Z", "updated_at": "2026-11-21T09:30:00Z",
-                "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
-                    "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
-            },
-            "impersonation": null
-        }))),
+        ("impersonating" = (summary = "With an impersonation token: show a banner until `expires_at`", value = json!(me_example(true)))),
+        ("own token" = (summary = "With your own token", value = json!(me_example(false)))),
     ))),
 )]
 #[get("/me")]

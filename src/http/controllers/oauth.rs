@@ -86,6 +86,7 @@ impl OAuthError {
         let (status, kind) = match (error.status.as_u16(), error.code) {
             (_, "reauthentication_failed") => (StatusCode::BAD_REQUEST, "invalid_grant"),
             (429, _) => (StatusCode::TOO_MANY_REQUESTS, "invalid_request"),
+            (413, _) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
             (s, _) if s >= 500 => (error.status, "server_error"),
             _ => (StatusCode::BAD_REQUEST, "invalid_request"),
         };

@@ -113,12 +113,14 @@ fn main() {
         let started = client.call(Method::POST, "/api/v1/impersonations", Some(&admin), Some(("application/json", start))).await.1;
         let impersonation = started["access_token"].as_str().unwrap().to_owned();
         let introspect = format!("token={impersonation}");
+        let consent = json!({"duration_hours": 24}).to_string();
 
         let scenarios = [
             Scenario { name: "GET /healthz (no auth, no database)", method: Method::GET, path: "/healthz", token: None, body: None },
             Scenario { name: "GET /api/v1/me, login token", method: Method::GET, path: "/api/v1/me", token: Some(&admin), body: None },
             Scenario { name: "GET /api/v1/me, impersonation token (logged)", method: Method::GET, path: "/api/v1/me", token: Some(&impersonation), body: None },
             Scenario { name: "POST /oauth/introspect", method: Method::POST, path: "/oauth/introspect", token: Some(&admin), body: Some(("application/x-www-form-urlencoded", introspect)) },
+            Scenario { name: "PUT /api/v1/me/impersonation-consent (a write)", method: Method::PUT, path: "/api/v1/me/impersonation-consent", token: Some(&customer), body: Some(("application/json", consent)) },
         ];
         println!("actas benchmark: {backend}, {REQUESTS} requests per scenario, {CONCURRENCY} concurrent, client and server on one machine\n");
         println!("{:<48} {:>10} {:>10} {:>10}", "scenario", "req/s", "p50 ms", "p99 ms");

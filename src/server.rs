@@ -132,7 +132,7 @@ pub async fn housekeeping(state: &AppState) -> Result<usize, crate::http::proble
     let now = state.clock.now();
     let cutoff = now - time::Duration::minutes(state.config.rate_limit_window_minutes);
     state
-        .db(move |conn| {
+        .db_write(move |conn| {
             let expired = write_transaction(conn, |conn| audit::end_expired(conn, now))?;
             attempts::prune(conn, cutoff)?;
             Ok(expired)

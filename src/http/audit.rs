@@ -85,8 +85,11 @@ fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
     Some(Impersonated { session_id: claims.sid, impersonator_id: act.sub })
 }
 
-/// The OAuth endpoints take tokens in their form body (`actor_token`, `token`):
-/// a request carrying an impersonation token there is logged like any other.
+/// The OAuth endpoints take tokens in their form body: a request that uses an
+/// impersonation token there (as the actor of an exchange, or to revoke it) is
+/// logged like any other. Introspection is not a use of the token but a
+/// question about it, asked with the caller's own bearer token: not logged in
+/// the session (a gateway introspecting every call would double its log).
 /// The body is read here and handed on; `Err` is a body too large to read.
 async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Result<Option<Impersonated>, ApiError> {
     let is_form = req.path().starts_with("/oauth/")
@@ -96,10 +99,15 @@ async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Res
     }
     let body = read_body(req).await?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let revoking = req.path() == "/oauth/revoke";
     req.set_payload(Payload::from(body));
     Ok(pairs
         .iter()
-        .filter(|(name, _)| matches!(name.as_str(), "actor_token" | "token" | "subject_token"))
+        .filter(|(name, _)| match name.as_str() {
+            "actor_token" | "subject_token" => true,
+            "token" => revoking,
+            _ => false,
+        })
         .find_map(|(_, value)| impersonation_token(state, value)))
 }
 

@@ -167,6 +167,24 @@ impl AppState {
         .await
         .map_err(ApiError::internal)?
     }
+
+    /// Like `db`, for work that writes. SQLite has one writer at a time:
+    /// writers queue here, in the process, instead of sleeping in SQLite's busy
+    /// handler (whose naps grow to 100 ms). An impersonated request already
+    /// holds the writer for its whole transaction, so it does not queue again.
+    /// The queue only orders writers; SQLite's own locking keeps them correct.
+    pub async fn db_write<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let in_request_transaction = audit::REQUEST_DB.try_with(|_| ()).is_ok();
+        let _writer = match &self.sqlite_writer {
+            Some(lock) if !in_request_transaction => Some(std::sync::Arc::clone(lock).lock_owned().await),
+            _ => None,
+        };
+        self.db(work).await
+    }
 }
 
 fn path_error(_: PathError, req: &HttpRequest) -> actix_web::Error {

@@ -100,7 +100,7 @@ pub async fn login(
     let (attempt_ids, user) = {
         let email = email.clone();
         state
-            .db(move |conn| {
+            .db_write(move |conn| {
                 let ids = attempts::begin(conn, limit, now, &[(Scope::LoginEmail, &email), (Scope::LoginIp, &ip)])?;
                 Ok((ids, users::find_live_by_email(conn, &email)?))
             })
@@ -134,7 +134,7 @@ pub async fn login(
     let stored = session.clone();
     let verified_hash = user.password_hash.clone();
     state
-        .db(move |conn| {
+        .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 // A password change, suspension or deletion that committed while
                 // the hash was being checked wins: its end-all-sessions has run.
@@ -192,7 +192,7 @@ pub async fn end_token_session(state: &AppState, principal: &Principal, client: 
     let impersonating = principal.impersonation.is_some();
     let ctx = client.event(user_id, now);
     state
-        .db(move |conn| {
+        .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 if impersonating {
                     audit::end_sessions(conn, Running::Id(session_id), EndReason::Stopped, &ctx)?;

@@ -91,7 +91,7 @@ pub async fn grant_consent(
     let user_id = *principal.user.id;
     let ctx = client.event(user_id, now);
     let consent = state
-        .db(move |conn| {
+        .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
                 let consent = consents::grant(conn, user_id, hours, now)?;
@@ -127,7 +127,7 @@ pub async fn revoke_consent(
     let user_id = *principal.user.id;
     let ctx = client.event(user_id, now);
     let ended = state
-        .db(move |conn| {
+        .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
                 audit::revoke_consent(conn, user_id, &ctx)

@@ -237,7 +237,7 @@ pub async fn start_session(
     let attempt_ids = {
         let subject = subject.clone();
         state
-            .db(move |conn| {
+            .db_write(move |conn| {
                 check_rules(conn, (&actor, &actor_org), actor_has_act, target_user_id, now)?;
                 attempts::begin(conn, limit, now, &[(Scope::Reauthentication, &subject)])
             })
@@ -256,7 +256,7 @@ pub async fn start_session(
     let (ip, user_agent) = (client.ip, client.user_agent);
     let confirmed_attempts = attempt_ids.clone();
     let started = state
-        .db(move |conn| {
+        .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[actor_id, target_user_id])?;
                 // A logout or password change that ended the admin's login
@@ -301,7 +301,7 @@ pub async fn start_session(
         Err(refusal) => {
             // The password was right: a refusal decided afterwards (a revocation
             // that won the race) must not count as a failed confirmation.
-            let _ = state.db(move |conn| Ok(attempt_store::forget(conn, &confirmed_attempts)?)).await;
+            let _ = state.db_write(move |conn| Ok(attempt_store::forget(conn, &confirmed_attempts)?)).await;
             return Err(refusal);
         }
     };
@@ -357,7 +357,7 @@ pub async fn stop(
     }
     let ctx = client.event(caller, state.clock.now());
     state
-        .db(move |conn| {
+        .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| audit::end_sessions(conn, Running::Id(id), EndReason::Stopped, &ctx))?)
         })
         .await?;

@@ -165,7 +165,7 @@ pub async fn change_password(
     let subject = user_id.to_string();
     let attempt_ids = {
         let subject = subject.clone();
-        state.db(move |conn| attempts::begin(conn, limit, now, &[(Scope::PasswordChange, &subject)])).await?
+        state.db_write(move |conn| attempts::begin(conn, limit, now, &[(Scope::PasswordChange, &subject)])).await?
     };
     if !state.hasher.verify(current_password, Some(principal.user.password_hash.clone())).await {
         return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
@@ -174,7 +174,7 @@ pub async fn change_password(
     let keep = principal.session_id;
     let ctx = client.event(user_id, now);
     let ended = state
-        .db(move |conn| {
+        .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::PasswordChange, &subject)?;

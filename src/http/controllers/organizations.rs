@@ -76,7 +76,7 @@ pub async fn create_organization(
     actor.may_create_org(&parent.org_path()).map_err(|d| denied("parent organization", d))?;
     let org = Organization::new_child(Some(&parent), name.into_string(), state.clock.now());
     let stored = org.clone();
-    state.db(move |conn| Ok(organizations::insert(conn, &stored)?)).await?;
+    state.db_write(move |conn| Ok(organizations::insert(conn, &stored)?)).await?;
     tracing::info!(organization_id = %*org.id, by = %actor.id, "organization created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/organizations/{}", *org.id)))

@@ -147,7 +147,7 @@ pub async fn create_user(
     };
     let stored = user.clone();
     state
-        .db(move |conn| match users::insert(conn, &stored) {
+        .db_write(move |conn| match users::insert(conn, &stored) {
             Err(e) if is_unique_violation(&e) => {
                 Err(ApiError::conflict("email_taken", "a user with this email already exists"))
             }
@@ -309,7 +309,7 @@ pub async fn update_user(
     let by = actor.id;
     let ctx = client.event(principal.real_user_id(), now);
     let updated = state
-        .db(move |conn| {
+        .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 // Decide on the row as it is now, and hold it until done.
                 users::lock(conn, &[user_id])?;
@@ -381,7 +381,7 @@ pub async fn delete_user(
     let now = state.clock.now();
     let ctx = client.event(principal.real_user_id(), now);
     let deleted = state
-        .db(move |conn| {
+        .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
                 let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;

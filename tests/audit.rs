@@ -436,6 +436,28 @@ async fn tampering_is_refused_and_detected(app: TestApp) {
     }
 }
 
+async fn rows_added_behind_the_service_are_reported(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    // Copies of a genuine row, far beyond the head and below the start.
+    let (beyond, below) = (Uuid::now_v7(), Uuid::now_v7());
+    for (forged, seq) in [(beyond, 1_000_000), (below, -5)] {
+        app.sql(&format!(
+            "INSERT INTO request_log (id, seq, session_id, at, method, path, query, status, duration_ms, ip, user_agent, body, prev_hash, hash) \
+             SELECT '{forged}', {seq}, session_id, at, 'DELETE', path, query, status, duration_ms, ip, user_agent, body, prev_hash, hash \
+             FROM request_log ORDER BY seq LIMIT 1"
+        ));
+    }
+    assert_eq!(log_of(&app, &w.admin, &id).await.len(), 3, "the forged rows are visible to readers");
+    let report = verify(&app, &w.admin).await;
+    assert_eq!(report["ok"], false);
+    let flagged = report["first_bad_id"].as_str().unwrap().to_owned();
+    assert!([beyond.to_string(), below.to_string()].contains(&flagged), "{report}");
+    assert_eq!(report["chains"][0]["problem"], "a row was added outside the chain");
+}
+
 async fn concurrent_writers_keep_one_chain(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, 2).await;
@@ -571,6 +593,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    rows_added_behind_the_service_are_reported,
     tokens_in_oauth_forms_are_logged_too,
     a_server_error_keeps_its_log_row_but_none_of_its_changes,
     metrics_count_sessions_and_logged_requests,

@@ -428,10 +428,21 @@ const BATCH: i64 = 1000;
 
 /// Verifies one chain up to its head as read first: rows appended while the
 /// check runs are not part of it, and only one batch is held in memory.
-fn verify_chain<R, F, C>(conn: &mut DbConnection, chain: Chain, mut load: F, stored: C) -> QueryResult<ChainReport>
+///
+/// `outsider` finds a row that is no link of the chain at all (a `seq` at or
+/// below zero, or beyond the head as read in the same statement): inserted
+/// behind the service's back, it would otherwise be shown without being checked.
+fn verify_chain<R, F, C, O>(
+    conn: &mut DbConnection,
+    chain: Chain,
+    mut load: F,
+    stored: C,
+    outsider: O,
+) -> QueryResult<ChainReport>
 where
     F: FnMut(&mut DbConnection, i64, i64) -> QueryResult<Vec<R>>,
     C: Fn(&R) -> Stored<Uuid>,
+    O: FnOnce(&mut DbConnection) -> QueryResult<Option<DbUuid>>,
 {
     // The head and the rows up to it are written in one transaction, so every
     // row up to this head is committed and visible.
@@ -452,11 +463,17 @@ where
         }
     }
     let tail_matches = verifier.last_link() == (head_seq, head_hash.as_str());
-    let verdict = verifier.finish();
+    let mut verdict = verifier.finish();
     let (ok, problem) = match (&verdict.first_bad, tail_matches) {
         (Some(_), _) => (false, Some("a row does not match its hash or does not follow its predecessor".to_owned())),
         (None, false) => (false, Some("rows at the end of the chain are missing".to_owned())),
-        (None, true) => (true, None),
+        (None, true) => match outsider(conn)? {
+            Some(id) => {
+                verdict.first_bad = Some(id.0);
+                (false, Some("a row was added outside the chain".to_owned()))
+            }
+            None => (true, None),
+        },
     };
     Ok(ChainReport { chain: chain.name(), ok, checked: verdict.checked, first_bad_id: verdict.first_bad, problem })
 }
@@ -498,6 +515,14 @@ pub fn verify(conn: &mut DbConnection) -> QueryResult<Vec<ChainReport>> {
                 .load(conn)
         },
         RequestLogRow::stored,
+        |conn| {
+            let head = heads::table.filter(heads::chain.eq(Chain::RequestLog.name())).select(heads::seq);
+            request_log::table
+                .filter(request_log::seq.le(0).or(request_log::seq.gt(head.single_value().assume_not_null())))
+                .select(request_log::id)
+                .first(conn)
+                .optional()
+        },
     )?;
     let events = verify_chain(
         conn,
@@ -511,6 +536,14 @@ pub fn verify(conn: &mut DbConnection) -> QueryResult<Vec<ChainReport>> {
                 .load(conn)
         },
         EventRow::stored,
+        |conn| {
+            let head = heads::table.filter(heads::chain.eq(Chain::AuditEvents.name())).select(heads::seq);
+            events::table
+                .filter(events::seq.le(0).or(events::seq.gt(head.single_value().assume_not_null())))
+                .select(events::id)
+                .first(conn)
+                .optional()
+        },
     )?;
     Ok(vec![requests, events])
 }

@@ -197,6 +197,15 @@ async fn restricted_actions_while_impersonating(app: TestApp) {
     let consent = app.get("/api/v1/me/impersonation-consent", Some(&token)).await;
     assert_eq!(consent.assert_status(200)["duration_hours"], 2);
     app.login("ada@acme.example", PASSWORD).await;
+    // Logging in while carrying an impersonation token, even an ended one: its
+    // password check would run inside the audited request's transaction.
+    let body = serde_json::to_vec(&json!({"email": "ada@acme.example", "password": PASSWORD})).unwrap();
+    let login = ("application/json", body);
+    let res = app.send(Method::POST, "/api/v1/auth/login", Some(&token), Some(login.clone())).await;
+    res.assert_problem(403, "impersonation-restricted");
+    app.post("/api/v1/auth/logout", Some(&token), json!({})).await;
+    let res = app.send(Method::POST, "/api/v1/auth/login", Some(&token), Some(login)).await;
+    res.assert_problem(403, "impersonation-restricted");
 }
 
 async fn every_refusal_has_its_code_and_creates_no_session(app: TestApp) {

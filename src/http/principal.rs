@@ -164,9 +164,6 @@ impl FromRequest for NotChained {
     }
 }
 
-/// Authenticates every request that carries a bearer token, before routing
-/// and extraction: a bad token is then always answered 401, never beaten by a
-/// body or path error that an extractor would find first.
 /// Probes, public documents and the UI never look at the caller: a token
 /// sent to them costs no database round trip (and cannot slow a probe down
 /// while the database is away).
@@ -174,6 +171,34 @@ fn reads_the_caller(path: &str) -> bool {
     !matches!(path, "/healthz" | "/readyz" | "/metrics")
         && !["/.well-known/", "/swagger-ui", "/api-docs/"].iter().any(|prefix| path.starts_with(prefix))
 }
+
+/// For logging in: refused when the request carries an impersonation token
+/// (even an ended one). Such a request is audited, so it runs in one
+/// transaction with its log row; a password check in there would hide its
+/// failed attempt from concurrent requests until commit and let guesses past
+/// the rate limit. Nobody needs to log in while acting as someone else.
+pub struct NoImpersonationToken;
+
+impl FromRequest for NoImpersonationToken {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let impersonating = req.app_data::<web::Data<AppState>>().is_some_and(|state| {
+            let token = bearer_token(req).ok().flatten();
+            token.and_then(|t| state.tokens().verify_signature(t).ok()).is_some_and(|claims| claims.act.is_some())
+        });
+        ready(if impersonating {
+            Err(ApiError::impersonation_restricted("log out of the impersonation before logging in"))
+        } else {
+            Ok(NoImpersonationToken)
+        })
+    }
+}
+
+/// Authenticates every request that carries a bearer token, before routing
+/// and extraction: a bad token is then always answered 401, never beaten by a
+/// body or path error that an extractor would find first.
 
 pub async fn authenticate_requests(
     req: ServiceRequest,

@@ -27,26 +27,36 @@ pub fn redact_json(value: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact_json).collect()),
+        // A string may itself hold JSON, a query or header-style text.
+        Value::String(text) => {
+            let scrubbed = scrub_text(text);
+            Value::String(if scrubbed.contains(REDACTED) { scrubbed } else { text.clone() })
+        }
         other => other.clone(),
     }
 }
 
-/// A redacted copy of a query string or form body (`a=1&password=x`), keeping
-/// the order and the encoding of what is not redacted.
+/// A redacted copy of a query string or form body (`a=1&password=x`, also
+/// with `;` between pairs), keeping the order and the encoding of what is not
+/// redacted. Names are decoded once as a form would be, then any escapes left
+/// (`pass%2577ord`) are read too.
 pub fn redact_query(query: &str) -> String {
     query
-        .split('&')
-        .map(|pair| {
+        .split_inclusive(['&', ';'])
+        .map(|piece| {
+            let (pair, separator) = match piece.char_indices().last() {
+                Some((at, '&' | ';')) => piece.split_at(at),
+                _ => (piece, ""),
+            };
             let (raw_key, _) = pair.split_once('=').unwrap_or((pair, ""));
             let key = percent_decode(&raw_key.replace('+', " "));
-            if is_sensitive(&key) {
-                format!("{raw_key}={}", "%5BREDACTED%5D")
+            if is_sensitive(&key) || is_sensitive(&unescape_for_scrubbing(&key)) {
+                format!("{raw_key}=%5BREDACTED%5D{separator}")
             } else {
-                pair.to_owned()
+                piece.to_owned()
             }
         })
-        .collect::<Vec<_>>()
-        .join("&")
+        .collect()
 }
 
 /// What a request body is stored as.
@@ -58,6 +68,11 @@ pub fn redact_body(body: &[u8], content_type: Option<&str>) -> Option<String> {
     let content_type = original_type.trim_start().to_ascii_lowercase();
     if let Ok(json) = serde_json::from_slice::<Value>(body) {
         return Some(truncate(redact_json(&json).to_string()));
+    }
+    // Binary (or UTF-16) content cannot be scrubbed as text, and NUL cannot be
+    // stored in PostgreSQL text: its size is recorded instead.
+    if body.contains(&0) {
+        return Some(format!("[binary body of {} bytes not stored]", body.len()));
     }
     if content_type.starts_with("application/x-www-form-urlencoded") {
         return Some(truncate(redact_query(&String::from_utf8_lossy(body))));
@@ -153,7 +168,7 @@ pub fn truncate(text: String) -> String {
 /// (so `Authorization: Bearer abc` loses all of `Bearer abc`). Names written
 /// with `\u0077` or `%77` escapes are read as what they spell. One pass.
 pub fn scrub_text(text: &str) -> String {
-    let text = unescape_name_characters(text);
+    let text = unescape_for_scrubbing(text);
     let bytes = text.as_bytes();
     let lower = text.to_ascii_lowercase();
     // Next occurrence of each name at or after the cursor; searched again only
@@ -223,13 +238,15 @@ pub fn scrub_text(text: &str) -> String {
     }
 }
 
-/// Replaces `\uXXXX` and `%XX` escapes that stand for a letter, digit, `_` or
-/// `-` by that character, so that an escaped name is still recognised.
-fn unescape_name_characters(text: &str) -> std::borrow::Cow<'_, str> {
+/// Replaces `\uXXXX` and `%XX` escapes that stand for a letter, digit, `_`,
+/// `-` or a separator (`=`, `:`) by that character, so that an escaped name or
+/// pair is still recognised.
+fn unescape_for_scrubbing(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("\\u") && !text.contains("\\U") && !text.contains('%') {
         return text.into();
     }
-    let name_char = |code: u32| char::from_u32(code).filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    let name_char =
+        |code: u32| char::from_u32(code).filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '=' | ':'));
     let hex = |s: &str| u32::from_str_radix(s, 16).ok();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -374,6 +391,33 @@ mod tests {
         }
         // Escapes that spell no name character stay as they were.
         assert_eq!(scrub_text(r#"{"a": "\u0022 100%"}"#), r#"{"a": "\u0022 100%"}"#);
+    }
+
+    #[test]
+    fn secrets_hidden_inside_strings_and_odd_separators_are_found() {
+        let nested = redact_body(br#"{"data":"{\"password\":\"NESTED17SECRET\"}","note":"plain 100%"}"#, None).unwrap();
+        assert!(!nested.contains("NESTED17SECRET") && nested.contains("plain 100%"), "{nested}");
+        let form = "application/x-www-form-urlencoded";
+        for body in ["pass%2577ord=DBL18SECRET&a=1", "a=1;password=SEMI19SECRET", "x=1&tok%65n=PCT20SECRET"] {
+            let stored = redact_body(body.as_bytes(), Some(form)).unwrap();
+            assert!(!stored.contains("SECRET"), "{body} stored as {stored}");
+        }
+        assert_eq!(redact_query("a=1;password=x;b=2&c=3"), "a=1;password=%5BREDACTED%5D;b=2&c=3");
+        let text = redact_body(b"see token%3DPCT21SECRET here", Some("text/plain")).unwrap();
+        assert!(!text.contains("PCT21SECRET"), "{text}");
+    }
+
+    #[test]
+    fn binary_and_utf16_bodies_are_not_stored() {
+        let utf16: Vec<u8> = r#"{"password": "U16SECRET"}"#.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        assert_eq!(
+            redact_body(&utf16, Some("application/json")).unwrap(),
+            format!("[binary body of {} bytes not stored]", utf16.len())
+        );
+        assert_eq!(
+            redact_body(b"GIF89a\0\0secret", Some("image/gif")).unwrap(),
+            "[binary body of 14 bytes not stored]"
+        );
     }
 
     #[test]

@@ -199,7 +199,6 @@ impl FromRequest for NoImpersonationToken {
 /// Authenticates every request that carries a bearer token, before routing
 /// and extraction: a bad token is then always answered 401, never beaten by a
 /// body or path error that an extractor would find first.
-
 pub async fn authenticate_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -1,8 +1,9 @@
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::io::Write;
 
 use actas::config::Config;
 use actas::server;
-use actas::store::pool::{connect_and_migrate, redact_url};
+use actas::store::pool::{connect_and_migrate, connect_read_only, redact_url};
 
 /// Consent-based admin impersonation service.
 ///
@@ -63,11 +64,16 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::Audit { command: AuditCommand::Verify } => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
-            let (pool, _) = connect_and_migrate(&config.database_url).map_err(|e| e.to_string())?;
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            let chains = actas::store::audit::verify(&mut conn).map_err(|e| e.to_string())?;
+            let mut conn = connect_read_only(&config.database_url).map_err(|e| e.to_string())?;
+            let chains = actas::store::audit::verify(&mut conn)
+                .map_err(|e| format!("cannot read the audit trail ({e}); is this an actas database?"))?;
             let report = actas::http::controllers::audit::VerifyReport::of(chains);
-            println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+            let printed = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            match writeln!(std::io::stdout(), "{printed}") {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.to_string()),
+                _ => {}
+            }
             if !report.ok {
                 std::process::exit(1);
             }

@@ -108,6 +108,43 @@ fn a_port_in_use_fails_before_the_database_is_touched() {
 }
 
 #[test]
+fn audit_verify_only_reads() {
+    let dir = temp_dir();
+    // A mistyped path is an error, and nothing is created there.
+    let missing = dir.join("nowhere/actas.db");
+    let out = actas()
+        .args(["audit", "verify"])
+        .env("ACTAS_DATABASE_URL", format!("sqlite://{}", missing.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("there is no SQLite database at"), "{stderr}");
+    assert!(!dir.join("nowhere").exists(), "verify created a directory");
+    // A real database: checked as it is, and a reader that stops early is no failure.
+    let db = format!("sqlite://{}", dir.join("actas.db").display());
+    assert!(actas().arg("migrate").env("ACTAS_DATABASE_URL", &db).status().unwrap().success());
+    let before = std::fs::read(dir.join("actas.db")).unwrap();
+    let mut child = actas()
+        .args(["audit", "verify"])
+        .env("ACTAS_DATABASE_URL", &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read(dir.join("actas.db")).unwrap(), before, "verify changed the database file");
+    let out = actas().args(["audit", "verify"]).env("ACTAS_DATABASE_URL", &db).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((report["ok"].as_bool(), report["checked"].as_u64()), (Some(true), Some(0)));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn bad_configuration_names_the_variable() {
     let out = actas().arg("migrate").env("ACTAS_ACCESS_TOKEN_MINUTES", "forever").output().unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -92,6 +92,26 @@ impl DatabaseTarget {
     }
 }
 
+/// One connection to an existing database, only to read it (`actas audit
+/// verify`): no directory or file is created, no migration runs, a SQLite file
+/// is opened read-only. Checking evidence must not change it.
+pub fn connect_read_only(url: &str) -> Result<DbConnection, DbSetupError> {
+    let target = DatabaseTarget::parse(url)?;
+    match target.backend {
+        Backend::Postgres => target.establish().map_err(|e| DbSetupError::Connect(one_line(&e.to_string()))),
+        Backend::Sqlite => {
+            if !PathBuf::from(&target.conninfo).is_file() {
+                return Err(DbSetupError::Connect(format!("there is no SQLite database at {}", target.conninfo)));
+            }
+            let path = target.conninfo.replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+            let mut conn = diesel::SqliteConnection::establish(&format!("file:{path}?mode=ro"))
+                .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
+            conn.batch_execute("PRAGMA busy_timeout = 10000;").map_err(|e| DbSetupError::Connect(e.to_string()))?;
+            Ok(DbConnection::Sqlite(conn))
+        }
+    }
+}
+
 /// Hides the password of a `scheme://user:password@host` URL for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

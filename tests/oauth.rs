@@ -198,6 +198,12 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
         "invalid_target",
     );
     assert_oauth_error(&send(with_extra("scope", "actas admin")).await, 400, "invalid_scope", "invalid_scope");
+    // RFC 6749 §3.1: empty parameters count as omitted; scopes may be spaced freely.
+    let mut lenient = base(EXCHANGE);
+    lenient.extend([("audience", String::new()), ("resource", String::new()), ("requested_token_type", String::new())]);
+    lenient.push(("scope", "actas  impersonation".to_owned()));
+    lenient[5].1 = "wrong password".to_owned();
+    assert_oauth_error(&send(lenient).await, 400, "invalid_grant", "reauthentication_failed");
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0, "a refused exchange starts nothing");
     let mut twice = base(EXCHANGE);
     twice.push(("password", "again".to_owned()));

@@ -147,7 +147,8 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, S
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|_| OAuthError::invalid_request("malformed_body", "the form body could not be parsed"))?;
     let mut params = HashMap::new();
-    for (name, value) in pairs {
+    // RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
+    for (name, value) in pairs.into_iter().filter(|(_, value)| !value.is_empty()) {
         if params.insert(name.clone(), value).is_some() {
             return Err(OAuthError::invalid_request(
                 "validation_failed",
@@ -297,7 +298,7 @@ pub async fn exchange(
             format!("tokens are issued only for the resource `{}`", state.config.issuer),
         ));
     }
-    if let Some(unknown) = params.get("scope").and_then(|s| s.split(' ').find(|s| !SCOPES.contains(s))) {
+    if let Some(unknown) = params.get("scope").and_then(|s| s.split_whitespace().find(|s| !SCOPES.contains(s))) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             "invalid_scope",

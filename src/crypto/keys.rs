@@ -38,14 +38,27 @@ pub struct SigningKeys {
     verifying: Vec<VerifyingKey>,
 }
 
-#[derive(Debug, Serialize, Clone, PartialEq, Eq)]
+/// One public key (RFC 7517; Ed25519 as an OKP key per RFC 8037).
+#[derive(Debug, Serialize, Clone, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Jwk {
+    /// Always `OKP`.
+    #[schema(example = "OKP")]
     pub kty: &'static str,
+    /// Always `Ed25519`.
+    #[schema(example = "Ed25519")]
     pub crv: &'static str,
+    /// The public key, base64url without padding.
+    #[schema(example = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")]
     pub x: String,
+    /// The RFC 7638 thumbprint; tokens name their key by it.
+    #[schema(example = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")]
     pub kid: String,
+    /// Always `EdDSA`.
+    #[schema(example = "EdDSA")]
     pub alg: &'static str,
+    /// Always `sig`.
     #[serde(rename = "use")]
+    #[schema(example = "sig")]
     pub use_: &'static str,
 }
 

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use actix_web::http::{header, StatusCode};
 use actix_web::{post, web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -344,15 +343,53 @@ pub struct TokenRequest {
 #[schema(example = json!({
     "active": true, "sub": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
     "act": {"sub": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example"},
-    "sid": "0193a5d0-1111-7222-8333-944455556666", "exp": 1795244400, "iat": 1795242600,
+    "sid": "0193a5d0-1111-7222-8333-944455556666", "exp": 1795244400, "iat": 1795242600, "nbf": 1795242600,
     "iss": "https://actas.example.com", "aud": "actas", "scope": "actas impersonation", "token_type": "Bearer",
-    "username": "ada@acme.example", "jti": "8d7f3c2e-…"
+    "username": "ada@acme.example", "jti": "8d7f3c2e-41a5-4b7e-9c1d-2e3f4a5b6c7d",
+    "org": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member"
 }))]
 pub struct IntrospectionResponse {
+    /// Whether the token is ours, unexpired, and its session still live.
     pub active: bool,
     #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub claims: Option<Value>,
+    pub claims: Option<ActiveToken>,
+}
+
+/// What introspection tells about an active token.
+#[derive(Serialize, ToSchema)]
+pub struct ActiveToken {
+    /// The user the token acts as.
+    pub sub: Uuid,
+    /// Who is really acting: present only on impersonation tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// The login or impersonation session.
+    pub sid: Uuid,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: Uuid,
+    /// The user's organization, as it is now.
+    pub org: Uuid,
+    /// The user's role, as it is now (the token carries the role at issue).
+    #[schema(example = "member")]
+    pub role: String,
+    /// The user's email.
+    pub username: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// `actas`, or `actas impersonation` for impersonation tokens.
+    pub scope: &'static str,
+}
+
+/// The RFC 8693 `act` claim.
+#[derive(Serialize, ToSchema)]
+pub struct Actor {
+    /// The impersonator's user id.
+    pub sub: Uuid,
+    pub email: String,
 }
 
 /// RFC 7662 token introspection.
@@ -396,31 +433,28 @@ pub async fn introspect(
     let params = form(&req, body).await?;
     let token = required(&params, "token")?;
     let Some(principal) = live_principal(&state, token).await? else {
-        return Ok(HttpResponse::Ok().json(json!({"active": false})));
+        return Ok(HttpResponse::Ok().json(IntrospectionResponse { active: false, claims: None }));
     };
-    let claims = &principal.claims;
-    let mut body = json!({
-        "active": true,
-        "sub": claims.sub,
-        "sid": claims.sid,
-        "exp": claims.exp,
-        "iat": claims.iat,
-        "nbf": claims.nbf,
-        "iss": claims.iss,
-        "aud": claims.aud,
-        "jti": claims.jti,
+    let claims = principal.claims;
+    let active = ActiveToken {
+        sub: claims.sub,
+        act: claims.act.as_ref().map(|act| Actor { sub: act.sub, email: act.email.clone() }),
+        sid: claims.sid,
+        exp: claims.exp,
+        iat: claims.iat,
+        nbf: claims.nbf,
+        jti: claims.jti,
         // As they are now, not as the token was issued: a demoted user's old
         // token is still active but carries the new role.
-        "org": *principal.user.organization_id,
-        "role": principal.user.role,
-        "username": principal.user.email,
-        "token_type": "Bearer",
-        "scope": if claims.act.is_some() { IMPERSONATION_SCOPE } else { SCOPES[0] },
-    });
-    if let Some(act) = &claims.act {
-        body["act"] = json!({"sub": act.sub, "email": act.email});
-    }
-    Ok(HttpResponse::Ok().json(body))
+        org: *principal.user.organization_id,
+        role: principal.user.role,
+        username: principal.user.email,
+        token_type: "Bearer",
+        scope: if claims.act.is_some() { IMPERSONATION_SCOPE } else { SCOPES[0] },
+        iss: claims.iss,
+        aud: claims.aud,
+    };
+    Ok(HttpResponse::Ok().json(IntrospectionResponse { active: true, claims: Some(active) }))
 }
 
 /// The principal of a token that is valid and live, `None` for any token that

@@ -11,7 +11,6 @@ use crate::state::AppState;
 #[schema(example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k", "alg": "EdDSA", "use": "sig"}]}))]
 pub struct Jwks {
     /// The current signing key first, then earlier keys that still verify.
-    #[schema(value_type = Vec<Object>)]
     pub keys: Vec<crate::crypto::keys::Jwk>,
 }
 

@@ -174,6 +174,31 @@ async fn a_successful_login_forgives_earlier_failures(app: TestApp) {
     app.try_login(ADMIN_EMAIL, "wrong password!").await.assert_problem(429, "rate_limited");
 }
 
+async fn concurrent_right_passwords_are_never_taken_for_failures(app: TestApp) {
+    // An office behind one address logging in at nine: twelve people, one IP.
+    let admin = app.admin().await;
+    let org = app.create_org(&admin, "Office", None).await;
+    let emails: Vec<String> = (0..12).map(|i| format!("clerk{i}@office.example")).collect();
+    for email in &emails {
+        app.create_user(&admin, email, org, "member").await;
+    }
+    let logins = emails.iter().map(|email| app.try_login(email, PASSWORD));
+    let results = futures_util::future::join_all(logins).await;
+    for res in &results {
+        res.assert_status(200);
+    }
+    // The same account from several tabs at once.
+    let tabs = (0..8).map(|_| app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD));
+    for res in futures_util::future::join_all(tabs).await {
+        res.assert_status(200);
+    }
+    // And guesses still stop at the limit afterwards.
+    for _ in 0..5 {
+        app.try_login(ADMIN_EMAIL, "wrong password!").await.assert_problem(401, "invalid_credentials");
+    }
+    app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await.assert_problem(429, "rate_limited");
+}
+
 async fn concurrent_guesses_cannot_slip_past_the_limit(app: TestApp) {
     let guesses = (0..12).map(|_| app.try_login(ADMIN_EMAIL, "wrong password!"));
     let results = futures_util::future::join_all(guesses).await;
@@ -193,6 +218,7 @@ backend_tests!(
     failed_logins_are_limited_per_ip,
     a_successful_login_forgives_earlier_failures,
     concurrent_guesses_cannot_slip_past_the_limit,
+    concurrent_right_passwords_are_never_taken_for_failures,
 );
 
 #[actix_web::test]

@@ -113,11 +113,15 @@ fn script(conn: &mut DbConnection) -> Vec<(String, String)> {
         outcome(
             auth_attempts::table
                 .select(auth_attempts::all_columns)
-                .load::<(DbUuid, String, String, DbTime)>(conn)
+                .load::<(DbUuid, String, String, DbTime, bool)>(conn)
                 .map(|_| ()),
         ),
     );
     step("users columns", outcome(users_table::table.select(User::as_select()).load::<User>(conn).map(|_| ())));
+    step(
+        "users search column",
+        outcome(users_table::table.select(users_table::name_folded).load::<String>(conn).map(|_| ())),
+    );
     log
 }
 
@@ -138,6 +142,7 @@ fn expected() -> Vec<(String, String)> {
         ("sessions columns", "ok"),
         ("attempts columns", "ok"),
         ("users columns", "ok"),
+        ("users search column", "ok"),
     ]
     .iter()
     .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))

@@ -1,36 +1,97 @@
 //! Rate-limited credential checks (login, password confirmation).
+//!
+//! An attempt is admitted only while the failures in the window, plus the
+//! attempts still being checked, leave room under the limit. A burst of
+//! guesses is therefore held to the limit, while correct passwords checked at
+//! the same moment merely wait their turn for a few milliseconds instead of
+//! being refused for failures they never made.
+
+use std::time::Duration;
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::problem::ApiError;
 use crate::domain::rate_limit::Limit;
+use crate::state::AppState;
 use crate::store::attempts::{self, Scope};
-use crate::store::DbConnection;
+use crate::store::{write_transaction, DbConnection};
 
-/// Records one attempt per `(scope, subject)` and refuses with 429 when any of
-/// them is over the limit (the refused attempt is then not counted). Returns
-/// the ids of the recorded attempts, to forget them if the credential was right.
-pub fn begin(
+/// How long an attempt waits for room held by attempts still being checked.
+const MAX_WAIT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(25);
+
+/// Attempts recorded for one credential check. Settle them: `forget` in the
+/// transaction that acts on a right credential, [`Attempt::failed`] on a wrong
+/// one. Left unsettled, they count as failures after a minute.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub ids: Vec<Uuid>,
+}
+
+impl Attempt {
+    pub async fn failed(self, state: &AppState) {
+        if let Err(e) = state.db_write(move |conn| Ok(attempts::fail(conn, &self.ids)?)).await {
+            // Unsettled attempts turn into failures on their own: fail closed.
+            tracing::warn!(error = %e.detail, "could not record a failed attempt now");
+        }
+    }
+}
+
+/// Admits one attempt per `(scope, subject)`, waiting while attempts being
+/// checked hold the last places; 429 when the failures alone reach the limit.
+pub async fn admit(state: &AppState, subjects: &[(Scope, String)]) -> Result<Attempt, ApiError> {
+    let limit = state.failure_limit();
+    let mut waited = Duration::ZERO;
+    loop {
+        let subjects = subjects.to_vec();
+        let now = state.clock.now();
+        let admission = state
+            .db_write(move |conn| {
+                let subjects: Vec<(Scope, &str)> = subjects.iter().map(|(scope, s)| (*scope, s.as_str())).collect();
+                write_transaction(conn, |conn| begin(conn, limit, now, &subjects))
+            })
+            .await?;
+        match admission {
+            Admission::Admitted(ids) => return Ok(Attempt { ids }),
+            Admission::Busy if waited < MAX_WAIT => {
+                actix_web::rt::time::sleep(POLL).await;
+                waited += POLL;
+            }
+            Admission::Busy => return Err(ApiError::rate_limited(1)),
+        }
+    }
+}
+
+enum Admission {
+    Admitted(Vec<Uuid>),
+    /// No room now, but only because of attempts still being checked.
+    Busy,
+}
+
+fn begin(
     conn: &mut DbConnection,
     limit: Limit,
     now: OffsetDateTime,
     subjects: &[(Scope, &str)],
-) -> Result<Vec<Uuid>, ApiError> {
-    let mut ids = Vec::with_capacity(subjects.len());
-    for (scope, subject) in subjects {
-        ids.push(attempts::record(conn, *scope, subject, now)?);
-    }
+) -> Result<Admission, ApiError> {
+    attempts::lock_subjects(conn, subjects)?;
     let mut wait = 0;
+    let mut busy = false;
     for (scope, subject) in subjects {
-        let (count, oldest) = attempts::in_window(conn, *scope, subject, limit.window_start(now))?;
-        if let Err(seconds) = limit.check(count, oldest, now) {
-            wait = wait.max(seconds);
+        let window = attempts::in_window(conn, *scope, subject, limit.window_start(now), now)?;
+        // This attempt counts too: it is refused once the failures fill the window.
+        match limit.check(window.failed + 1, window.oldest_failure, now) {
+            Err(seconds) => wait = wait.max(seconds),
+            Ok(()) => busy |= limit.check(window.failed + window.pending + 1, None, now).is_err(),
         }
     }
     if wait > 0 {
-        attempts::forget(conn, &ids)?;
         return Err(ApiError::rate_limited(wait));
     }
-    Ok(ids)
+    if busy {
+        return Ok(Admission::Busy);
+    }
+    let ids = subjects.iter().map(|(scope, subject)| attempts::record(conn, *scope, subject, now));
+    Ok(Admission::Admitted(ids.collect::<Result<_, _>>()?))
 }

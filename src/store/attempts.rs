@@ -1,6 +1,8 @@
 //! Credential attempts counted in the database, so limits hold across nodes.
-//! An attempt is recorded *before* it is checked: concurrent attempts then see
-//! each other and a burst cannot slip past the limit.
+//! An attempt is recorded as *pending* before it is checked, so that
+//! concurrent attempts see each other and a burst cannot slip past the limit;
+//! a wrong credential then turns it into a failure, a right one removes it.
+//! One never settled (a process that died mid-check) counts as a failure.
 
 use diesel::prelude::*;
 use time::OffsetDateTime;
@@ -31,6 +33,10 @@ impl Scope {
     }
 }
 
+/// How long a check may take before its pending attempt counts as failed.
+pub const SETTLE_WITHIN: time::Duration = time::Duration::minutes(1);
+
+/// Records a pending attempt.
 pub fn record(conn: &mut DbConnection, scope: Scope, subject: &str, now: OffsetDateTime) -> QueryResult<Uuid> {
     let id = Uuid::now_v7();
     diesel::insert_into(auth_attempts::table)
@@ -39,29 +45,70 @@ pub fn record(conn: &mut DbConnection, scope: Scope, subject: &str, now: OffsetD
             auth_attempts::scope.eq(scope.as_str()),
             auth_attempts::subject.eq(subject),
             auth_attempts::attempted_at.eq(DbTime(now)),
+            auth_attempts::pending.eq(true),
         ))
         .execute(conn)?;
     Ok(id)
 }
 
-/// How many attempts fall in the window, and when the oldest of them was.
+/// The attempts of one subject within a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub failed: u64,
+    /// Still being checked.
+    pub pending: u64,
+    pub oldest_failure: Option<OffsetDateTime>,
+}
+
 pub fn in_window(
     conn: &mut DbConnection,
     scope: Scope,
     subject: &str,
     since: OffsetDateTime,
-) -> QueryResult<(u64, Option<OffsetDateTime>)> {
-    let rows = auth_attempts::table
+    now: OffsetDateTime,
+) -> QueryResult<Window> {
+    let rows: Vec<(DbTime, bool)> = auth_attempts::table
         .filter(auth_attempts::scope.eq(scope.as_str()))
         .filter(auth_attempts::subject.eq(subject))
-        .filter(auth_attempts::attempted_at.gt(DbTime(since)));
-    let count: i64 = rows.count().get_result(conn)?;
-    let oldest = rows
-        .select(auth_attempts::attempted_at)
-        .order(auth_attempts::attempted_at.asc())
-        .first::<DbTime>(conn)
-        .optional()?;
-    Ok((count as u64, oldest.map(Into::into)))
+        .filter(auth_attempts::attempted_at.gt(DbTime(since)))
+        .select((auth_attempts::attempted_at, auth_attempts::pending))
+        .load(conn)?;
+    let mut window = Window { failed: 0, pending: 0, oldest_failure: None };
+    for (at, pending) in rows {
+        let at: OffsetDateTime = at.into();
+        if pending && at > now - SETTLE_WITHIN {
+            window.pending += 1;
+        } else {
+            window.failed += 1;
+            window.oldest_failure = Some(window.oldest_failure.map_or(at, |o| o.min(at)));
+        }
+    }
+    Ok(window)
+}
+
+/// The credential was wrong: the pending attempts become failures.
+pub fn fail(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
+    diesel::update(auth_attempts::table.filter(auth_attempts::id.eq_any(ids.iter().copied().map(DbUuid))))
+        .set(auth_attempts::pending.eq(false))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Serializes admission per subject on PostgreSQL for the rest of the
+/// transaction (SQLite's write transactions are serial already), so two
+/// attempts cannot both take the last free place.
+pub fn lock_subjects(conn: &mut DbConnection, subjects: &[(Scope, &str)]) -> QueryResult<()> {
+    if let DbConnection::Postgresql(_) = conn {
+        let mut keys: Vec<String> =
+            subjects.iter().map(|(scope, subject)| format!("{}:{subject}", scope.as_str())).collect();
+        keys.sort();
+        for key in keys {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind::<diesel::sql_types::Text, _>(key)
+                .execute(conn)?;
+        }
+    }
+    Ok(())
 }
 
 pub fn forget(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {

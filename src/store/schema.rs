@@ -52,7 +52,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    use diesel::sql_types::Text;
+    use diesel::sql_types::{Bool, Text};
     use crate::store::sql_types::{Instant, Uuid};
 
     auth_attempts (id) {
@@ -60,6 +60,7 @@ diesel::table! {
         scope -> Text,
         subject -> Text,
         attempted_at -> Instant,
+        pending -> Bool,
     }
 }
 

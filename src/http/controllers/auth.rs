@@ -97,23 +97,22 @@ pub async fn login(
         return Err(invalid_credentials());
     }
     let now = state.clock.now();
-    let limit = state.failure_limit();
     let ip = client.ip_key();
 
-    let (attempt_ids, user) = {
+    let attempt = attempts::admit(&state, &[(Scope::LoginEmail, email.clone()), (Scope::LoginIp, ip)]).await?;
+    let user = {
         let email = email.clone();
-        state
-            .db_write(move |conn| {
-                let ids = attempts::begin(conn, limit, now, &[(Scope::LoginEmail, &email), (Scope::LoginIp, &ip)])?;
-                Ok((ids, users::find_live_by_email(conn, &email)?))
-            })
-            .await?
+        state.db(move |conn| Ok(users::find_live_by_email(conn, &email)?)).await?
     };
     let verified = state.hasher.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
     let user = match user {
         Some(user) if verified && user.is_active() => user,
-        _ => return Err(invalid_credentials()),
+        _ => {
+            attempt.failed(&state).await;
+            return Err(invalid_credentials());
+        }
     };
+    let attempt_ids = attempt.ids;
 
     let session = LoginSession {
         id: DbUuid(Uuid::now_v7()),

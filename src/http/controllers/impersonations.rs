@@ -229,23 +229,19 @@ pub async fn start_session(
     let reason = parse_reason(reason)?;
     let actor_has_act = principal.impersonation.is_some();
     let now = state.clock.now();
-    let limit = state.failure_limit();
 
     // Refuse what the rules refuse before asking for the password.
     let (actor, actor_org) = (principal.user.clone(), principal.organization.clone());
     let subject = actor.id.to_string();
-    let attempt_ids = {
-        let subject = subject.clone();
-        state
-            .db_write(move |conn| {
-                check_rules(conn, (&actor, &actor_org), actor_has_act, target_user_id, now)?;
-                attempts::begin(conn, limit, now, &[(Scope::Reauthentication, &subject)])
-            })
-            .await?
-    };
+    state
+        .db(move |conn| check_rules(conn, (&actor, &actor_org), actor_has_act, target_user_id, now).map(|_| ()))
+        .await?;
+    let attempt = attempts::admit(state, &[(Scope::Reauthentication, subject.clone())]).await?;
     if !state.hasher.verify(password, Some(principal.user.password_hash.clone())).await {
+        attempt.failed(state).await;
         return Err(ApiError::forbidden("reauthentication_failed", "the password is incorrect"));
     }
+    let attempt_ids = attempt.ids;
 
     // Decide again under the users' row locks: a revocation or suspension that
     // committed meanwhile wins; one that comes later will see this session.

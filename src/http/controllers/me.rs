@@ -160,16 +160,14 @@ pub async fn change_password(
         return Err(ApiError::invalid_field("new_password", "must differ from the current password"));
     }
     let now = state.clock.now();
-    let limit = state.failure_limit();
     let user_id = *principal.user.id;
     let subject = user_id.to_string();
-    let attempt_ids = {
-        let subject = subject.clone();
-        state.db_write(move |conn| attempts::begin(conn, limit, now, &[(Scope::PasswordChange, &subject)])).await?
-    };
+    let attempt = attempts::admit(&state, &[(Scope::PasswordChange, subject.clone())]).await?;
     if !state.hasher.verify(current_password, Some(principal.user.password_hash.clone())).await {
+        attempt.failed(&state).await;
         return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
     }
+    let attempt_ids = attempt.ids;
     let hash = state.hasher.hash(new_password.expose().to_owned()).await.map_err(ApiError::internal)?;
     let keep = principal.session_id;
     let ctx = client.event(user_id, now);

@@ -48,12 +48,21 @@ fn main() {
     }
 }
 
+/// Writes a result to standard output: a full disk is a one-line error, a
+/// closed pipe (`| head`) the reader's choice and no error at all.
+fn print(text: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
+        _ => Ok(()),
+    }
+}
+
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Openapi => {
             let doc = actas::http::openapi_document();
-            println!("{}", doc.to_pretty_json().map_err(|e| e.to_string())?);
-            Ok(())
+            print(&doc.to_pretty_json().map_err(|e| e.to_string())?)
         }
         Command::Migrate => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
@@ -68,12 +77,7 @@ fn run(command: Command) -> Result<(), String> {
             let chains = actas::store::audit::verify(&mut conn)
                 .map_err(|e| format!("cannot read the audit trail ({e}); is this an actas database?"))?;
             let report = actas::http::controllers::audit::VerifyReport::of(chains);
-            let printed = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-            // A closed pipe (`| head`) is the reader's choice, not an error.
-            match writeln!(std::io::stdout(), "{printed}") {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.to_string()),
-                _ => {}
-            }
+            print(&serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)?;
             if !report.ok {
                 std::process::exit(1);
             }

@@ -31,6 +31,24 @@ fn help_lists_the_verbs() {
 }
 
 #[test]
+fn output_to_a_closed_pipe_or_a_full_disk_is_no_panic() {
+    let mut child = actas().arg("openapi").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked") && out.status.success(), "{stderr}");
+    if let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") {
+        let out = actas().arg("openapi").stdout(full).output().unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.starts_with("actas: error: cannot write the output") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn migrate_creates_the_sqlite_database() {
     let dir = temp_dir();
     let db = dir.join("sub/actas.db");

@@ -112,6 +112,11 @@ async fn input_the_database_cannot_hold_is_refused_at_the_edge(app: TestApp) {
     res.assert_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["message"], "must be a JSON object");
     assert!(!res.text.contains("struct"), "Rust type names leaked: {}", res.text);
+    // However deep the array.
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200)).into_bytes();
+    let res = app.send(Method::POST, "/api/v1/auth/login", None, Some(("application/json", deep))).await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["message"], "must be a JSON object");
 }
 
 async fn query_errors_name_the_parameter_and_empty_means_absent(app: TestApp) {
@@ -121,6 +126,7 @@ async fn query_errors_name_the_parameter_and_empty_means_absent(app: TestApp) {
         ("limit=-1", "limit"),
         ("limit=abc", "limit"),
         ("limit=0", "limit"),
+        ("limit=1&limit=2", "limit"),
     ] {
         let res = app.get(&format!("/api/v1/users?{query}"), Some(&admin)).await;
         res.assert_problem(422, "validation_failed");

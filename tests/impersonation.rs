@@ -233,6 +233,9 @@ async fn every_refusal_has_its_code_and_creates_no_session(app: TestApp) {
         assert_eq!(res.body["code"], code, "{what}");
     }
     start(&app, &w.admin, Uuid::now_v7(), ADMIN_PASSWORD).await.assert_problem(404, "not_found");
+    let res = start(&app, &w.admin, w.acme_member.0, "").await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "password");
     start(&app, &w.owner_staff.1, Uuid::now_v7(), PASSWORD).await.assert_problem(404, "not_found");
     // Who may impersonate nobody learns nothing, not even whether an id exists.
     for target in [Uuid::now_v7(), w.globex_member.0] {

@@ -65,7 +65,9 @@ pub fn shape_error(path: &str, message: &str) -> FieldError {
     let field = match (path, missing) {
         (".", true) => named().unwrap_or_else(|| "body".into()),
         (parent, true) => format!("{parent}.{}", named().unwrap_or_default()),
-        (".", false) if message.starts_with("unknown field") => named().unwrap_or_else(|| "body".into()),
+        (".", false) if message.starts_with("unknown field") || message.starts_with("duplicate field") => {
+            named().unwrap_or_else(|| "body".into())
+        }
         (".", false) => "body".into(),
         (at, false) => at.to_owned(),
     };
@@ -134,7 +136,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             })?;
             // Only an object: serde would also take `["a@b", "pw"]` for a struct.
             let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-            if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
+            let not_an_object = first.is_some_and(|b| *b == b'[')
+                || first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok();
+            if not_an_object {
                 return Err(ApiError::validation(vec![FieldError {
                     field: "body".into(),
                     message: "must be a JSON object".into(),

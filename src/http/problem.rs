@@ -28,7 +28,7 @@ pub struct FieldError {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
     "type": "urn:actas:problem:consent_required",
-    "title": "Consent required",
+    "title": "Forbidden",
     "status": 403,
     "detail": "the user has not granted impersonation consent, or it has expired or been revoked",
     "code": "consent_required"

@@ -52,6 +52,9 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
         let path = error.path().to_string();
         let mut field = shape_error(&path, &error.into_inner().to_string());
         field.message = field.message.replace("known field", "known parameter");
+        if field.field == "body" {
+            field.field = "query".into();
+        }
         ApiError::validation(vec![field])
     })
 }

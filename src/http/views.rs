@@ -107,8 +107,9 @@ impl PersonRef {
 pub struct ImpersonationAvailability {
     /// True when every rule allows it now; only the password confirmation remains.
     pub available: bool,
-    /// The user's active consent expiry, shown only to callers who may
-    /// impersonate this user; `null` otherwise.
+    /// The user's active consent expiry, shown only to callers who hold the
+    /// right to impersonate this user (also while the user is suspended, when
+    /// `available` is false); `null` for everyone else.
     #[serde(with = "time::serde::rfc3339::option")]
     pub consent_expires_at: Option<OffsetDateTime>,
 }

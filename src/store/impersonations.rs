@@ -224,6 +224,7 @@ pub fn clamp_expiry_for_target(
             .filter(sessions::ended_at.is_null())
             .filter(sessions::expires_at.gt(DbTime(latest_end.max(now)))),
     )
-    .set(sessions::expires_at.eq(DbTime(latest_end)))
+    // Whole seconds, like every expiry handed out (JWT `exp` has no fractions).
+    .set(sessions::expires_at.eq(DbTime(latest_end.replace_nanosecond(0).unwrap_or(latest_end))))
     .execute(conn)
 }

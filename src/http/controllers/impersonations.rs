@@ -227,6 +227,9 @@ pub async fn start_session(
     reason: Option<&str>,
 ) -> Result<StartImpersonationResponse, ApiError> {
     let reason = parse_reason(reason)?;
+    if password.is_empty() {
+        return Err(ApiError::invalid_field("password", "must not be empty: confirm with your own password"));
+    }
     let actor_has_act = principal.impersonation.is_some();
     let now = state.clock.now();
 

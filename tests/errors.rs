@@ -136,6 +136,15 @@ async fn query_errors_name_the_parameter_and_empty_means_absent(app: TestApp) {
     assert_eq!(res.body["errors"][0]["field"], "status", "{}", res.text);
     app.get("/api/v1/impersonations?status=&limit=&cursor=", Some(&admin)).await.assert_status(200);
     app.get("/api/v1/users?q=&organization_id=", Some(&admin)).await.assert_status(200);
+    // A cursor belongs to its list.
+    let org = app.owner_org_id(&admin).await;
+    app.create_user(&admin, "second@owner.example", org, "member").await;
+    let users = app.get("/api/v1/users?limit=1", Some(&admin)).await;
+    let cursor = users.assert_status(200)["next_cursor"].as_str().unwrap().to_owned();
+    app.get(&format!("/api/v1/users?limit=1&cursor={cursor}"), Some(&admin)).await.assert_status(200);
+    let foreign = app.get(&format!("/api/v1/impersonations?cursor={cursor}"), Some(&admin)).await;
+    foreign.assert_problem(422, "validation_failed");
+    assert_eq!(foreign.body["errors"][0]["field"], "cursor");
     // Unknown parameters are ignored, as cache-busters and tracing tags expect.
     app.get("/api/v1/users?_=1700000000", Some(&admin)).await.assert_status(200);
 }

@@ -1,6 +1,7 @@
 //! Keyset paging: `?limit=&cursor=` → `{items, next_cursor}`. The cursor is the
-//! opaque, URL-safe encoding of the last item's id (ids are UUIDv7, so id order
-//! is creation order and pages stay stable while rows are inserted).
+//! opaque, URL-safe encoding of the list it belongs to and the last item's id
+//! (ids are UUIDv7, so id order is creation order and pages stay stable while
+//! rows are inserted) or sequence number (audit rows).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -11,7 +12,20 @@ use super::problem::ApiError;
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
+/// Which list a cursor belongs to: a cursor is only accepted by its own list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum List {
+    Users = 1,
+    Organizations = 2,
+    Impersonations = 3,
+    SessionsOfMe = 4,
+    RequestLog = 5,
+    Events = 6,
+}
+
 pub struct Page {
+    list: List,
     pub limit: i64,
     pub before_id: Option<Uuid>,
     /// For lists ordered by a sequence number (audit rows).
@@ -20,22 +34,22 @@ pub struct Page {
 
 impl Page {
     /// For lists ordered by id (newest first).
-    pub fn by_id(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
+    pub fn by_id(list: List, limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
         let before_id = cursor
-            .map(|c| decode_cursor(c, 16))
+            .map(|c| decode_cursor(list, c, 16))
             .transpose()?
             .map(|bytes| Uuid::from_slice(&bytes).map_err(|_| bad_cursor()));
-        Ok(Self { limit: parse_limit(limit)?, before_id: before_id.transpose()?, before_seq: None })
+        Ok(Self { list, limit: parse_limit(limit)?, before_id: before_id.transpose()?, before_seq: None })
     }
 
     /// For lists ordered by sequence number (audit rows, newest first).
-    pub fn by_seq(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
-        let before_seq = cursor.map(|c| decode_cursor(c, 8)).transpose()?.map(|bytes| {
+    pub fn by_seq(list: List, limit: Option<u32>, cursor: Option<&str>) -> Result<Self, ApiError> {
+        let before_seq = cursor.map(|c| decode_cursor(list, c, 8)).transpose()?.map(|bytes| {
             let mut seq = [0u8; 8];
             seq.copy_from_slice(&bytes);
             i64::from_be_bytes(seq)
         });
-        Ok(Self { limit: parse_limit(limit)?, before_id: None, before_seq })
+        Ok(Self { list, limit: parse_limit(limit)?, before_id: None, before_seq })
     }
 
     /// Rows are fetched with one extra to learn whether another page exists.
@@ -49,7 +63,7 @@ impl Page {
             return None;
         }
         rows.truncate(self.limit as usize);
-        rows.last().map(|last| URL_SAFE_NO_PAD.encode(id_of(last).as_bytes()))
+        rows.last().map(|last| encode_cursor(self.list, id_of(last).as_bytes()))
     }
 
     /// Like `finish`, for lists ordered by sequence number.
@@ -58,7 +72,7 @@ impl Page {
             return None;
         }
         rows.truncate(self.limit as usize);
-        rows.last().map(|last| URL_SAFE_NO_PAD.encode(seq_of(last).to_be_bytes()))
+        rows.last().map(|last| encode_cursor(self.list, &seq_of(last).to_be_bytes()))
     }
 }
 
@@ -75,9 +89,16 @@ fn parse_limit(limit: Option<u32>) -> Result<i64, ApiError> {
     }
 }
 
-/// A cursor of this list's kind: `len` bytes, URL-safe base64.
-fn decode_cursor(cursor: &str, len: usize) -> Result<Vec<u8>, ApiError> {
-    URL_SAFE_NO_PAD.decode(cursor).ok().filter(|bytes| bytes.len() == len).ok_or_else(bad_cursor)
+fn encode_cursor(list: List, position: &[u8]) -> String {
+    let mut bytes = vec![list as u8];
+    bytes.extend_from_slice(position);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The `len` position bytes of a cursor of `list`, URL-safe base64.
+fn decode_cursor(list: List, cursor: &str, len: usize) -> Result<Vec<u8>, ApiError> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok().filter(|b| b.len() == len + 1 && b[0] == list as u8);
+    bytes.map(|b| b[1..].to_vec()).ok_or_else(bad_cursor)
 }
 
 #[cfg(test)]
@@ -86,25 +107,28 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_pages_trim() {
-        let page = Page::by_id(Some(2), None).unwrap();
+        let page = Page::by_id(List::Users, Some(2), None).unwrap();
         let ids = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
         let mut rows = ids.to_vec();
         let cursor = page.finish(&mut rows, |id| *id).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(Page::by_id(Some(2), Some(&cursor)).unwrap().before_id, Some(ids[1]));
+        assert_eq!(Page::by_id(List::Users, Some(2), Some(&cursor)).unwrap().before_id, Some(ids[1]));
+        // Another list's cursor, even of the same shape, is refused.
+        assert!(Page::by_id(List::Impersonations, Some(2), Some(&cursor)).is_err());
         let mut last_page = vec![ids[2]];
         assert_eq!(page.finish(&mut last_page, |id| *id), None);
     }
 
     #[test]
     fn bad_limits_and_cursors_are_validation_errors() {
-        assert!(Page::by_id(Some(0), None).is_err());
-        assert!(Page::by_id(Some(201), None).is_err());
-        assert!(Page::by_id(None, Some("not-a-cursor")).is_err());
+        assert!(Page::by_id(List::Users, Some(0), None).is_err());
+        assert!(Page::by_id(List::Users, Some(201), None).is_err());
+        assert!(Page::by_id(List::Users, None, Some("not-a-cursor")).is_err());
         // A cursor of the other kind of list is refused, not ignored.
         let mut rows = vec![3_i64, 2, 1];
-        let seq_cursor = Page::by_seq(Some(1), None).unwrap().finish_seq(&mut rows, |s| *s).unwrap();
-        assert!(Page::by_id(None, Some(&seq_cursor)).is_err());
-        assert_eq!(Page::by_seq(None, Some(&seq_cursor)).unwrap().before_seq, Some(3));
+        let seq_cursor = Page::by_seq(List::Events, Some(1), None).unwrap().finish_seq(&mut rows, |s| *s).unwrap();
+        assert!(Page::by_id(List::Users, None, Some(&seq_cursor)).is_err());
+        assert!(Page::by_seq(List::RequestLog, None, Some(&seq_cursor)).is_err());
+        assert_eq!(Page::by_seq(List::Events, None, Some(&seq_cursor)).unwrap().before_seq, Some(3));
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::impersonation::SessionStatus;
 use crate::domain::types::Role;
-use crate::http::paging::Page;
+use crate::http::paging::{List, Page};
 use crate::http::principal::Principal;
 use crate::http::problem::ApiError;
 use crate::http::query::QueryParams;
@@ -130,7 +130,7 @@ pub async fn my_sessions(
     principal: Principal,
     query: QueryParams<PageQuery>,
 ) -> Result<web::Json<MySessionPage>, ApiError> {
-    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(List::SessionsOfMe, query.limit, query.cursor.as_deref())?;
     let me = *principal.user.id;
     let now = state.clock.now();
     let filter = impersonations::ListFilter {
@@ -199,7 +199,7 @@ pub async fn my_session_log(
     id: web::Path<Uuid>,
     query: QueryParams<PageQuery>,
 ) -> Result<web::Json<RequestLogPage>, ApiError> {
-    let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_seq(List::RequestLog, query.limit, query.cursor.as_deref())?;
     match find_session(&state, id.into_inner()).await? {
         // Another user's session is not found, not forbidden: ids reveal nothing.
         Some(session) if session.target_id == principal.user.id => session_log(&state, session, page).await,
@@ -221,7 +221,7 @@ pub async fn impersonation_log(
     id: web::Path<Uuid>,
     query: QueryParams<PageQuery>,
 ) -> Result<web::Json<RequestLogPage>, ApiError> {
-    let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_seq(List::RequestLog, query.limit, query.cursor.as_deref())?;
     let super_admin = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
     match find_session(&state, id.into_inner()).await? {
         Some(session) if super_admin || session.impersonator_id == principal.user.id => {
@@ -335,7 +335,7 @@ pub async fn events(
             return Err(ApiError::invalid_field("to", "must not be before `from`"));
         }
     }
-    let page = Page::by_seq(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_seq(List::Events, query.limit, query.cursor.as_deref())?;
     let filter = audit::EventFilter {
         user_id: query.user_id,
         session_id: query.session_id,

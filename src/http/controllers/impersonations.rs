@@ -17,7 +17,7 @@ use crate::domain::types::Role;
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
-use crate::http::paging::Page;
+use crate::http::paging::{List, Page};
 use crate::http::principal::{NotChained, Principal};
 use crate::http::problem::{ApiError, Problem};
 use crate::http::views::{PersonRef, UserView};
@@ -389,7 +389,7 @@ pub async fn list(
     query: QueryParams<ImpersonationListQuery>,
 ) -> Result<web::Json<ImpersonationList>, ApiError> {
     let query = query.into_inner();
-    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(List::Impersonations, query.limit, query.cursor.as_deref())?;
     let all = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
     let filter = impersonations::ListFilter {
         impersonator_id: (!all).then_some(*principal.user.id),

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::types::{Name, Role};
 use crate::http::json::JsonBody;
-use crate::http::paging::Page;
+use crate::http::paging::{List, Page};
 use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError};
 use crate::http::views::OrganizationView;
@@ -104,7 +104,7 @@ pub async fn list_organizations(
     let actor = principal.actor();
     actor.may_administer().map_err(|d| denied("organization", d))?;
     let query = query.into_inner();
-    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(List::Organizations, query.limit, query.cursor.as_deref())?;
     let within = (actor.role != Role::SuperAdmin).then(|| actor.org.clone());
     let (fetch, before_id) = (page.fetch_limit(), page.before_id);
     let mut rows = state

@@ -12,7 +12,7 @@ use crate::domain::types::{Email, Name, NewPassword, Role, UserStatus};
 use crate::http::client::ClientInfo;
 use crate::http::controllers::impersonations::availability;
 use crate::http::json::{present, JsonBody};
-use crate::http::paging::Page;
+use crate::http::paging::{List, Page};
 use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError, Problem};
 use crate::http::views::{UserItem, UserView};
@@ -182,7 +182,7 @@ pub async fn list_users(
     query: QueryParams<UserListQuery>,
 ) -> Result<web::Json<UserList>, ApiError> {
     let query = query.into_inner();
-    let page = Page::by_id(query.limit, query.cursor.as_deref())?;
+    let page = Page::by_id(List::Users, query.limit, query.cursor.as_deref())?;
     let actor = principal.actor();
     let search = query.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
     if search.as_ref().is_some_and(|q| q.chars().count() > 200) {

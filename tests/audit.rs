@@ -89,9 +89,10 @@ async fn secrets_never_reach_the_database(app: TestApp) {
     app.patch(&format!("/api/v1/users/{}", w.acme_member.0), Some(&token), nested)
         .await
         .assert_problem(422, "validation_failed");
+    // Unknown parameters are refused, and logged (redacted) all the same.
     app.get("/api/v1/users?q=ada&access_token=SECRET-QUERY-6&Client_Secret=SECRET-QUERY-7", Some(&token))
         .await
-        .assert_status(200);
+        .assert_problem(422, "validation_failed");
     let form = b"grant_type=x&subject_token=SECRET-FORM-8&password=SECRET-FORM-9&keep=visible".to_vec();
     app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/x-www-form-urlencoded", form))).await;
     let broken = br#"{"name" "x", "cookie": "SECRET-BROKEN-10"}"#.to_vec();

@@ -143,6 +143,13 @@ fn audit_verify_only_reads() {
     let db = format!("sqlite://{}", dir.join("actas.db").display());
     assert!(actas().arg("migrate").env("ACTAS_DATABASE_URL", &db).status().unwrap().success());
     let before = std::fs::read(dir.join("actas.db")).unwrap();
+    let files = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    let files_before = files();
     let mut child = actas()
         .args(["audit", "verify"])
         .env("ACTAS_DATABASE_URL", &db)
@@ -156,9 +163,15 @@ fn audit_verify_only_reads() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(std::fs::read(dir.join("actas.db")).unwrap(), before, "verify changed the database file");
-    let out = actas().args(["audit", "verify"]).env("ACTAS_DATABASE_URL", &db).output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((report["ok"].as_bool(), report["checked"].as_u64()), (Some(true), Some(0)));
+    // Also with the four-slash spelling of an absolute path, and creating nothing beside it.
+    let four_slashes = format!("sqlite:///{}", dir.join("actas.db").display());
+    for url in [&db, &four_slashes] {
+        let out = actas().args(["audit", "verify"]).env("ACTAS_DATABASE_URL", url).output().unwrap();
+        assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((report["ok"].as_bool(), report["checked"].as_u64()), (Some(true), Some(0)));
+    }
+    assert_eq!(files(), files_before, "verify left files beside the database");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -34,10 +34,10 @@ async fn unknown_routes_and_wrong_methods(app: TestApp) {
     assert_eq!(res.header("allow").as_deref(), Some("POST"));
     let res = app.send(Method::PUT, &format!("/api/v1/users/{}", uuid::Uuid::now_v7()), None, None).await;
     res.assert_problem(405, "method_not_allowed");
-    assert_eq!(res.header("allow").as_deref(), Some("GET, DELETE, PATCH"));
+    assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD, DELETE, PATCH"));
     let res = app.send(Method::OPTIONS, "/api/v1/users", None, None).await;
     assert_eq!(res.status.as_u16(), 204);
-    assert_eq!(res.header("allow").as_deref(), Some("GET, POST"));
+    assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD, POST"));
     // HEAD is GET without the body.
     let head = app.send(Method::HEAD, "/healthz", None, None).await;
     assert_eq!(head.status.as_u16(), 200);
@@ -47,7 +47,7 @@ async fn unknown_routes_and_wrong_methods(app: TestApp) {
     for path in ["/api-docs/openapi.json", "/swagger-ui/"] {
         let res = app.send(Method::POST, path, None, None).await;
         res.assert_problem(405, "method_not_allowed");
-        assert_eq!(res.header("allow").as_deref(), Some("GET"), "{path}");
+        assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD"), "{path}");
     }
 }
 
@@ -145,8 +145,13 @@ async fn query_errors_name_the_parameter_and_empty_means_absent(app: TestApp) {
     let foreign = app.get(&format!("/api/v1/impersonations?cursor={cursor}"), Some(&admin)).await;
     foreign.assert_problem(422, "validation_failed");
     assert_eq!(foreign.body["errors"][0]["field"], "cursor");
-    // Unknown parameters are ignored, as cache-busters and tracing tags expect.
-    app.get("/api/v1/users?_=1700000000", Some(&admin)).await.assert_status(200);
+    // An unknown parameter is refused: a mistyped filter must not silently list everything.
+    for (path, name) in [("/api/v1/users?nope=1", "nope"), ("/api/v1/audit/events?session=x", "session")] {
+        let res = app.get(path, Some(&admin)).await;
+        res.assert_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], name);
+        assert_eq!(res.body["errors"][0]["message"], "is not a known parameter");
+    }
 }
 
 mod contract {

@@ -270,6 +270,19 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
         "invalid_request",
         "chained_impersonation",
     );
+    // The admin's own token as actor, but an impersonation token as bearer:
+    // refused before any password check, so none can run in the audited request.
+    let target = w.acme_member.0.to_string();
+    let fields = [
+        ("grant_type", EXCHANGE),
+        ("actor_token", w.admin.as_str()),
+        ("actor_token_type", ACCESS),
+        ("subject_token", target.as_str()),
+        ("subject_token_type", USER_ID),
+        ("password", ADMIN_PASSWORD),
+    ];
+    let with_bearer = form(&app, "/oauth/token", Some(&impersonation), &fields).await;
+    assert_oauth_error(&with_bearer, 400, "invalid_request", "impersonation-restricted");
     for _ in 0..5 {
         assert_oauth_error(
             &exchange(&app, &w.admin, w.acme_member.0, "wrong password").await,

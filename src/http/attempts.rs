@@ -42,6 +42,10 @@ impl Attempt {
 /// checked hold the last places; 429 when the failures alone reach the limit.
 pub async fn admit(state: &AppState, subjects: &[(Scope, String)]) -> Result<Attempt, ApiError> {
     let limit = state.failure_limit();
+    // Inside an audited request's transaction (which holds the SQLite writer,
+    // or advisory locks on PostgreSQL, until it ends) waiting would hold up
+    // the very attempts it waits for: no room means no.
+    let may_wait = super::audit::REQUEST_DB.try_with(|_| ()).is_err();
     let mut waited = Duration::ZERO;
     loop {
         let subjects = subjects.to_vec();
@@ -54,7 +58,7 @@ pub async fn admit(state: &AppState, subjects: &[(Scope, String)]) -> Result<Att
             .await?;
         match admission {
             Admission::Admitted(ids) => return Ok(Attempt { ids }),
-            Admission::Busy if waited < MAX_WAIT => {
+            Admission::Busy if may_wait && waited < MAX_WAIT => {
                 actix_web::rt::time::sleep(POLL).await;
                 waited += POLL;
             }

@@ -215,14 +215,19 @@ impl RouteTable {
                 (Method::PATCH, &item.patch),
             ] {
                 if op.is_some() {
+                    // HEAD is answered wherever GET is (see `head_as_get`).
+                    let with_head = method == Method::GET;
                     methods.push(method);
+                    if with_head {
+                        methods.push(Method::HEAD);
+                    }
                 }
             }
             routes.push((segments, methods));
         }
         // The documentation itself, served outside the document.
         for path in ["/api-docs/openapi.json", "/swagger-ui", "/swagger-ui/", "/swagger-ui/{file}"] {
-            routes.push((path.split('/').map(str::to_owned).collect(), vec![Method::GET]));
+            routes.push((path.split('/').map(str::to_owned).collect(), vec![Method::GET, Method::HEAD]));
         }
         Self(routes)
     }

@@ -184,16 +184,21 @@ impl FromRequest for NoImpersonationToken {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let impersonating = req.app_data::<web::Data<AppState>>().is_some_and(|state| {
-            let token = bearer_token(req).ok().flatten();
-            token.and_then(|t| state.tokens().verify_signature(t).ok()).is_some_and(|claims| claims.act.is_some())
-        });
+        let impersonating =
+            req.app_data::<web::Data<AppState>>().is_some_and(|state| carries_impersonation_token(state, req));
         ready(if impersonating {
             Err(ApiError::impersonation_restricted("log out of the impersonation before logging in"))
         } else {
             Ok(NoImpersonationToken)
         })
     }
+}
+
+/// Whether the bearer token is an impersonation token this service signed
+/// (live or not): the request is then audited, in one transaction.
+pub fn carries_impersonation_token(state: &AppState, req: &HttpRequest) -> bool {
+    let token = bearer_token(req).ok().flatten();
+    token.and_then(|t| state.tokens().verify_signature(t).ok()).is_some_and(|claims| claims.act.is_some())
 }
 
 /// Authenticates every request that carries a bearer token, before routing

@@ -103,8 +103,17 @@ pub fn connect_read_only(url: &str) -> Result<DbConnection, DbSetupError> {
             if !PathBuf::from(&target.conninfo).is_file() {
                 return Err(DbSetupError::Connect(format!("there is no SQLite database at {}", target.conninfo)));
             }
-            let path = target.conninfo.replace('%', "%25").replace('?', "%3f").replace('#', "%23");
-            let mut conn = diesel::SqliteConnection::establish(&format!("file:{path}?mode=ro"))
+            // `sqlite:////abs/db` names the path `//abs/db`: one slash, or the URI
+            // would read `abs` as a host.
+            let path = format!("/{}", target.conninfo.trim_start_matches('/'));
+            let path = if target.conninfo.starts_with('/') { path } else { target.conninfo.clone() };
+            let path = path.replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+            // Without a write-ahead log no process has the database open (a
+            // backup, a stopped node): read it as immutable, creating nothing
+            // beside it, even in a read-only directory.
+            let in_use = PathBuf::from(format!("{}-wal", target.conninfo)).exists();
+            let mode = if in_use { "mode=ro" } else { "mode=ro&immutable=1" };
+            let mut conn = diesel::SqliteConnection::establish(&format!("file:{path}?{mode}"))
                 .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
             conn.batch_execute("PRAGMA busy_timeout = 10000;").map_err(|e| DbSetupError::Connect(e.to_string()))?;
             Ok(DbConnection::Sqlite(conn))

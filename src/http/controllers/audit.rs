@@ -20,6 +20,7 @@ use crate::store::impersonations::{self, ImpersonationSession};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PageQuery {
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
@@ -286,6 +287,7 @@ impl From<&EventRow> for AuditEventView {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Events where this user acted or was the subject, and every event of a
     /// session they impersonated in or were impersonated in.

@@ -126,6 +126,7 @@ impl ImpersonationView {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ImpersonationListQuery {
     /// Only sessions in this state.
     pub status: Option<SessionStatus>,

@@ -14,7 +14,7 @@ use crate::http::client::ClientInfo;
 use crate::http::controllers::auth::end_token_session;
 use crate::http::controllers::impersonations::start_session;
 use crate::http::json::MAX_JSON_BYTES;
-use crate::http::principal::{authenticate_token, Principal};
+use crate::http::principal::{authenticate_token, carries_impersonation_token, Principal};
 use crate::http::problem::ApiError;
 use crate::state::AppState;
 
@@ -249,6 +249,15 @@ pub async fn exchange(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, OAuthError> {
+    // The actor is `actor_token`; an impersonation token as the bearer would
+    // make this an audited request, whose transaction must not hold a
+    // password check (nor its rate limit) open.
+    if carries_impersonation_token(&state, &req) {
+        return Err(OAuthError::invalid_request(
+            "impersonation-restricted",
+            "do not send an impersonation token in Authorization to the token endpoint; the actor is actor_token",
+        ));
+    }
     let params = form(&req, body).await?;
     let grant_type = required(&params, "grant_type")?;
     if grant_type != TOKEN_EXCHANGE {

@@ -26,6 +26,7 @@ pub struct CreateOrganizationRequest {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct OrganizationListQuery {
     /// Only the direct children of this organization.
     pub parent_id: Option<Uuid>,

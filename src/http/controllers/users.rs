@@ -68,6 +68,7 @@ pub struct UpdateUserRequest {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UserListQuery {
     /// Case-insensitive substring of email or name.
     pub q: Option<String>,

@@ -17,9 +17,12 @@ use crate::state::AppState;
 use crate::store::attempts::{self, Scope};
 use crate::store::{write_transaction, DbConnection};
 
-/// How long an attempt waits for room held by attempts still being checked.
-const MAX_WAIT: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(25);
+/// How long an attempt waits, in all, for room held by attempts still being
+/// checked; it looks again after a pause that doubles up to `MAX_PAUSE`, so
+/// that many waiters do not crowd the database.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_millis(200);
 
 /// Attempts recorded for one credential check. Settle them: `forget` in the
 /// transaction that acts on a right credential, [`Attempt::failed`] on a wrong
@@ -46,7 +49,8 @@ pub async fn admit(state: &AppState, subjects: &[(Scope, String)]) -> Result<Att
     // or advisory locks on PostgreSQL, until it ends) waiting would hold up
     // the very attempts it waits for: no room means no.
     let may_wait = super::audit::REQUEST_DB.try_with(|_| ()).is_err();
-    let mut waited = Duration::ZERO;
+    let started = std::time::Instant::now();
+    let mut pause = FIRST_PAUSE;
     loop {
         let subjects = subjects.to_vec();
         let now = state.clock.now();
@@ -58,11 +62,16 @@ pub async fn admit(state: &AppState, subjects: &[(Scope, String)]) -> Result<Att
             .await?;
         match admission {
             Admission::Admitted(ids) => return Ok(Attempt { ids }),
-            Admission::Busy if may_wait && waited < MAX_WAIT => {
-                actix_web::rt::time::sleep(POLL).await;
-                waited += POLL;
+            Admission::Busy if may_wait && started.elapsed() < MAX_WAIT => {
+                // A little jitter, so that waiters released together spread out.
+                let jitter = Duration::from_micros(u64::from(crate::crypto::random_bytes::<1>()[0]) * 40);
+                actix_web::rt::time::sleep(pause + jitter).await;
+                pause = (pause * 2).min(MAX_PAUSE);
             }
-            Admission::Busy => return Err(ApiError::rate_limited(1)),
+            Admission::Busy => {
+                return Err(ApiError::rate_limited(1)
+                    .with_detail("too many attempts are being checked at once; try again in a second"))
+            }
         }
     }
 }

@@ -2,10 +2,10 @@
 //! impersonation token, whatever its outcome (SPEC §5).
 //!
 //! The guarantee: **the row is committed in the same database transaction as
-//! the request's own changes.** The middleware opens that transaction on a
-//! connection of its own before the handler runs; every `AppState::db` call of
-//! the request runs in it (as a savepoint); the row is appended last, then
-//! everything commits. If the row cannot be written, or the commit fails,
+//! the request's own changes.** The request gets a transaction of its own,
+//! opened at its first database use (so work before that, like hashing a
+//! password, holds no lock); every `AppState::db` call of the request runs in
+//! it (as a savepoint); the row is appended last, then everything commits. If the row cannot be written, or the commit fails,
 //! nothing of the request remains and the client gets 503. A response that
 //! reached the client therefore always has its committed row.
 //!
@@ -42,14 +42,38 @@ const MAX_CAPTURED_BODY: usize = MAX_JSON_BYTES;
 /// A pooled connection holding an impersonated request's open transaction.
 /// Dropped mid-way (client gone, panic), it rolls back before going back to
 /// the pool; then (field order) it lets the next SQLite writer in.
-pub struct RequestConnection {
+struct RequestConnection {
     conn: PooledConnection,
     _sqlite_writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-impl RequestConnection {
-    pub fn conn(&mut self) -> &mut DbConnection {
-        &mut self.conn
+/// An impersonated request's transaction, opened on first use.
+pub struct RequestTransaction {
+    pool: pool::Pool,
+    sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    open: Option<RequestConnection>,
+}
+
+impl RequestTransaction {
+    fn new(state: &AppState) -> Self {
+        Self { pool: state.pool.clone(), sqlite_writer: state.sqlite_writer.clone(), open: None }
+    }
+
+    /// The transaction's connection, opening it if needed. Blocking: call it
+    /// on a blocking thread. The connection is taken before the SQLite writer,
+    /// so whoever holds the writer always has a connection to finish with.
+    pub fn conn(&mut self) -> Result<&mut DbConnection, ApiError> {
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => {
+                let conn = self.pool.get()?;
+                let writer = self.sqlite_writer.clone().map(|w| w.blocking_lock_owned());
+                let mut open = RequestConnection { conn, _sqlite_writer: writer };
+                pool::begin_write(&mut open.conn).map_err(ApiError::unavailable)?;
+                open
+            }
+        };
+        Ok(&mut self.open.insert(open).conn)
     }
 }
 
@@ -61,7 +85,7 @@ impl Drop for RequestConnection {
     }
 }
 
-pub type SharedConnection = Arc<Mutex<RequestConnection>>;
+pub type SharedConnection = Arc<Mutex<RequestTransaction>>;
 
 tokio::task_local! {
     /// The open transaction of the impersonated request being served.
@@ -203,14 +227,9 @@ where
             entry.body = redact_body(&body, content_type.as_deref());
             req.set_payload(Payload::from(body));
 
-            // Fail closed: without a transaction to log into, the request is not performed.
-            let shared = match open_request_transaction(&state).await {
-                Ok(shared) => shared,
-                Err(error) => {
-                    let response = error_response(req.path(), error);
-                    return Ok(req.into_response(response).map_into_right_body());
-                }
-            };
+            // Fail closed: a handler that cannot open the transaction cannot
+            // read or change anything, and without the row the answer is 503.
+            let shared = Arc::new(Mutex::new(RequestTransaction::new(&state)));
             let result = REQUEST_DB.scope(Arc::clone(&shared), service.call(req)).await;
             let status = match &result {
                 Ok(res) => res.status(),
@@ -256,21 +275,6 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
     Ok(body.freeze())
 }
 
-async fn open_request_transaction(state: &AppState) -> Result<SharedConnection, ApiError> {
-    let writer = match &state.sqlite_writer {
-        Some(lock) => Some(Arc::clone(lock).lock_owned().await),
-        None => None,
-    };
-    let pool = state.pool.clone();
-    web::block(move || {
-        let mut conn = RequestConnection { conn: pool.get()?, _sqlite_writer: writer };
-        pool::begin_write(conn.conn()).map_err(ApiError::unavailable)?;
-        Ok(Arc::new(Mutex::new(conn)))
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
 /// Appends the row and commits, on a blocking thread inside the request's span.
 async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
     let span = tracing::Span::current();
@@ -285,7 +289,7 @@ async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: boo
 /// On any failure nothing of the request stays, and the answer becomes 503.
 fn append_and_commit(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
     let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
-    let conn = guard.conn();
+    let conn = guard.conn()?;
     let appended = (|| {
         if !keep_changes {
             // A failed request keeps nothing but its row.
@@ -310,10 +314,7 @@ async fn answer_alone<B: 'static>(
     refusal: ApiError,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     entry.duration_ms = started.elapsed().as_millis() as u64;
-    let logged = match open_request_transaction(state).await {
-        Ok(shared) => finish(shared, entry, true).await,
-        Err(error) => Err(error),
-    };
+    let logged = finish(Arc::new(Mutex::new(RequestTransaction::new(state))), entry, true).await;
     let error = logged.err().unwrap_or(refusal);
     let response = error_response(req.path(), error);
     Ok(req.into_response(response).map_into_right_body())

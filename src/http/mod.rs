@@ -147,44 +147,73 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
     {
-        // Log lines written on the blocking thread belong to this request's span.
-        let span = tracing::Span::current();
-        if let Ok(shared) = audit::REQUEST_DB.try_with(std::sync::Arc::clone) {
-            return web::block(move || {
-                let _in_request = span.enter();
-                let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
-                guard.conn().transaction(work)
-            })
-            .await
-            .map_err(ApiError::internal)?;
+        match audit::REQUEST_DB.try_with(std::sync::Arc::clone) {
+            Ok(shared) => {
+                on_blocking_thread(move || {
+                    let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
+                    guard.conn()?.transaction(work)
+                })
+                .await
+            }
+            Err(_) => self.db_own(work).await,
         }
+    }
+
+    /// Like `db`, on a pooled connection of its own even inside an
+    /// impersonated request: for reads that need no part in the request's
+    /// transaction (checking the caller's token), so that they neither open
+    /// it early nor wait for the SQLite writer.
+    pub async fn db_own<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    {
         let pool = self.pool.clone();
-        web::block(move || {
-            let _in_request = span.enter();
+        on_blocking_thread(move || {
             let mut conn = pool.get()?;
             work(&mut conn)
         })
         .await
-        .map_err(ApiError::internal)?
     }
 
     /// Like `db`, for work that writes. SQLite has one writer at a time:
     /// writers queue here, in the process, instead of sleeping in SQLite's busy
-    /// handler (whose naps grow to 100 ms). An impersonated request already
-    /// holds the writer for its whole transaction, so it does not queue again.
-    /// The queue only orders writers; SQLite's own locking keeps them correct.
+    /// handler (whose naps grow to 100 ms). The connection is taken before
+    /// the place in the queue, so whoever writes always has a connection; an
+    /// impersonated request holds the writer for its transaction already.
     pub async fn db_write<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
     {
-        let in_request_transaction = audit::REQUEST_DB.try_with(|_| ()).is_ok();
-        let _writer = match &self.sqlite_writer {
-            Some(lock) if !in_request_transaction => Some(std::sync::Arc::clone(lock).lock_owned().await),
-            _ => None,
+        let writer = match (&self.sqlite_writer, audit::REQUEST_DB.try_with(|_| ())) {
+            (Some(lock), Err(_)) => std::sync::Arc::clone(lock),
+            _ => return self.db(work).await,
         };
-        self.db(work).await
+        let pool = self.pool.clone();
+        on_blocking_thread(move || {
+            let mut conn = pool.get()?;
+            let _writer = writer.blocking_lock_owned();
+            work(&mut conn)
+        })
+        .await
     }
+}
+
+/// Runs blocking work on the blocking thread pool, inside the caller's
+/// tracing span (so its log lines belong to the request).
+async fn on_blocking_thread<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    web::block(move || {
+        let _in_request = span.enter();
+        work()
+    })
+    .await
+    .map_err(ApiError::internal)?
 }
 
 fn path_error(_: PathError, req: &HttpRequest) -> actix_web::Error {

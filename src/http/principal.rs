@@ -86,7 +86,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
     let sid = claims.sid;
     let principal = match &claims.act {
         None => {
-            let live = state.db(move |conn| Ok(sessions::find_live(conn, sid, now)?)).await?;
+            let live = state.db_own(move |conn| Ok(sessions::find_live(conn, sid, now)?)).await?;
             let (session, user, organization) = live.ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
             if *user.id != claims.sub {
                 return Err(ApiError::unauthorized("the token does not match its session"));
@@ -95,7 +95,7 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Princip
         }
         Some(act) => {
             let act_sub = act.sub;
-            let live = state.db(move |conn| Ok(impersonations::find_live(conn, sid, now)?)).await?;
+            let live = state.db_own(move |conn| Ok(impersonations::find_live(conn, sid, now)?)).await?;
             let (session, target, organization, impersonator) =
                 live.ok_or_else(|| ApiError::unauthorized("the impersonation session has ended"))?;
             if *target.id != claims.sub || *impersonator.id != act_sub {

@@ -179,7 +179,8 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
 
     let max_size = match target.backend {
         Backend::Postgres => 16,
-        Backend::Sqlite => 8,
+        // Readers run beside the one writer (WAL); connections are cheap.
+        Backend::Sqlite => 16,
     };
     let backend = target.backend;
     let pool = r2d2::Pool::builder()

@@ -30,8 +30,9 @@ use super::json::MAX_JSON_BYTES;
 use super::principal::bearer_token;
 use super::problem::ApiError;
 use crate::domain::redact::{redact_body, redact_query};
-use crate::state::AppState;
+use crate::state::{AppState, Clock};
 use crate::store::audit::{self, RequestEntry};
+use crate::store::impersonations;
 use crate::store::pool::{self, PooledConnection};
 use crate::store::DbConnection;
 
@@ -47,27 +48,65 @@ struct RequestConnection {
     _sqlite_writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-/// An impersonated request's transaction, opened on first use.
+/// An impersonated request's transaction, opened on first use. Opening it
+/// also checks, and holds until commit, that the session is still live: the
+/// token was checked before, on another connection, and a revocation that
+/// committed since must win over the request's changes.
 pub struct RequestTransaction {
     pool: pool::Pool,
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    session_id: Uuid,
+    clock: Clock,
     open: Option<RequestConnection>,
+    session_ended: bool,
 }
 
+type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
+
 impl RequestTransaction {
-    fn new(state: &AppState) -> Self {
-        Self { pool: state.pool.clone(), sqlite_writer: state.sqlite_writer.clone(), open: None }
+    fn new(state: &AppState, session_id: Uuid) -> Self {
+        let (pool, sqlite_writer, clock) = (state.pool.clone(), state.sqlite_writer.clone(), state.clock.clone());
+        Self { pool, sqlite_writer, session_id, clock, open: None, session_ended: false }
     }
 
-    /// The transaction's connection, opening it if needed. Blocking: call it
-    /// on a blocking thread. The connection is taken before the SQLite writer,
-    /// so whoever holds the writer always has a connection to finish with.
-    pub fn conn(&mut self) -> Result<&mut DbConnection, ApiError> {
+    /// Waits, asynchronously, for the SQLite writer if the transaction still
+    /// has to be opened; hand the guard to `conn`. (Blocking threads never
+    /// wait for the writer: its holder may need one to finish.)
+    pub async fn writer_for(shared: &SharedConnection) -> Option<WriterGuard> {
+        let writer = {
+            let guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if guard.open.is_some() {
+                return None;
+            }
+            guard.sqlite_writer.clone()
+        };
+        Some(writer?.lock_owned().await)
+    }
+
+    /// The connection for the request's own reads and writes, opening the
+    /// transaction if needed; 401 once the session is found ended. Blocking.
+    pub fn conn(&mut self, writer: Option<WriterGuard>) -> Result<&mut DbConnection, ApiError> {
+        let ended = || ApiError::unauthorized("the impersonation session has ended");
+        if self.session_ended {
+            return Err(ended());
+        }
+        let just_opened = self.open.is_none();
+        let (session_id, now) = (self.session_id, self.clock.now());
+        let conn = self.conn_for_log(writer)?;
+        if just_opened && !impersonations::hold_live(conn, session_id, now)? {
+            self.session_ended = true;
+            return Err(ended());
+        }
+        Ok(self.conn_for_log(None)?)
+    }
+
+    /// The connection for appending the request's row: opens the transaction
+    /// if needed, without the liveness check (a refused request is logged too).
+    fn conn_for_log(&mut self, writer: Option<WriterGuard>) -> Result<&mut DbConnection, ApiError> {
         let open = match self.open.take() {
             Some(open) => open,
             None => {
                 let conn = self.pool.get()?;
-                let writer = self.sqlite_writer.clone().map(|w| w.blocking_lock_owned());
                 let mut open = RequestConnection { conn, _sqlite_writer: writer };
                 pool::begin_write(&mut open.conn).map_err(ApiError::unavailable)?;
                 open
@@ -229,7 +268,7 @@ where
 
             // Fail closed: a handler that cannot open the transaction cannot
             // read or change anything, and without the row the answer is 503.
-            let shared = Arc::new(Mutex::new(RequestTransaction::new(&state)));
+            let shared = Arc::new(Mutex::new(RequestTransaction::new(&state, who.session_id)));
             let result = REQUEST_DB.scope(Arc::clone(&shared), service.call(req)).await;
             let status = match &result {
                 Ok(res) => res.status(),
@@ -278,18 +317,26 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
 /// Appends the row and commits, on a blocking thread inside the request's span.
 async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
     let span = tracing::Span::current();
+    let writer = RequestTransaction::writer_for(&shared).await;
     web::block(move || {
         let _in_request = span.enter();
-        append_and_commit(shared, entry, keep_changes)
+        append_and_commit(shared, writer, entry, keep_changes)
     })
     .await
     .map_err(ApiError::internal)?
 }
 
 /// On any failure nothing of the request stays, and the answer becomes 503.
-fn append_and_commit(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
-    let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
-    let conn = guard.conn()?;
+fn append_and_commit(
+    shared: SharedConnection,
+    writer: Option<WriterGuard>,
+    entry: RequestEntry,
+    keep_changes: bool,
+) -> Result<(), ApiError> {
+    // A panic in a handler's database work leaves the lock poisoned; the
+    // transaction is rolled back below (a 5xx keeps nothing), so go on.
+    let mut guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let conn = guard.conn_for_log(writer)?;
     let appended = (|| {
         if !keep_changes {
             // A failed request keeps nothing but its row.
@@ -314,7 +361,8 @@ async fn answer_alone<B: 'static>(
     refusal: ApiError,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     entry.duration_ms = started.elapsed().as_millis() as u64;
-    let logged = finish(Arc::new(Mutex::new(RequestTransaction::new(state))), entry, true).await;
+    let shared = Arc::new(Mutex::new(RequestTransaction::new(state, entry.session_id)));
+    let logged = finish(shared, entry, true).await;
     let error = logged.err().unwrap_or(refusal);
     let response = error_response(req.path(), error);
     Ok(req.into_response(response).map_into_right_body())

@@ -149,9 +149,10 @@ impl AppState {
     {
         match audit::REQUEST_DB.try_with(std::sync::Arc::clone) {
             Ok(shared) => {
+                let writer = audit::RequestTransaction::writer_for(&shared).await;
                 on_blocking_thread(move || {
                     let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
-                    guard.conn()?.transaction(work)
+                    guard.conn(writer)?.transaction(work)
                 })
                 .await
             }
@@ -178,8 +179,8 @@ impl AppState {
 
     /// Like `db`, for work that writes. SQLite has one writer at a time:
     /// writers queue here, in the process, instead of sleeping in SQLite's busy
-    /// handler (whose naps grow to 100 ms). The connection is taken before
-    /// the place in the queue, so whoever writes always has a connection; an
+    /// handler (whose naps grow to 100 ms). They wait without holding a
+    /// connection or a thread, so waiting writers never starve readers; an
     /// impersonated request holds the writer for its transaction already.
     pub async fn db_write<T, F>(&self, work: F) -> Result<T, ApiError>
     where
@@ -190,10 +191,11 @@ impl AppState {
             (Some(lock), Err(_)) => std::sync::Arc::clone(lock),
             _ => return self.db(work).await,
         };
+        let queued = writer.lock_owned().await;
         let pool = self.pool.clone();
         on_blocking_thread(move || {
+            let _writer = queued;
             let mut conn = pool.get()?;
-            let _writer = writer.blocking_lock_owned();
             work(&mut conn)
         })
         .await

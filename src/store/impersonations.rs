@@ -54,6 +54,31 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
 
 /// A running session with its target (and organization) and its impersonator,
 /// provided both users are active and the impersonator's login session is open.
+/// Whether the session is live, and kept so until the caller's transaction
+/// ends. On PostgreSQL it locks the rows every ending takes first (its two
+/// users, for update, in id order), then the session row (for share): a
+/// revocation, suspension or stop then waits for the caller's commit, or the
+/// caller sees it ended. On SQLite the single writer serializes this already.
+pub fn hold_live(conn: &mut DbConnection, id: Uuid, now: OffsetDateTime) -> QueryResult<bool> {
+    let Some(session) =
+        sessions::table.find(DbUuid(id)).select(ImpersonationSession::as_select()).first(conn).optional()?
+    else {
+        return Ok(false);
+    };
+    if let DbConnection::Postgresql(pg) = conn {
+        let mut people = vec![*session.impersonator_id, *session.target_id];
+        people.sort();
+        people.dedup();
+        diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(people)
+            .execute(pg)?;
+        diesel::sql_query("SELECT id FROM impersonation_sessions WHERE id = $1 FOR SHARE")
+            .bind::<diesel::sql_types::Uuid, _>(id)
+            .execute(pg)?;
+    }
+    Ok(find_live(conn, id, now)?.is_some())
+}
+
 pub fn find_live(
     conn: &mut DbConnection,
     id: Uuid,

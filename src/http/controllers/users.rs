@@ -126,14 +126,16 @@ pub async fn create_user(
     };
     let role = body.role.unwrap_or(Role::Member);
     let org_id = body.organization_id.unwrap_or(*principal.organization.id);
-    // Hashing first: while impersonating, the request's transaction opens at
-    // its first database use, and must not wait for a hash while holding locks.
-    let hash = state.hasher.hash(password.expose().to_owned()).await.map_err(ApiError::internal)?;
+    // Decide, then hash, then write: while impersonating, the request's
+    // transaction opens at its first use of it and must not wait for a hash
+    // holding locks, so the organization is read outside it (organizations
+    // are never removed, and the insert checks the reference again).
     let org = state
-        .db(move |conn| Ok(organizations::find(conn, org_id)?))
+        .db_own(move |conn| Ok(organizations::find(conn, org_id)?))
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
     actor.may_create_user(&org.org_path(), role).map_err(|d| denied("organization", d))?;
+    let hash = state.hasher.hash(password.expose().to_owned()).await.map_err(ApiError::internal)?;
 
     let now = state.clock.now();
     let user = User {

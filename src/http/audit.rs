@@ -97,7 +97,7 @@ impl RequestTransaction {
             self.session_ended = true;
             return Err(ended());
         }
-        Ok(self.conn_for_log(None)?)
+        self.conn_for_log(None)
     }
 
     /// The connection for appending the request's row: opens the transaction

@@ -56,6 +56,8 @@ pub struct RequestTransaction {
     pool: pool::Pool,
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
     session_id: Uuid,
+    /// The impersonator and the target, as the token names them.
+    people: [Uuid; 2],
     clock: Clock,
     open: Option<RequestConnection>,
     session_ended: bool,
@@ -64,9 +66,10 @@ pub struct RequestTransaction {
 type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
 
 impl RequestTransaction {
-    fn new(state: &AppState, session_id: Uuid) -> Self {
+    fn new(state: &AppState, who: &Impersonated) -> Self {
         let (pool, sqlite_writer, clock) = (state.pool.clone(), state.sqlite_writer.clone(), state.clock.clone());
-        Self { pool, sqlite_writer, session_id, clock, open: None, session_ended: false }
+        let (session_id, people) = (who.session_id, [who.impersonator_id, who.target_id]);
+        Self { pool, sqlite_writer, session_id, people, clock, open: None, session_ended: false }
     }
 
     /// Waits, asynchronously, for the SQLite writer if the transaction still
@@ -91,9 +94,9 @@ impl RequestTransaction {
             return Err(ended());
         }
         let just_opened = self.open.is_none();
-        let (session_id, now) = (self.session_id, self.clock.now());
+        let (session_id, people, now) = (self.session_id, self.people, self.clock.now());
         let conn = self.conn_for_log(writer)?;
-        if just_opened && !impersonations::hold_live(conn, session_id, now)? {
+        if just_opened && !impersonations::hold_live(conn, session_id, people, now)? {
             self.session_ended = true;
             return Err(ended());
         }
@@ -135,6 +138,7 @@ tokio::task_local! {
 struct Impersonated {
     session_id: Uuid,
     impersonator_id: Uuid,
+    target_id: Uuid,
 }
 
 fn impersonated(req: &ServiceRequest, state: &AppState) -> Option<Impersonated> {
@@ -145,7 +149,7 @@ fn impersonated(req: &ServiceRequest, state: &AppState) -> Option<Impersonated> 
 fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
     let claims = state.tokens().verify_signature(token).ok()?;
     let act = claims.act?;
-    Some(Impersonated { session_id: claims.sid, impersonator_id: act.sub })
+    Some(Impersonated { session_id: claims.sid, impersonator_id: act.sub, target_id: claims.sub })
 }
 
 /// The OAuth endpoints take tokens in their form body: a request that uses an
@@ -260,7 +264,7 @@ where
                 Err(refusal) => {
                     entry.status = refusal.status.as_u16();
                     entry.body = Some(format!("[body not read: {}]", refusal.detail));
-                    return answer_alone(&state, entry, started, req, refusal).await;
+                    return answer_alone(&state, &who, entry, started, req, refusal).await;
                 }
             };
             entry.body = redact_body(&body, content_type.as_deref());
@@ -268,7 +272,7 @@ where
 
             // Fail closed: a handler that cannot open the transaction cannot
             // read or change anything, and without the row the answer is 503.
-            let shared = Arc::new(Mutex::new(RequestTransaction::new(&state, who.session_id)));
+            let shared = Arc::new(Mutex::new(RequestTransaction::new(&state, &who)));
             let result = REQUEST_DB.scope(Arc::clone(&shared), service.call(req)).await;
             let status = match &result {
                 Ok(res) => res.status(),
@@ -355,13 +359,14 @@ fn append_and_commit(
 /// Logs a request that was refused before reaching the handler, in its own transaction.
 async fn answer_alone<B: 'static>(
     state: &AppState,
+    who: &Impersonated,
     mut entry: RequestEntry,
     started: Instant,
     req: ServiceRequest,
     refusal: ApiError,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     entry.duration_ms = started.elapsed().as_millis() as u64;
-    let shared = Arc::new(Mutex::new(RequestTransaction::new(state, entry.session_id)));
+    let shared = Arc::new(Mutex::new(RequestTransaction::new(state, who)));
     let logged = finish(shared, entry, true).await;
     let error = logged.err().unwrap_or(refusal);
     let response = error_response(req.path(), error);

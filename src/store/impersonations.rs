@@ -59,14 +59,10 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
 /// users, for update, in id order), then the session row (for share): a
 /// revocation, suspension or stop then waits for the caller's commit, or the
 /// caller sees it ended. On SQLite the single writer serializes this already.
-pub fn hold_live(conn: &mut DbConnection, id: Uuid, now: OffsetDateTime) -> QueryResult<bool> {
-    let Some(session) =
-        sessions::table.find(DbUuid(id)).select(ImpersonationSession::as_select()).first(conn).optional()?
-    else {
-        return Ok(false);
-    };
+/// `people` are the impersonator and the target, as the session's token names them.
+pub fn hold_live(conn: &mut DbConnection, id: Uuid, people: [Uuid; 2], now: OffsetDateTime) -> QueryResult<bool> {
     if let DbConnection::Postgresql(pg) = conn {
-        let mut people = vec![*session.impersonator_id, *session.target_id];
+        let mut people = people.to_vec();
         people.sort();
         people.dedup();
         diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
@@ -76,7 +72,9 @@ pub fn hold_live(conn: &mut DbConnection, id: Uuid, now: OffsetDateTime) -> Quer
             .bind::<diesel::sql_types::Uuid, _>(id)
             .execute(pg)?;
     }
-    Ok(find_live(conn, id, now)?.is_some())
+    // The token's names must still be the session's: checked again here.
+    let live = find_live(conn, id, now)?;
+    Ok(live.is_some_and(|(_, target, _, impersonator)| [*impersonator.id, *target.id] == people))
 }
 
 pub fn find_live(

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::client::ClientInfo;
 use super::controllers::oauth::OAuthError;
 use super::json::MAX_JSON_BYTES;
-use super::principal::bearer_token;
+use super::principal::{bearer_token, impersonation_claims};
 use super::problem::ApiError;
 use crate::domain::redact::{redact_body, redact_query};
 use crate::state::{AppState, Clock};
@@ -147,7 +147,7 @@ fn impersonated(req: &ServiceRequest, state: &AppState) -> Option<Impersonated> 
 }
 
 fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
-    let claims = state.tokens().verify_signature(token).ok()?;
+    let claims = impersonation_claims(state, token)?;
     let act = claims.act?;
     Some(Impersonated { session_id: claims.sid, impersonator_id: act.sub, target_id: claims.sub })
 }

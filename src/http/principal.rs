@@ -194,11 +194,15 @@ impl FromRequest for NoImpersonationToken {
     }
 }
 
-/// Whether the bearer token is an impersonation token this service signed
-/// (live or not): the request is then audited, in one transaction.
+/// The claims of an impersonation token this service signed, live or not:
+/// a request carrying one is audited, in one transaction.
+pub fn impersonation_claims(state: &AppState, token: &str) -> Option<Claims> {
+    state.tokens().verify_signature(token).ok().filter(|claims| claims.act.is_some())
+}
+
+/// Whether the bearer token is such an impersonation token.
 pub fn carries_impersonation_token(state: &AppState, req: &HttpRequest) -> bool {
-    let token = bearer_token(req).ok().flatten();
-    token.and_then(|t| state.tokens().verify_signature(t).ok()).is_some_and(|claims| claims.act.is_some())
+    bearer_token(req).ok().flatten().and_then(|token| impersonation_claims(state, token)).is_some()
 }
 
 /// Authenticates every request that carries a bearer token, before routing

@@ -1,5 +1,5 @@
 //! Consent and impersonation (SPEC §1–§3): the whole workflow, every refusal,
-//! every way a session ends, and revocation racing a start.
+//! every way a session ends, and revocation racing a start or an impersonated write.
 
 mod common;
 
@@ -519,6 +519,85 @@ async fn revoking_consent_while_starting_never_leaves_a_live_session(app: TestAp
     eprintln!("{started} of {PAIRS} starts won the race and were ended by the revocation");
 }
 
+async fn revoking_consent_while_the_impersonator_writes_commits_nothing_after_it(app: TestApp) {
+    let admin = app.admin().await;
+    let owner = app.owner_org_id(&admin).await;
+    let customers = app.create_org(&admin, "Customers", None).await;
+    const PAIRS: usize = 12;
+    let mut pairs = Vec::new();
+    for i in 0..PAIRS {
+        let staff_email = format!("staff{i}@owner.example");
+        let target_email = format!("customer{i}@customers.example");
+        app.create_user(&admin, &staff_email, owner, "member").await;
+        let target = app.create_user(&admin, &target_email, customers, "member").await;
+        let staff_token = app.login(&staff_email, PASSWORD).await;
+        let target_token = app.login(&target_email, PASSWORD).await;
+        grant(&app, &target_token, json!(2)).await.assert_status(200);
+        let started = start(&app, &staff_token, target, PASSWORD).await;
+        let session_id = started.assert_status(201)["session_id"].as_str().unwrap().to_owned();
+        let token = started.body["access_token"].as_str().unwrap().to_owned();
+        pairs.push((target, target_token, session_id, token));
+    }
+    let name_of = |target: Uuid| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let user = app.get(&format!("/api/v1/users/{target}"), Some(admin)).await;
+            user.assert_status(200)["name"].as_str().unwrap().to_owned()
+        }
+    };
+    // Each pair writes three times around its revocation.
+    const WRITES: usize = 3;
+    let renamed = |n: usize| format!("Renamed by write {n}");
+    let races = pairs.iter().enumerate().map(|(i, (target, target_token, _, token))| {
+        let app = &app;
+        async move {
+            let writes = (0..WRITES).map(|n| async move {
+                actix_web::rt::time::sleep(StdDuration::from_millis((n * 2 + i % 2) as u64)).await;
+                let path = format!("/api/v1/users/{target}");
+                app.patch(&path, Some(token), json!({"name": renamed(n)})).await
+            });
+            let revoking = async {
+                actix_web::rt::time::sleep(StdDuration::from_millis((i % 5) as u64)).await;
+                app.delete("/api/v1/me/impersonation-consent", Some(target_token)).await.assert_status(204);
+                // What anyone sees once the revocation has answered must stay so.
+                name_of(*target).await
+            };
+            futures_util::future::join(futures_util::future::join_all(writes), revoking).await
+        }
+    });
+    let results = futures_util::future::join_all(races).await;
+    let mut landed = 0;
+    for ((target, _, session_id, _), (writes, seen_after_revoke)) in pairs.iter().zip(&results) {
+        let final_name = name_of(*target).await;
+        assert_eq!(&final_name, seen_after_revoke, "an impersonated change committed after the revocation answered");
+        let mut committed = Vec::new();
+        for (n, written) in writes.iter().enumerate() {
+            match written.status.as_u16() {
+                200 => committed.push(renamed(n)),
+                _ => written.assert_problem(401, "unauthorized"),
+            }
+        }
+        landed += committed.len();
+        if committed.is_empty() {
+            assert!(final_name.starts_with("customer"), "a refused write left its change: {final_name}");
+        } else {
+            assert!(committed.contains(&final_name), "the name is not one a 200 answered: {final_name}");
+        }
+        let log = app.get(&format!("/api/v1/impersonations/{session_id}/audit-log"), Some(&admin)).await;
+        let mut logged: Vec<u64> = log.assert_status(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["status"].as_u64().unwrap())
+            .collect();
+        let mut answered: Vec<u64> = writes.iter().map(|w| u64::from(w.status.as_u16())).collect();
+        logged.sort();
+        answered.sort();
+        assert_eq!(logged, answered, "every answered write has exactly one request-log row with its status");
+    }
+    eprintln!("{landed} of {} impersonated writes committed before the revocation", PAIRS * WRITES);
+}
+
 backend_tests!(
     consent_is_granted_read_replaced_and_revoked,
     consent_durations_outside_1_to_168_whole_hours_are_refused,
@@ -534,6 +613,7 @@ backend_tests!(
     user_lists_say_who_can_be_impersonated,
     session_lists_are_own_or_all_for_super_admins,
     revoking_consent_while_starting_never_leaves_a_live_session,
+    revoking_consent_while_the_impersonator_writes_commits_nothing_after_it,
 );
 
 #[actix_web::test]

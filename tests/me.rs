@@ -84,8 +84,36 @@ async fn wrong_current_passwords_are_rate_limited(app: TestApp) {
     assert!(res.header("retry-after").is_some());
 }
 
+async fn of_two_concurrent_password_changes_exactly_one_wins(app: TestApp) {
+    // Two sessions that both know the current password, each choosing a new one:
+    // whoever commits first ends the other's session, so the other must not commit.
+    let (first, second) = (app.admin().await, app.admin().await);
+    let change = |token: &str, new_password: &str| {
+        let body = json!({"current_password": ADMIN_PASSWORD, "new_password": new_password});
+        let path = "/api/v1/me/password";
+        let (app, token) = (&app, token.to_owned());
+        async move { app.put(path, Some(&token), body).await }
+    };
+    let (a, b) = futures_util::future::join(
+        change(&first, "the first new passphrase"),
+        change(&second, "the second new passphrase"),
+    )
+    .await;
+    let (winner, loser, winning_password, losing_password) = match (a.status.as_u16(), b.status.as_u16()) {
+        (204, _) => (&first, &b, "the first new passphrase", "the second new passphrase"),
+        (_, 204) => (&second, &a, "the second new passphrase", "the first new passphrase"),
+        statuses => panic!("neither change won: {statuses:?}"),
+    };
+    assert_ne!(loser.status.as_u16(), 204, "both changes committed");
+    assert!([401, 403].contains(&loser.status.as_u16()), "the loser got {}", loser.status);
+    app.get("/api/v1/me", Some(winner)).await.assert_status(200);
+    app.try_login(ADMIN_EMAIL, losing_password).await.assert_problem(401, "invalid_credentials");
+    app.login(ADMIN_EMAIL, winning_password).await;
+}
+
 backend_tests!(
     me_shows_the_user_and_their_organization,
     changing_the_password_needs_the_current_one_and_ends_other_sessions,
     wrong_current_passwords_are_rate_limited,
+    of_two_concurrent_password_changes_exactly_one_wins,
 );

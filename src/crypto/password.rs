@@ -35,22 +35,31 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|e| HashError(e.to_string()))?;
-        tokio::task::spawn_blocking(move || hash_blocking(&password)).await.map_err(|e| HashError(e.to_string()))?
+        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|e| HashError(e.to_string()))?;
+        // The permit travels with the hash: a client that hangs up drops this
+        // future, not the running hash, so the bound must not be released early.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash_blocking(&password)
+        })
+        .await
+        .map_err(|e| HashError(e.to_string()))?
     }
 
     /// True only when `stored` is present and matches. With no stored hash the
     /// dummy is verified anyway, so the caller cannot tell the cases apart by time.
     pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return false;
         };
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches =
-            tokio::task::spawn_blocking(move || argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-                .await
-                .unwrap_or(false);
+        let matches = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok()
+        })
+        .await
+        .unwrap_or(false);
         known && matches
     }
 }
@@ -71,5 +80,16 @@ mod tests {
         assert!(hasher.verify("correct horse battery".into(), Some(hash.clone())).await);
         assert!(!hasher.verify("wrong horse battery".into(), Some(hash)).await);
         assert!(!hasher.verify("correct horse battery".into(), None).await);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_hash_keeps_its_permit_until_it_finishes() {
+        let hasher = PasswordHasher::new(1);
+        // The hash takes tens of milliseconds: the timeout drops the future mid-hash.
+        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(1), hasher.hash("a password".into()));
+        assert!(abandoned.await.is_err(), "the hash outlived the timeout");
+        assert_eq!(hasher.permits.available_permits(), 0, "the running hash still holds the only permit");
+        hasher.hash("another password".into()).await.unwrap();
+        assert_eq!(hasher.permits.available_permits(), 1);
     }
 }

@@ -170,13 +170,23 @@ pub async fn change_password(
     let attempt_ids = attempt.ids;
     let hash = state.hasher.hash(new_password.expose().to_owned()).await.map_err(ApiError::internal)?;
     let keep = principal.session_id;
+    let verified_hash = principal.user.password_hash.clone();
     let ctx = client.event(user_id, now);
     let ended = state
         .db_write(move |conn| {
-            Ok(write_transaction(conn, |conn| {
+            write_transaction(conn, |conn| {
+                users::lock(conn, &[user_id])?;
+                // What was verified must still hold: a change, suspension or
+                // logout that committed meanwhile wins over this request.
+                if sessions::find_live(conn, keep, now)?.is_none() {
+                    return Err(ApiError::unauthorized("the session has ended"));
+                }
+                let current = users::find_with_org(conn, user_id)?;
+                if !current.is_some_and(|(user, _)| user.password_hash == verified_hash) {
+                    return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
+                }
                 attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::PasswordChange, &subject)?;
-                users::lock(conn, &[user_id])?;
                 users::set_password_hash(conn, user_id, &hash, now)?;
                 // Impersonations started from the sessions that end, end too.
                 audit::end_sessions(
@@ -185,8 +195,8 @@ pub async fn change_password(
                     EndReason::Logout,
                     &ctx,
                 )?;
-                sessions::end_all_for_user(conn, user_id, Some(keep), LoginEnd::PasswordChanged, now)
-            })?)
+                Ok(sessions::end_all_for_user(conn, user_id, Some(keep), LoginEnd::PasswordChanged, now)?)
+            })
         })
         .await?;
     tracing::info!(user_id = %user_id, other_sessions_ended = ended, "password changed");

@@ -182,7 +182,7 @@ pub async fn change_password(
                     return Err(ApiError::unauthorized("the session has ended"));
                 }
                 let current = users::find_with_org(conn, user_id)?;
-                if !current.is_some_and(|(user, _)| user.password_hash == verified_hash) {
+                if current.is_none_or(|(user, _)| user.password_hash != verified_hash) {
                     return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
                 }
                 attempt_store::forget(conn, &attempt_ids)?;

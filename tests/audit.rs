@@ -306,6 +306,11 @@ async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     backwards.assert_problem(422, "validation_failed");
     assert_eq!(backwards.body["errors"][0]["field"], "to");
     app.get("/api/v1/audit/events?kind=nonsense", Some(&admin)).await.assert_problem(422, "validation_failed");
+    // Valid RFC 3339, but before year 0000 or after 9999 once in UTC.
+    for edge in ["to=9999-12-31T23:59:59-23:59", "from=0000-01-01T00:00:00%2B23:59"] {
+        let res = app.get(&format!("/api/v1/audit/events?{edge}"), Some(&admin)).await;
+        res.assert_problem(422, "validation_failed");
+    }
     app.get("/api/v1/audit/events", Some(&w.owner_staff.1)).await.assert_problem(403, "forbidden");
     app.get("/api/v1/audit/verify", Some(&w.acme_admin.1)).await.assert_problem(403, "forbidden");
 }

@@ -59,6 +59,26 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     })
 }
 
+/// An optional RFC 3339 instant that is still within years 0000–9999 in UTC
+/// (extreme offsets at either end are not), refused at the edge otherwise.
+pub mod utc_instant {
+    use serde::{de::Error as _, Deserialize, Deserializer};
+    use time::format_description::well_known::Rfc3339;
+    use time::{OffsetDateTime, UtcOffset};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<OffsetDateTime>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        let parsed = OffsetDateTime::parse(&text, &Rfc3339)
+            .map_err(|_| D::Error::custom("must be an RFC 3339 date-time, e.g. 2026-01-31T09:00:00Z"))?;
+        match parsed.checked_to_offset(UtcOffset::UTC) {
+            Some(utc) if (0..=9999).contains(&utc.year()) => Ok(Some(utc)),
+            _ => Err(D::Error::custom("is out of range")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +91,8 @@ mod tests {
         status: Option<Status>,
         id: Option<uuid::Uuid>,
         q: Option<String>,
+        #[serde(default, with = "utc_instant")]
+        from: Option<time::OffsetDateTime>,
     }
 
     #[derive(Debug, Deserialize, PartialEq)]
@@ -93,12 +115,21 @@ mod tests {
         assert_eq!(field_of("status=bogus").0, "status");
         assert_eq!(field_of("nope=1"), ("nope".into(), "is not a known parameter".into()));
         assert_eq!(field_of("q=a%00b"), ("q".into(), "must not contain NUL characters".into()));
+        assert_eq!(field_of("from=yesterday").0, "from");
+    }
+
+    #[test]
+    fn instants_must_exist_in_utc() {
+        assert_eq!(field_of("from=9999-12-31T23:59:59-23:59"), ("from".into(), "is out of range".into()));
+        assert_eq!(field_of("from=0000-01-01T00:00:00%2B23:59"), ("from".into(), "is out of range".into()));
+        let parsed: Filter = parse("from=2026-01-31T10:00:00%2B01:00").unwrap();
+        assert_eq!(parsed.from, Some(time::macros::datetime!(2026-01-31 09:00 UTC)));
     }
 
     #[test]
     fn empty_values_mean_not_given() {
         let parsed: Filter = parse("status=&limit=&q=ada").unwrap();
-        assert_eq!(parsed, Filter { limit: None, status: None, id: None, q: Some("ada".into()) });
+        assert_eq!(parsed, Filter { limit: None, status: None, id: None, q: Some("ada".into()), from: None });
         assert_eq!(parse::<Filter>("status=ongoing").unwrap().status, Some(Status::Ongoing));
     }
 }

@@ -295,11 +295,11 @@ pub struct EventQuery {
     pub session_id: Option<Uuid>,
     pub kind: Option<EventKind>,
     /// From this instant (inclusive), RFC 3339.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::http::query::utc_instant")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<OffsetDateTime>,
     /// Up to this instant (exclusive), RFC 3339.
-    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[serde(default, with = "crate::http::query::utc_instant")]
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<OffsetDateTime>,
     /// Page size, 1..=200 (default 50).

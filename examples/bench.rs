@@ -132,7 +132,7 @@ fn main() {
         }
         println!("\nimpersonated / login request throughput: {:.2}", rates[2] / rates[1]);
         let verify = actas::store::audit::verify(&mut state.pool.get().unwrap()).unwrap();
-        println!("audit chains after the run: {}", verify.iter().map(|c| format!("{} {} rows ok={}", c.chain, c.checked, c.ok)).collect::<Vec<_>>().join(", "));
+        println!("audit chains after the run: {}", verify.chains.iter().map(|c| format!("{} {} rows ok={}", c.chain, c.checked, c.ok)).collect::<Vec<_>>().join(", "));
         let _ = std::fs::remove_dir_all(dir);
     });
 }

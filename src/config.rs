@@ -95,7 +95,7 @@ impl Config {
             get("ACTAS_DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("actas.db").display()));
         let issuer_configured = get("ACTAS_ISSUER").is_some();
         let issuer = get("ACTAS_ISSUER").unwrap_or_else(|| format!("http://{}", bind.replace("0.0.0.0", "127.0.0.1")));
-        let minutes = |name: &'static str, default: i64, max: i64| -> Result<i64, ConfigError> {
+        let whole_number = |name: &'static str, default: i64, max: i64| -> Result<i64, ConfigError> {
             match get(name) {
                 None => Ok(default),
                 Some(raw) => match raw.trim().parse::<i64>() {
@@ -138,12 +138,12 @@ impl Config {
             previous_signing_key_files: get("ACTAS_PREVIOUS_SIGNING_KEY_FILES")
                 .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect())
                 .unwrap_or_default(),
-            access_token_minutes: minutes("ACTAS_ACCESS_TOKEN_MINUTES", 60, 24 * 60)?,
-            max_impersonation_minutes: minutes("ACTAS_MAX_IMPERSONATION_MINUTES", 30, 24 * 60)?,
+            access_token_minutes: whole_number("ACTAS_ACCESS_TOKEN_MINUTES", 60, 24 * 60)?,
+            max_impersonation_minutes: whole_number("ACTAS_MAX_IMPERSONATION_MINUTES", 30, 24 * 60)?,
             bootstrap_admin_email: get("ACTAS_BOOTSTRAP_ADMIN_EMAIL"),
             bootstrap_admin_password: get("ACTAS_BOOTSTRAP_ADMIN_PASSWORD"),
-            rate_limit_max_failures: minutes("ACTAS_RATE_LIMIT_MAX_FAILURES", 5, 1000)? as u32,
-            rate_limit_window_minutes: minutes("ACTAS_RATE_LIMIT_WINDOW_MINUTES", 15, 24 * 60)?,
+            rate_limit_max_failures: whole_number("ACTAS_RATE_LIMIT_MAX_FAILURES", 5, 1000)? as u32,
+            rate_limit_window_minutes: whole_number("ACTAS_RATE_LIMIT_WINDOW_MINUTES", 15, 24 * 60)?,
             trust_proxy_headers,
             log_format,
             cors_allowed_origins: match get("ACTAS_CORS_ALLOWED_ORIGINS") {

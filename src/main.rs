@@ -32,7 +32,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit hash chains; prints {ok, checked, first_bad_id} and exits 1 when broken.
+    /// Check the audit hash chains; prints {ok, checked, first_bad_id}; exits 1 when broken, 2 when it cannot check.
     Verify,
 }
 
@@ -58,6 +58,16 @@ fn print(text: &str) -> Result<(), String> {
     }
 }
 
+/// Prints the report; true when every chain is intact.
+fn verify_audit() -> Result<bool, String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let mut conn = connect_read_only(&config.database_url).map_err(|e| e.to_string())?;
+    let report = actas::store::audit::verify(&mut conn)
+        .map_err(|e| format!("cannot read the audit trail ({e}); is this an actas database?"))?;
+    print(&serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)?;
+    Ok(report.ok)
+}
+
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Openapi => {
@@ -71,18 +81,15 @@ fn run(command: Command) -> Result<(), String> {
             tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
             Ok(())
         }
-        Command::Audit { command: AuditCommand::Verify } => {
-            let config = Config::from_env().map_err(|e| e.to_string())?;
-            let mut conn = connect_read_only(&config.database_url).map_err(|e| e.to_string())?;
-            let chains = actas::store::audit::verify(&mut conn)
-                .map_err(|e| format!("cannot read the audit trail ({e}); is this an actas database?"))?;
-            let report = actas::http::controllers::audit::VerifyReport::of(chains);
-            print(&serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?)?;
-            if !report.ok {
-                std::process::exit(1);
+        Command::Audit { command: AuditCommand::Verify } => match verify_audit() {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            // A cron job must tell "could not check" from "tampered with".
+            Err(message) => {
+                eprintln!("actas: error: {message}");
+                std::process::exit(2)
             }
-            Ok(())
-        }
+        },
         Command::Serve => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
             server::init_tracing(config.log_format);

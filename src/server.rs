@@ -60,7 +60,13 @@ pub fn prepare(config: Config, clock: Clock) -> Result<AppState, StartupError> {
     let keys = load_keys(&config)?;
     let mut conn = pool.get()?;
     match bootstrap::run(&mut conn, &config, clock.now())? {
-        Outcome::AlreadyBootstrapped => {}
+        Outcome::AlreadyBootstrapped => {
+            if config.bootstrap_admin_email.is_some() || config.bootstrap_admin_password.is_some() {
+                tracing::warn!(
+                    "ACTAS_BOOTSTRAP_ADMIN_* are ignored: they apply only to an empty database, and this one has its super admin"
+                );
+            }
+        }
         Outcome::Created { email, generated_password: Some(password) } => {
             // Printed once, on purpose, so the operator can log in; never logged again.
             println!(

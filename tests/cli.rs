@@ -135,7 +135,7 @@ fn audit_verify_only_reads() {
         .env("ACTAS_DATABASE_URL", format!("sqlite://{}", missing.display()))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "could not check: not 1, which means tampered with");
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("there is no SQLite database at"), "{stderr}");
     assert!(!dir.join("nowhere").exists(), "verify created a directory");
@@ -216,6 +216,23 @@ fn serve_bootstraps_prints_the_password_once_and_says_where_swagger_is() {
     assert_eq!(password.rsplit(' ').next().unwrap().len(), 24);
     assert!(dir.join("actas-data/actas.db").exists());
     assert!(dir.join("actas-data/signing-key.pem").exists());
+    // A second start with bootstrap credentials says it ignores them.
+    let mut again = actas()
+        .current_dir(&dir)
+        .env("ACTAS_BIND", "127.0.0.1:0")
+        .env("ACTAS_BOOTSTRAP_ADMIN_PASSWORD", "a new admin password")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log: Vec<String> = BufReader::new(again.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.contains("Swagger UI at"))
+        .collect();
+    let _ = again.kill();
+    let _ = again.wait();
+    assert!(log.iter().any(|l| l.contains("ACTAS_BOOTSTRAP_ADMIN_* are ignored")), "{log:#?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

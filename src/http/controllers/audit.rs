@@ -15,7 +15,7 @@ use crate::http::problem::ApiError;
 use crate::http::query::QueryParams;
 use crate::http::views::PersonRef;
 use crate::state::AppState;
-use crate::store::audit::{self, ChainReport, EventKind, EventRow, RequestLogRow};
+use crate::store::audit::{self, EventKind, EventRow, RequestLogRow};
 use crate::store::impersonations::{self, ImpersonationSession};
 
 #[derive(Deserialize, IntoParams)]
@@ -352,37 +352,6 @@ pub async fn events(
     Ok(web::Json(AuditEventPage { items: rows.iter().map(AuditEventView::from).collect(), next_cursor }))
 }
 
-/// The result of checking the audit hash chains.
-#[derive(Serialize, ToSchema)]
-#[schema(example = json!({
-    "ok": false, "checked": 1287, "first_bad_id": "0193a5d1-2222-7333-8444-955566667777",
-    "chains": [
-        {"chain": "request_log", "ok": false, "checked": 1043, "first_bad_id": "0193a5d1-2222-7333-8444-955566667777", "problem": "a row does not match its hash or does not follow its predecessor"},
-        {"chain": "audit_events", "ok": true, "checked": 244, "first_bad_id": null, "problem": null}
-    ]
-}))]
-pub struct VerifyReport {
-    /// Whether every chain is intact.
-    pub ok: bool,
-    /// Rows checked, over all chains.
-    pub checked: u64,
-    /// The first row whose link does not hold (request log first, then events).
-    pub first_bad_id: Option<Uuid>,
-    /// One report per chain: the request log and the events are chained separately.
-    pub chains: Vec<ChainReport>,
-}
-
-impl VerifyReport {
-    pub fn of(chains: Vec<ChainReport>) -> Self {
-        Self {
-            ok: chains.iter().all(|c| c.ok),
-            checked: chains.iter().map(|c| c.checked).sum(),
-            first_bad_id: chains.iter().find_map(|c| c.first_bad_id),
-            chains,
-        }
-    }
-}
-
 /// Check the audit hash chains (super admins).
 ///
 /// Recomputes every link `hash = SHA-256(prev_hash ‖ canonical row)` and
@@ -391,13 +360,15 @@ impl VerifyReport {
     tag = "audit",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Verification result", body = VerifyReport),
+        (status = 200, description = "Verification result", body = audit::VerifyReport),
         (status = 403, description = "Not a super admin (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
     ),
 )]
 #[get("/audit/verify")]
-pub async fn verify(state: web::Data<AppState>, principal: Principal) -> Result<web::Json<VerifyReport>, ApiError> {
+pub async fn verify(
+    state: web::Data<AppState>,
+    principal: Principal,
+) -> Result<web::Json<audit::VerifyReport>, ApiError> {
     require_super_admin(&principal)?;
-    let chains = state.db(|conn| Ok(audit::verify(conn)?)).await?;
-    Ok(web::Json(VerifyReport::of(chains)))
+    Ok(web::Json(state.db(|conn| Ok(audit::verify(conn)?)).await?))
 }

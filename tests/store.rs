@@ -186,3 +186,35 @@ async fn bootstrap_without_a_password_generates_one_that_logs_in(app: TestApp) {
     assert_eq!(password.len(), 24);
     app.login("admin@localhost", &password).await;
 }
+
+/// Two transactions locking two users in opposite orders: PostgreSQL aborts
+/// one, and that is a retryable conflict (503 "try again"), not a 500.
+#[actix_web::test]
+async fn a_deadlock_is_a_conflict_to_retry_not_an_internal_error() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let admin = app.admin().await;
+    let org = app.owner_org_id(&admin).await;
+    let first = app.create_user(&admin, "first@owner.example", org, "member").await;
+    let second = app.create_user(&admin, "second@owner.example", org, "member").await;
+    let both_hold_one = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let cross = |mine: Uuid, theirs: Uuid| {
+        let (pool, barrier) = (app.state.pool.clone(), both_hold_one.clone());
+        std::thread::spawn(move || -> QueryResult<()> {
+            let mut conn = pool.get().unwrap();
+            conn.transaction(|conn| {
+                users::lock(conn, &[mine])?;
+                barrier.wait();
+                users::lock(conn, &[theirs])
+            })
+        })
+    };
+    let (a, b) = (cross(first, second), cross(second, first));
+    let outcomes = [a.join().unwrap(), b.join().unwrap()];
+    let shown = format!("{outcomes:?}");
+    let mut lost: Vec<Error> = outcomes.into_iter().filter_map(Result::err).collect();
+    assert_eq!(lost.len(), 1, "PostgreSQL aborts exactly one side: {shown}");
+    let lost = lost.remove(0);
+    assert!(actas::store::is_conflict_with_concurrent(&lost), "{lost:?}");
+    let answer = actas::http::problem::ApiError::from(lost);
+    assert_eq!(actix_web::ResponseError::status_code(&answer).as_u16(), 503);
+}

@@ -127,6 +127,21 @@ impl Drop for RequestConnection {
     }
 }
 
+impl Drop for RequestTransaction {
+    fn drop(&mut self) {
+        // Left open (the client went away mid-request, the future was dropped
+        // on an async worker): the rollback is a database round trip, so it
+        // runs on a blocking thread, which then lets the next SQLite writer in.
+        if let Some(mut open) = self.open.take() {
+            if pool::in_transaction(&mut open.conn) {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn_blocking(move || drop(open));
+                }
+            }
+        }
+    }
+}
+
 pub type SharedConnection = Arc<Mutex<RequestTransaction>>;
 
 tokio::task_local! {

@@ -99,7 +99,7 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
     (
         "ServiceUnavailable",
         "503",
-        "The database is unreachable, or the audit log could not record an impersonated request, which was therefore not performed (`service_unavailable`); see `Retry-After`",
+        "The database is unreachable, the audit log could not record an impersonated request (which was therefore not performed), or the request collided with a concurrent one and was undone (`service_unavailable`); retry after `Retry-After`",
         "service_unavailable",
         "the service cannot reach its database; try again shortly",
     ),

@@ -264,6 +264,16 @@ pub fn denied(kind: &str, denied: Denied) -> ApiError {
 
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
+        if crate::store::is_conflict_with_concurrent(&error) {
+            tracing::warn!(%error, "a transaction lost to a concurrent one");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "Service unavailable",
+                "this request collided with a concurrent one changing the same data; try again",
+            )
+            .with_header(header::RETRY_AFTER, "1");
+        }
         ApiError::internal(error)
     }
 }

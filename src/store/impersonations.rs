@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::organizations::Organization;
 use super::schema::{impersonation_sessions as sessions, login_sessions, organizations, users};
 use super::sql_types::{DbTime, DbUuid};
-use super::users::User;
+use super::users::{self as users_store, User};
 use super::DbConnection;
 use crate::domain::impersonation::{session_state, EndReason, SessionStatus};
 use crate::domain::types::UserStatus;
@@ -52,8 +52,6 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
     sessions::table.find(DbUuid(id)).select(ImpersonationSession::as_select()).first(conn).optional()
 }
 
-/// A running session with its target (and organization) and its impersonator,
-/// provided both users are active and the impersonator's login session is open.
 /// Whether the session is live, and kept so until the caller's transaction
 /// ends. On PostgreSQL it locks the rows every ending takes first (its two
 /// users, for update, in id order), then the session row (for share): a
@@ -61,13 +59,8 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
 /// caller sees it ended. On SQLite the single writer serializes this already.
 /// `people` are the impersonator and the target, as the session's token names them.
 pub fn hold_live(conn: &mut DbConnection, id: Uuid, people: [Uuid; 2], now: OffsetDateTime) -> QueryResult<bool> {
+    users_store::lock(conn, &people)?;
     if let DbConnection::Postgresql(pg) = conn {
-        let mut people = people.to_vec();
-        people.sort();
-        people.dedup();
-        diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(people)
-            .execute(pg)?;
         diesel::sql_query("SELECT id FROM impersonation_sessions WHERE id = $1 FOR SHARE")
             .bind::<diesel::sql_types::Uuid, _>(id)
             .execute(pg)?;
@@ -77,6 +70,8 @@ pub fn hold_live(conn: &mut DbConnection, id: Uuid, people: [Uuid; 2], now: Offs
     Ok(live.is_some_and(|(_, target, _, impersonator)| [*impersonator.id, *target.id] == people))
 }
 
+/// A running session with its target (and organization) and its impersonator,
+/// provided both users are active and the impersonator's login session is open.
 pub fn find_live(
     conn: &mut DbConnection,
     id: Uuid,

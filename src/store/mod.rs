@@ -30,3 +30,15 @@ pub fn like_literal(input: &str) -> String {
 pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
     matches!(error, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
+
+/// Whether a transaction lost to a concurrent one and may simply be tried
+/// again: a serialization failure, or a deadlock PostgreSQL broke by aborting
+/// this side. (diesel reports no SQLSTATE for deadlocks, only the message.)
+pub fn is_conflict_with_concurrent(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => info.message().starts_with("deadlock detected"),
+        _ => false,
+    }
+}

@@ -77,8 +77,8 @@ impl DatabaseTarget {
             Backend::Postgres => diesel::PgConnection::establish(&self.conninfo).map(DbConnection::Postgresql),
             Backend::Sqlite => {
                 let mut conn = diesel::SqliteConnection::establish(&self.conninfo)?;
-                // SQLite's own lower() folds only ASCII; PostgreSQL's folds all
-                // of Unicode. Use Rust's, so searches match alike on both.
+                // SQLite's own lower() folds only ASCII. The schema uses lower()
+                // (the email CHECK, a backfill): make it Rust's, as the app folds.
                 super::users::lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
                     .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
                 // Wait for a writer instead of failing; enforce declared foreign keys.

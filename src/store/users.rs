@@ -53,7 +53,8 @@ impl User {
 }
 
 diesel::define_sql_function! {
-    /// SQL `lower()`; on SQLite replaced by a Unicode-aware version (see pool).
+    /// SQL `lower()`, used by the email CHECK constraint and a migration's
+    /// backfill; on SQLite replaced by Rust's Unicode folding (see pool).
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
@@ -167,14 +168,13 @@ pub fn set_password_hash(conn: &mut DbConnection, id: Uuid, hash: &str, now: Off
         .map(|_| ())
 }
 
-pub fn any_exist(conn: &mut DbConnection) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(users::table.select(users::id))).get_result(conn)
-}
-
-/// Locks users' rows until the transaction ends, in id order (no deadlocks).
-/// Every change to who may impersonate whom takes these locks on PostgreSQL,
-/// so a consent revocation, a suspension or a start can never interleave. On
-/// SQLite, write transactions (`BEGIN IMMEDIATE`) are already serial.
+/// Locks users' rows until the transaction ends, in id order, so that callers
+/// locking in one call never deadlock each other. Every change to who may
+/// impersonate whom takes these locks on PostgreSQL, so a consent revocation,
+/// a suspension or a start can never interleave. (A transaction that locks
+/// again later, like an impersonated request whose handler changes a third
+/// user, can still meet another in a cycle: PostgreSQL then aborts one, which
+/// answers 503 "try again".) On SQLite, write transactions are already serial.
 pub fn lock(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {
         let mut ids = ids.to_vec();

@@ -386,6 +386,15 @@ async fn revocation_stops_sessions_and_always_answers_200(app: TestApp) {
     for junk in ["garbage", token.as_str(), "a.b.c"] {
         assert_eq!(form(&app, "/oauth/revoke", None, &[("token", junk)]).await.status.as_u16(), 200);
     }
+    // An "Exit" clicked twice: revocations racing each other all answer 200.
+    let again = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+    let token = again.assert_status(200)["access_token"].as_str().unwrap().to_owned();
+    let fields = [("token", token.as_str())];
+    let revoking = (0..6).map(|_| form(&app, "/oauth/revoke", None, &fields));
+    for res in futures_util::future::join_all(revoking).await {
+        assert_eq!(res.status.as_u16(), 200, "{}", res.text);
+    }
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
     // A login token: logged out.
     let login = app.login("sam@owner.example", PASSWORD).await;
     form(&app, "/oauth/revoke", None, &[("token", &login)]).await;

@@ -91,6 +91,14 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
             if path.contains('{') {
                 assert!(responses.contains_key("404"), "{name} does not document 404");
             }
+            // Every error shows what its body looks like: its own example or a shared response's.
+            for (status, response) in responses.iter().filter(|(s, _)| s.starts_with('4') || s.starts_with('5')) {
+                let shared = response.get("$ref").is_some();
+                let content = response["content"].as_object().into_iter().flat_map(|c| c.values());
+                let exemplified =
+                    content.into_iter().any(|c| c.get("example").is_some() || c.get("examples").is_some());
+                assert!(shared || exemplified, "{name} {status} has no example");
+            }
             // A malformed id in a path is 404; 422 only where a body or query can be invalid.
             let has_query = op["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
             if op.get("requestBody").is_none() && !has_query {

@@ -3,8 +3,11 @@
 //! registered (see `routes`), so the document cannot drift from the server.
 //! `finish` then adds the error responses every operation shares.
 
+use std::collections::BTreeMap;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -67,7 +70,21 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
         "unauthorized",
         "the session has ended",
     ),
-    ("NotFound", "404", "No such resource, or not visible to the caller (`not_found`)", "not_found", "user not found"),
+    ("UserNotFound", "404", "No such user, or not visible to the caller (`not_found`)", "not_found", "user not found"),
+    (
+        "OrganizationNotFound",
+        "404",
+        "No such organization, or not visible to the caller (`not_found`)",
+        "not_found",
+        "organization not found",
+    ),
+    (
+        "SessionNotFound",
+        "404",
+        "No such impersonation session, or not visible to the caller (`not_found`)",
+        "not_found",
+        "impersonation session not found",
+    ),
     (
         "PayloadTooLarge",
         "413",
@@ -85,9 +102,16 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
     (
         "ValidationFailed",
         "422",
-        "A field or parameter is missing or invalid (`validation_failed`)",
+        "A body field is missing or invalid (`validation_failed`); `errors[].field` names it",
         "validation_failed",
-        "email: must be an email address such as ada@example.com",
+        "name: must be 1 to 200 characters",
+    ),
+    (
+        "InvalidQuery",
+        "422",
+        "A query parameter is invalid or unknown (`validation_failed`); `errors[].field` names it",
+        "validation_failed",
+        "limit: must be from 1 to 200",
     ),
     (
         "InternalError",
@@ -114,9 +138,8 @@ fn shared_response(description: &str, status: &str, code: &str, detail: &str) ->
         "detail": detail,
         "code": code,
     });
-    if code == "validation_failed" {
-        example["errors"] =
-            serde_json::json!([{"field": "email", "message": "must be an email address such as ada@example.com"}]);
+    if let Some((field, message)) = detail.split_once(": ").filter(|_| code == "validation_failed") {
+        example["errors"] = serde_json::json!([{"field": field, "message": message}]);
     }
     ResponseBuilder::new()
         .description(description)
@@ -149,19 +172,44 @@ pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
     for (name, status, error, description) in OAUTH_SHARED {
         components.responses.insert((*name).to_owned(), RefOr::T(oauth_response(status, error, description)));
     }
+    let schemas = &components.schemas;
     for (path, item) in doc.paths.paths.iter_mut() {
-        let has_id = path.contains('{');
         let oauth = path.starts_with("/oauth/");
+        // The 404 of a path with an id names what was not found.
+        let not_found = match path.as_str() {
+            p if !p.contains('{') => None,
+            p if p.contains("/users/") => Some("UserNotFound"),
+            p if p.contains("/organizations/") => Some("OrganizationNotFound"),
+            _ => Some("SessionNotFound"),
+        };
         let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
         for operation in operations.into_iter().flatten() {
             if oauth {
                 add_oauth_shared(operation);
             } else {
-                add_shared(operation, has_id);
+                add_shared(operation, not_found, schemas);
             }
         }
     }
     doc
+}
+
+/// The first required field of an operation's JSON body, for its 422 example.
+fn first_required_field(op: &Operation, schemas: &BTreeMap<String, RefOr<Schema>>) -> Option<String> {
+    let RefOr::T(body) = op.request_body.as_ref()? else {
+        return None;
+    };
+    let RefOr::T(content) = body.content.get("application/json")? else {
+        return None;
+    };
+    let RefOr::Ref(reference) = content.schema.as_ref()? else {
+        return None;
+    };
+    let name = reference.ref_location.rsplit('/').next()?;
+    match schemas.get(name)? {
+        RefOr::T(Schema::Object(object)) => object.required.first().cloned(),
+        _ => None,
+    }
 }
 
 /// The server-side failures of `/oauth/*`, in the RFC 6749 format: (name, status, error, description).
@@ -201,7 +249,7 @@ fn add_oauth_shared(op: &mut Operation) {
     }
 }
 
-fn add_shared(op: &mut Operation, has_id: bool) {
+fn add_shared(op: &mut Operation, not_found: Option<&str>, schemas: &BTreeMap<String, RefOr<Schema>>) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     let has_body = op.request_body.is_some();
     // Query parameters can be invalid (422); a bad path id is simply not found (404).
@@ -213,15 +261,20 @@ fn add_shared(op: &mut Operation, has_id: bool) {
     if has_body {
         wanted.extend(["MalformedRequest", "PayloadTooLarge", "UnsupportedMediaType"]);
     }
-    if has_body || has_params {
+    if has_body {
+        if let Some(field) = first_required_field(op, schemas) {
+            let description = SHARED.iter().find(|s| s.0 == "ValidationFailed").map_or("", |s| s.2);
+            let missing = shared_response(description, "422", "validation_failed", &format!("{field}: is required"));
+            op.responses.responses.entry("422".to_owned()).or_insert(RefOr::T(missing));
+        }
         wanted.push("ValidationFailed");
+    } else if has_params {
+        wanted.push("InvalidQuery");
     }
     if secured {
         wanted.push("Unauthorized");
     }
-    if has_id {
-        wanted.push("NotFound");
-    }
+    wanted.extend(not_found);
     wanted.push("InternalError");
     if secured || has_body {
         // Anything that reads the database can find it unreachable.

@@ -34,7 +34,9 @@ pub struct FieldError {
     "code": "consent_required"
 }))]
 pub struct Problem {
-    /// URI naming the problem type: `urn:actas:problem:<code>`.
+    /// URI naming the problem type: `urn:actas:problem:<code>`, except that
+    /// every refusal made because the caller is impersonating shares
+    /// `urn:actas:problem:impersonation-restricted` (its `code` says which).
     #[serde(rename = "type")]
     pub type_uri: String,
     pub title: String,

@@ -321,7 +321,8 @@ pub struct AuditEventPage {
     params(EventQuery),
     responses(
         (status = 200, description = "A page of events", body = AuditEventPage),
-        (status = 403, description = "Not a super admin (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a super admin (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "only super admins may read the audit trail", "code": "forbidden"})),
     ),
 )]
 #[get("/audit/events")]
@@ -361,7 +362,8 @@ pub async fn events(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Verification result", body = audit::VerifyReport),
-        (status = 403, description = "Not a super admin (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a super admin (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "only super admins may read the audit trail", "code": "forbidden"})),
     ),
 )]
 #[get("/audit/verify")]

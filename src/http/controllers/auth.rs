@@ -75,7 +75,7 @@ fn invalid_credentials() -> ApiError {
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:invalid_credentials", "title": "Unauthorized", "status": 401, "detail": "email or password is incorrect", "code": "invalid_credentials"})),
         (status = 403, description = "Sent with an impersonation token (`impersonation-restricted`): log out of it first", body = Problem, content_type = "application/problem+json",
-            example = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "log out of the impersonation before logging in", "code": "impersonation-restricted"})),
+            example = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "send this request without the impersonation token in Authorization", "code": "impersonation-restricted"})),
         (status = 429, description = "Too many failed attempts (`rate_limited`); see `Retry-After`", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait")),
             example = json!({"type": "urn:actas:problem:rate_limited", "title": "Too many attempts", "status": 429, "detail": "too many failed attempts; try again in 840 seconds", "code": "rate_limited"})),

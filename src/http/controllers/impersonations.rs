@@ -176,7 +176,7 @@ fn check_rules(
 /// Confirm with your own password. The returned token acts with exactly the
 /// target's permissions; its `act` claim names you; it expires at
 /// `min(consent expiry, now + ACTAS_MAX_IMPERSONATION_MINUTES)` and cannot be
-/// renewed. Wrong passwords are limited per impersonator (5 per 15 minutes).
+/// renewed. Wrong passwords are limited per impersonator (default 5 per 15 minutes).
 #[utoipa::path(
     tag = "impersonations",
     security(("bearer" = [])),

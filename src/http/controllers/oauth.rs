@@ -179,28 +179,59 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
 }))]
 #[allow(dead_code)]
 pub struct TokenExchangeRequest {
-    /// `urn:ietf:params:oauth:grant-type:token-exchange`.
+    #[schema(schema_with = grant_type_schema)]
     grant_type: String,
     /// The admin's own login access token.
+    #[schema(min_length = 1)]
     actor_token: String,
-    /// `urn:ietf:params:oauth:token-type:access_token`.
+    #[schema(schema_with = access_token_type_schema)]
     actor_token_type: String,
     /// The id of the user to act as.
+    #[schema(format = Uuid)]
     subject_token: String,
-    /// `urn:actas:params:oauth:token-type:user-id`.
+    #[schema(schema_with = user_id_token_type_schema)]
     subject_token_type: String,
     /// The admin's own password (re-authentication, as for `POST /api/v1/impersonations`).
+    #[schema(min_length = 1)]
     password: String,
     /// Why, at most 500 characters.
+    #[schema(value_type = String, required = false, max_length = 500)]
     reason: Option<String>,
     /// If given, `urn:ietf:params:oauth:token-type:access_token`.
+    #[schema(value_type = String, required = false)]
     requested_token_type: Option<String>,
     /// If given, the service's own audience (`ACTAS_AUDIENCE`); anything else is `invalid_target`.
+    #[schema(value_type = String, required = false)]
     audience: Option<String>,
     /// If given, the issuer URL or the audience; anything else is `invalid_target`.
+    #[schema(value_type = String, required = false)]
     resource: Option<String>,
     /// If given, a space-separated subset of `actas impersonation`; anything else is `invalid_scope`.
+    #[schema(value_type = String, required = false)]
     scope: Option<String>,
+}
+
+/// A form field that takes exactly one value (shown filled in by Swagger UI).
+fn constant_schema(value: &str, description: &str) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([value]))
+        .default(Some(value.into()))
+        .description(Some(description))
+        .build()
+}
+
+fn grant_type_schema() -> utoipa::openapi::Object {
+    constant_schema(TOKEN_EXCHANGE, "RFC 8693 token exchange.")
+}
+
+fn access_token_type_schema() -> utoipa::openapi::Object {
+    constant_schema(ACCESS_TOKEN_TYPE, "The actor token is an access token.")
+}
+
+fn user_id_token_type_schema() -> utoipa::openapi::Object {
+    constant_schema(USER_ID_TOKEN_TYPE, "The subject token is an actas user id.")
 }
 
 /// RFC 8693 §2.2.1 response.
@@ -236,11 +267,17 @@ pub struct TokenExchangeResponse {
             ("Cache-Control" = String, description = "`no-store`: the body holds a token (RFC 6749 §5.1)"),
             ("Pragma" = String, description = "`no-cache`"),
         )),
-        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`", body = OAuthErrorBody),
-        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
-        (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody, headers(
-            ("Retry-After" = String, description = "Seconds until a confirmation may be tried again"),
+        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`", body = OAuthErrorBody, examples(
+            ("consent_required" = (value = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked", "code": "consent_required"}))),
+            ("reauthentication_failed" = (value = json!({"error": "invalid_grant", "error_description": "the password is incorrect", "code": "reauthentication_failed"}))),
+            ("unsupported_grant_type" = (value = json!({"error": "unsupported_grant_type", "error_description": "only urn:ietf:params:oauth:grant-type:token-exchange is supported", "code": "unsupported_grant_type"}))),
         )),
+        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
+            example = json!({"error": "invalid_request", "error_description": "the body is larger than 64 KiB", "code": "payload_too_large"})),
+        (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody,
+            headers(
+            ("Retry-After" = String, description = "Seconds until a confirmation may be tried again"),
+        ), example = json!({"error": "invalid_request", "error_description": "too many failed attempts; try again in 840 seconds", "code": "rate_limited"})),
     )
 )]
 #[post("/oauth/token")]
@@ -342,31 +379,66 @@ pub async fn exchange(
 #[schema(example = json!({"token": "eyJ0eXAiOiJhdCtqd3QiLCJhbGciOiJFZERTQSJ9…", "token_type_hint": "access_token"}))]
 #[allow(dead_code)]
 pub struct TokenRequest {
+    #[schema(min_length = 1)]
     token: String,
     /// `access_token` (the only kind actas issues); ignored otherwise.
+    #[schema(value_type = String, required = false)]
     token_type_hint: Option<String>,
 }
 
-/// RFC 7662 introspection response. An inactive token gives only `{"active": false}`.
+/// RFC 7662 introspection response: an active token with its claims, or
+/// only `{"active": false}` (the reason is never told).
 #[derive(Serialize, ToSchema)]
-#[schema(example = json!({
-    "active": true, "sub": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
-    "act": {"sub": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example"},
-    "sid": "0193a5d0-1111-7222-8333-944455556666", "exp": 1795244400, "iat": 1795242600, "nbf": 1795242600,
-    "iss": "https://actas.example.com", "aud": "actas", "scope": "actas impersonation", "token_type": "Bearer",
-    "username": "ada@acme.example", "jti": "8d7f3c2e-41a5-4b7e-9c1d-2e3f4a5b6c7d",
-    "org": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member"
-}))]
-pub struct IntrospectionResponse {
-    /// Whether the token is ours, unexpired, and its session still live.
+#[serde(untagged)]
+#[schema(examples(active_token_example, inactive_token_example))]
+pub enum IntrospectionResponse {
+    Active(Box<ActiveToken>),
+    Inactive(InactiveToken),
+}
+
+/// A token that is not ours, is malformed or expired, or whose session ended.
+#[derive(Serialize, ToSchema)]
+#[schema(example = inactive_token_example)]
+pub struct InactiveToken {
+    #[schema(schema_with = always_false)]
     pub active: bool,
-    #[serde(flatten)]
-    pub claims: Option<ActiveToken>,
+}
+
+fn always(value: bool) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([value])).build()
+}
+
+fn always_true() -> utoipa::openapi::Object {
+    always(true)
+}
+
+fn always_false() -> utoipa::openapi::Object {
+    always(false)
+}
+
+fn inactive_token_example() -> serde_json::Value {
+    serde_json::json!({"active": false})
+}
+
+fn active_token_example() -> serde_json::Value {
+    serde_json::json!({
+        "active": true, "sub": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
+        "act": {"sub": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example"},
+        "sid": "0193a5d0-1111-7222-8333-944455556666", "exp": 1795244400, "iat": 1795242600, "nbf": 1795242600,
+        "iss": "https://actas.example.com", "aud": "actas", "scope": "actas impersonation", "token_type": "Bearer",
+        "username": "ada@acme.example", "jti": "8d7f3c2e-41a5-4b7e-9c1d-2e3f4a5b6c7d",
+        "org": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member"
+    })
 }
 
 /// What introspection tells about an active token.
 #[derive(Serialize, ToSchema)]
+#[schema(example = active_token_example)]
 pub struct ActiveToken {
+    /// The token is ours, unexpired, and its session still live.
+    #[schema(schema_with = always_true)]
+    pub active: bool,
     /// The user the token acts as.
     pub sub: Uuid,
     /// Who is really acting: present only on impersonation tokens.
@@ -415,11 +487,14 @@ pub struct Actor {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Introspection result", body = IntrospectionResponse),
-        (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody),
-        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
-        (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody, headers(
+        (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
+            example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
+        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
+            example = json!({"error": "invalid_request", "error_description": "the body is larger than 64 KiB", "code": "payload_too_large"})),
+        (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody,
+            headers(
             ("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\", error_description=\"…\"`"),
-        )),
+        ), example = json!({"error": "invalid_token", "error_description": "send your own access token as `Authorization: Bearer`", "code": "unauthorized"})),
     )
 )]
 #[post("/oauth/introspect")]
@@ -442,10 +517,11 @@ pub async fn introspect(
     let params = form(&req, body).await?;
     let token = required(&params, "token")?;
     let Some(principal) = live_principal(&state, token).await? else {
-        return Ok(HttpResponse::Ok().json(IntrospectionResponse { active: false, claims: None }));
+        return Ok(HttpResponse::Ok().json(IntrospectionResponse::Inactive(InactiveToken { active: false })));
     };
     let claims = principal.claims;
     let active = ActiveToken {
+        active: true,
         sub: claims.sub,
         act: claims.act.as_ref().map(|act| Actor { sub: act.sub, email: act.email.clone() }),
         sid: claims.sid,
@@ -463,7 +539,7 @@ pub async fn introspect(
         iss: claims.iss,
         aud: claims.aud,
     };
-    Ok(HttpResponse::Ok().json(IntrospectionResponse { active: true, claims: Some(active) }))
+    Ok(HttpResponse::Ok().json(IntrospectionResponse::Active(Box::new(active))))
 }
 
 /// The principal of a token that is valid and live, `None` for any token that
@@ -492,8 +568,10 @@ fn unauthorized(description: String) -> OAuthError {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody),
-        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody),
+        (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
+            example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
+        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
+            example = json!({"error": "invalid_request", "error_description": "the body is larger than 64 KiB", "code": "payload_too_large"})),
     )
 )]
 #[post("/oauth/revoke")]
@@ -506,7 +584,11 @@ pub async fn revoke(
     let token = required(&params, "token")?;
     let Some(principal) = live_principal(&state, token).await? else { return Ok(HttpResponse::Ok().finish()) };
     let (session_id, impersonating) = (principal.session_id, principal.impersonation.is_some());
-    end_token_session(&state, &principal, ClientInfo::of(&req)).await.map_err(OAuthError::from_api)?;
-    tracing::info!(session_id = %session_id, impersonating, "token revoked");
+    match end_token_session(&state, &principal, ClientInfo::of(&req)).await {
+        Ok(()) => tracing::info!(session_id = %session_id, impersonating, "token revoked"),
+        // Ended by a concurrent call since it was checked: revoked all the same (RFC 7009 §2.2).
+        Err(e) if e.status == actix_web::http::StatusCode::UNAUTHORIZED => {}
+        Err(e) => return Err(OAuthError::from_api(e)),
+    }
     Ok(HttpResponse::Ok().finish())
 }

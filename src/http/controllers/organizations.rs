@@ -54,7 +54,8 @@ pub struct OrganizationList {
     request_body = CreateOrganizationRequest,
     responses(
         (status = 201, description = "Created", body = OrganizationView, headers(("Location" = String, description = "URL of the new organization"))),
-        (status = 403, description = "Not an administrator (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not an administrator (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "only administrators may manage organizations and users", "code": "forbidden"})),
         (status = 404, description = "`parent_id` names no organization you can see (`not_found`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:not_found", "title": "Not found", "status": 404, "detail": "organization not found", "code": "not_found"})),
     )

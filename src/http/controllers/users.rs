@@ -62,8 +62,19 @@ pub struct UpdateUserRequest {
     /// `active` or `suspended`; suspending ends the user's sessions at once.
     /// Use `DELETE` to delete.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(value_type = Option<StatusChange>, nullable = false)]
     pub status: Option<UserStatus>,
+}
+
+/// The statuses a change may set (deleting is `DELETE /api/v1/users/{id}`).
+// Documentation only: the request reads a `UserStatus`, and the rules answer
+// `deleted` with a 422 that names the call that deletes.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum StatusChange {
+    Active,
+    Suspended,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -293,8 +304,10 @@ pub async fn get_user(
     request_body = UpdateUserRequest,
     responses(
         (status = 200, description = "The updated user, as `GET` shows it", body = UserItem),
-        (status = 403, description = "Not allowed to make this change (`forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The user is deleted (`user_deleted`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to make this change (`forbidden`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "you cannot change your own role or status", "code": "forbidden"})),
+        (status = 409, description = "The user is deleted (`user_deleted`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:user_deleted", "title": "Conflict", "status": 409, "detail": "the user is deleted and cannot be changed", "code": "user_deleted"})),
     )
 )]
 #[patch("/users/{id}")]
@@ -371,7 +384,8 @@ fn end_everything(conn: &mut DbConnection, user_id: Uuid, status: UserStatus, ct
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 204, description = "Deleted (also when already deleted)"),
-        (status = 403, description = "Not allowed to delete this user (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to delete this user (`forbidden`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "you cannot delete yourself", "code": "forbidden"})),
     )
 )]
 #[delete("/users/{id}")]

@@ -65,10 +65,20 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
         "/.well-known/jwks.json",
         "/.well-known/oauth-authorization-server",
     ];
+    let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in paths {
         for (method, op) in item.as_object().unwrap() {
             let name = format!("{method} {path}");
-            assert!(op["summary"].is_string() || op["description"].is_string(), "{name} has no description");
+            assert!(
+                op["summary"].is_string() && op["description"].is_string(),
+                "{name} lacks a summary or description"
+            );
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                id.contains('_') || ["login", "logout", "me", "jwks", "metrics", "healthz", "readyz"].contains(&id),
+                "{name}: operationId {id} does not say what it acts on"
+            );
+            assert!(operation_ids.insert(id.to_owned()), "operationId {id} is not unique");
             assert!(!op["tags"].as_array().unwrap().is_empty(), "{name} has no tag");
             let responses = op["responses"].as_object().unwrap();
             assert!(responses.keys().any(|s| s.starts_with('2')), "{name} has no success response");

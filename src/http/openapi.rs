@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use utoipa::openapi::schema::Schema;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::schema::{Object, Schema, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -141,13 +142,17 @@ fn shared_response(description: &str, status: &str, code: &str, detail: &str) ->
     if let Some((field, message)) = detail.split_once(": ").filter(|_| code == "validation_failed") {
         example["errors"] = serde_json::json!([{"field": field, "message": message}]);
     }
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).example(Some(example)).build(),
-        )
-        .build()
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new().schema(Some(Ref::from_schema_name(Problem::name()))).example(Some(example)).build(),
+    );
+    if status_num == 401 {
+        let challenge = HeaderBuilder::new()
+            .schema(Some(Object::with_type(Type::String)))
+            .description(Some("`Bearer` (RFC 6750), with `error=\"invalid_token\"` when a token was sent"));
+        response = response.header("WWW-Authenticate", challenge.build());
+    }
+    response.build()
 }
 
 fn title_for(status: u16) -> &'static str {

@@ -187,7 +187,9 @@ impl FromRequest for NoImpersonationToken {
         let impersonating =
             req.app_data::<web::Data<AppState>>().is_some_and(|state| carries_impersonation_token(state, req));
         ready(if impersonating {
-            Err(ApiError::impersonation_restricted("send this request without the impersonation token in Authorization"))
+            Err(ApiError::impersonation_restricted(
+                "send this request without the impersonation token in Authorization",
+            ))
         } else {
             Ok(NoImpersonationToken)
         })

@@ -45,7 +45,8 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     if let Some((name, _)) = pairs.iter().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
         return Err(invalid(name, "must not contain NUL characters"));
     }
-    let given: Vec<(String, String)> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    // `_` is the cache buster some HTTP clients append (`?_=1700000000`).
+    let given: Vec<(String, String)> = pairs.into_iter().filter(|(k, v)| !v.is_empty() && k != "_").collect();
     let encoded = serde_urlencoded::to_string(&given).map_err(ApiError::internal)?;
     let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
@@ -131,5 +132,6 @@ mod tests {
         let parsed: Filter = parse("status=&limit=&q=ada").unwrap();
         assert_eq!(parsed, Filter { limit: None, status: None, id: None, q: Some("ada".into()), from: None });
         assert_eq!(parse::<Filter>("status=ongoing").unwrap().status, Some(Status::Ongoing));
+        assert_eq!(parse::<Filter>("_=1700000000&q=ada").unwrap().q, Some("ada".into()));
     }
 }

@@ -119,6 +119,9 @@ pub struct MySessionPage {
 }
 
 /// Sessions in which someone acted as you, newest first.
+///
+/// With who acted (name and email), when, for how long, how it ended, and how
+/// many calls were made. Open one with its audit log to see every call.
 #[utoipa::path(
     tag = "audit",
     security(("bearer" = [])),
@@ -187,6 +190,10 @@ async fn find_session(state: &AppState, id: Uuid) -> Result<Option<Impersonation
 }
 
 /// Every call made as you in one session, newest first.
+///
+/// Method, path, query and body (secrets redacted), status, duration, IP and
+/// user agent of each request made with that session's token. Another user's
+/// session answers 404.
 #[utoipa::path(
     tag = "audit",
     security(("bearer" = [])),
@@ -209,6 +216,9 @@ pub async fn my_session_log(
 }
 
 /// The request log of a session you started (super admins: any session).
+///
+/// The same rows the impersonated user reads. A session you did not start
+/// answers 404.
 #[utoipa::path(
     tag = "audit",
     security(("bearer" = [])),
@@ -292,7 +302,9 @@ pub struct EventQuery {
     /// Events where this user acted or was the subject, and every event of a
     /// session they impersonated in or were impersonated in.
     pub user_id: Option<Uuid>,
+    /// Events of this impersonation session.
     pub session_id: Option<Uuid>,
+    /// Events of this kind only.
     pub kind: Option<EventKind>,
     /// From this instant (inclusive), RFC 3339.
     #[serde(default, with = "crate::http::query::utc_instant")]
@@ -305,6 +317,7 @@ pub struct EventQuery {
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -315,7 +328,12 @@ pub struct AuditEventPage {
 }
 
 /// Consent and impersonation events, newest first (super admins).
+///
+/// Consent granted and revoked; impersonation started, stopped and ended (with
+/// its reason), each with actor, subject, session, IP and user agent. Filter by
+/// user, session, kind and time range.
 #[utoipa::path(
+    operation_id = "list_audit_events",
     tag = "audit",
     security(("bearer" = [])),
     params(EventQuery),
@@ -358,6 +376,7 @@ pub async fn events(
 /// Recomputes every link `hash = SHA-256(prev_hash ‖ canonical row)` and
 /// reports the first row that was changed, removed or reordered.
 #[utoipa::path(
+    operation_id = "verify_audit_trail",
     tag = "audit",
     security(("bearer" = [])),
     responses(

@@ -54,6 +54,8 @@ pub struct GrantConsentRequest {
 }
 
 /// Your impersonation consent: whether support may act as you, and until when.
+///
+/// `active: false` with nulls when there is none, or it expired or was revoked.
 #[utoipa::path(tag = "consent", security(("bearer" = [])), responses((status = 200, description = "Your current consent", body = ConsentView)))]
 #[get("/me/impersonation-consent")]
 pub async fn get_consent(state: web::Data<AppState>, principal: Principal) -> Result<web::Json<ConsentView>, ApiError> {
@@ -107,6 +109,10 @@ pub async fn grant_consent(
 }
 
 /// Revoke your consent. Every running impersonation of you ends at once.
+///
+/// Their tokens are refused from the next request on (`end_reason:
+/// consent_revoked`). Idempotent: 204 also without an active consent. Not
+/// allowed with an impersonation token.
 #[utoipa::path(
     tag = "consent",
     security(("bearer" = [])),

@@ -91,6 +91,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 }
 
 /// Liveness: the process is up and serving.
+///
+/// Touches no database: use it as the liveness probe.
 #[utoipa::path(tag = "health", responses((status = 200, description = "Up", body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> web::Json<Health> {
@@ -98,6 +100,9 @@ pub async fn healthz() -> web::Json<Health> {
 }
 
 /// Readiness: the database answers and holds our schema. 503 when it does not.
+///
+/// Answers within a second, busy or down: use it as the load balancer's
+/// readiness probe.
 #[utoipa::path(
     tag = "health",
     responses(

@@ -178,6 +178,7 @@ fn check_rules(
 /// `min(consent expiry, now + ACTAS_MAX_IMPERSONATION_MINUTES)` and cannot be
 /// renewed. Wrong passwords are limited per impersonator (default 5 per 15 minutes).
 #[utoipa::path(
+    operation_id = "start_impersonation",
     tag = "impersonations",
     security(("bearer" = [])),
     request_body = StartImpersonationRequest,
@@ -331,6 +332,7 @@ pub async fn start_session(
 ///
 /// The impersonation token is refused from the next request on.
 #[utoipa::path(
+    operation_id = "stop_impersonation",
     tag = "impersonations",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Impersonation session id")),
@@ -377,7 +379,11 @@ fn may_read(principal: &Principal, session: &ImpersonationSession) -> bool {
 }
 
 /// Sessions you started (super admins: all sessions), newest first.
+///
+/// Each with its target, reason, start, expiry, end and `status` (`ongoing`,
+/// `ended`, `expired`, `revoked`); filter with `status`.
 #[utoipa::path(
+    operation_id = "list_impersonations",
     tag = "impersonations",
     security(("bearer" = [])),
     params(ImpersonationListQuery),
@@ -415,7 +421,11 @@ pub async fn list(
 }
 
 /// One session you started (super admins: any).
+///
+/// With the impersonation token itself, this session also answers (so an exit
+/// button can show what it ends); any other session answers 404.
 #[utoipa::path(
+    operation_id = "get_impersonation",
     tag = "impersonations",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Impersonation session id")),

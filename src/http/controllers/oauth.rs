@@ -260,6 +260,7 @@ pub struct TokenExchangeResponse {
 /// same kind of session; stop it with `POST /oauth/revoke` or
 /// `POST /api/v1/impersonations/{id}/stop`. No refresh token is issued.
 #[utoipa::path(
+    operation_id = "token_exchange",
     tag = "oauth",
     request_body(content = TokenExchangeRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
@@ -482,6 +483,7 @@ pub struct Actor {
 /// malformed or not ours answers only `{"active": false}`. Unlike JWT
 /// validation alone, this reflects revocation at once.
 #[utoipa::path(
+    operation_id = "introspect_token",
     tag = "oauth",
     security(("bearer" = [])),
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
@@ -564,6 +566,7 @@ fn unauthorized(description: String) -> OAuthError {
 /// a login token logs that session out (and ends the impersonations it
 /// started). Always 200, also for unknown, expired or malformed tokens.
 #[utoipa::path(
+    operation_id = "revoke_token",
     tag = "oauth",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(

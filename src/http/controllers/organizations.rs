@@ -127,6 +127,8 @@ pub async fn list_organizations(
 }
 
 /// Read one organization you administer.
+///
+/// An organization outside your part of the tree answers 404.
 #[utoipa::path(
     tag = "organizations",
     security(("bearer" = [])),

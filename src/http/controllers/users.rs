@@ -82,6 +82,7 @@ enum StatusChange {
 #[serde(deny_unknown_fields)]
 pub struct UserListQuery {
     /// Case-insensitive substring of email or name.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Only users of this organization.
     pub organization_id: Option<Uuid>,
@@ -106,6 +107,9 @@ fn subject<'a>(user: &User, org_path: &'a OrgPath) -> Subject<'a> {
 }
 
 /// Create a user in an organization you administer.
+///
+/// The email must be unused (case-insensitive); the role may not be above
+/// yours, and `super_admin` only for owner-organization users, granted by one.
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
@@ -260,6 +264,9 @@ fn item(
 }
 
 /// Read one user you can see.
+///
+/// With `impersonation.available` as seen by you. A user outside your scope
+/// answers 404.
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),

@@ -66,7 +66,10 @@ pub struct ServerMetadata {
 }
 
 /// RFC 8414 authorization server metadata.
-#[utoipa::path(tag = "oauth", responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
+///
+/// Where the token, introspection, revocation and key endpoints are, and which
+/// grant and token types actas supports. Public; cache it for a few minutes.
+#[utoipa::path(operation_id = "authorization_server_metadata", tag = "oauth", responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
 #[get("/.well-known/oauth-authorization-server")]
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     let base = state.config.issuer.trim_end_matches('/').to_owned();

@@ -103,7 +103,7 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         Backend::Postgres => "PostgreSQL",
         Backend::Sqlite => "SQLite",
     };
-    if backend == "PostgreSQL" && !state.config.issuer_configured {
+    if state.backend == Backend::Postgres && !state.config.issuer_configured {
         tracing::warn!(
             issuer = %state.config.issuer,
             "ACTAS_ISSUER is not set: tokens name this node's own address, so other nodes will refuse them"

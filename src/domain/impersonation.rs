@@ -97,6 +97,19 @@ pub fn may_ever_impersonate(actor: &Party<'_>, target: &Party<'_>) -> Result<(),
     Ok(())
 }
 
+/// The refusals decided before the target is even looked up, so that a
+/// caller who may impersonate nobody learns nothing, not even whether the id
+/// exists (their own id still gets `self_impersonation`).
+pub fn may_look_up_target(actor: &Party<'_>, actor_token_has_act: bool, target_id: Uuid) -> Result<(), Refusal> {
+    if actor_token_has_act {
+        return Err(Refusal::Chained);
+    }
+    if !holds_impersonation_right(actor) && target_id != actor.id {
+        return Err(Refusal::NotPermitted);
+    }
+    Ok(())
+}
+
 /// Every rule of SPEC §2 except the password confirmation.
 pub fn may_impersonate(
     actor: &Party<'_>,
@@ -116,7 +129,7 @@ pub fn may_impersonate(
         return Err(Refusal::TargetInactive);
     }
     match consent {
-        Some(c) if c.is_active(now) && token_expiry(c.expires_at, now, Duration::ZERO).is_some() => Ok(()),
+        Some(c) if c.is_active(now) && token_expiry(c.expires_at, now, None).is_some() => Ok(()),
         _ => Err(Refusal::ConsentRequired),
     }
 }
@@ -146,15 +159,15 @@ pub fn availability(
     }
 }
 
-/// `exp = min(consent expiry, start + cap)`, on whole seconds (JWT `exp` is in
+/// `exp = min(consent expiry, start + cap)` (no cap: the consent expiry), on whole seconds (JWT `exp` is in
 /// seconds; rounding down never outlives the consent). `None` when less than a
 /// second is left: too short to be of use.
 pub fn token_expiry(
     consent_expires_at: OffsetDateTime,
     started_at: OffsetDateTime,
-    cap: Duration,
+    cap: Option<Duration>,
 ) -> Option<OffsetDateTime> {
-    let capped = if cap > Duration::ZERO { consent_expires_at.min(started_at + cap) } else { consent_expires_at };
+    let capped = cap.map_or(consent_expires_at, |cap| consent_expires_at.min(started_at + cap));
     let whole = OffsetDateTime::from_unix_timestamp(capped.unix_timestamp()).ok()?;
     (whole > started_at).then_some(whole)
 }
@@ -232,6 +245,41 @@ pub fn session_state(
         Some((at, reason)) => (reason.status(), Some((at, reason))),
         None if expires_at <= now => (SessionStatus::Expired, Some((expires_at, EndReason::Expired))),
         None => (SessionStatus::Ongoing, None),
+    }
+}
+
+/// The caller, as the rules for reading impersonation sessions, their logs
+/// and the audit events see them.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionReader {
+    /// The user the token acts as (with an impersonation token, the target).
+    pub user_id: Uuid,
+    pub role: Role,
+    /// With an impersonation token: its impersonator and its session.
+    pub acting_for: Option<(Uuid, Uuid)>,
+}
+
+impl SessionReader {
+    /// Super admins with their own token read every session, log and event.
+    /// (Impersonating, they have the target's permissions and no more.)
+    pub fn reads_everything(&self) -> bool {
+        self.acting_for.is_none() && self.role == Role::SuperAdmin
+    }
+
+    /// A session's request log: its impersonator and super admins.
+    pub fn may_read_log_as_impersonator(&self, impersonator_id: Uuid) -> bool {
+        self.reads_everything() || impersonator_id == self.user_id
+    }
+
+    /// A session: as its log, and also, with an impersonation token, that
+    /// very session, so an exit button can show what it ends.
+    pub fn may_read_session(&self, session_id: Uuid, impersonator_id: Uuid) -> bool {
+        self.may_read_log_as_impersonator(impersonator_id) || self.acting_for == Some((impersonator_id, session_id))
+    }
+
+    /// A session and its log as the one impersonated in it.
+    pub fn may_read_as_target(&self, target_id: Uuid) -> bool {
+        target_id == self.user_id
     }
 }
 
@@ -392,21 +440,21 @@ mod tests {
         let cap = Duration::minutes(30);
         let start = datetime!(2026-11-21 12:00:00 UTC);
         // Consent ends first.
-        assert_eq!(token_expiry(start + Duration::minutes(10), start, cap), Some(start + Duration::minutes(10)));
+        assert_eq!(token_expiry(start + Duration::minutes(10), start, Some(cap)), Some(start + Duration::minutes(10)));
         // The cap ends first.
-        assert_eq!(token_expiry(start + Duration::hours(168), start, cap), Some(start + cap));
+        assert_eq!(token_expiry(start + Duration::hours(168), start, Some(cap)), Some(start + cap));
         // Exactly equal.
-        assert_eq!(token_expiry(start + cap, start, cap), Some(start + cap));
+        assert_eq!(token_expiry(start + cap, start, Some(cap)), Some(start + cap));
         // Consent expiring in one second.
-        assert_eq!(token_expiry(start + Duration::seconds(1), start, cap), Some(start + Duration::seconds(1)));
+        assert_eq!(token_expiry(start + Duration::seconds(1), start, Some(cap)), Some(start + Duration::seconds(1)));
         // Sub-second remainders round down, never past the consent.
         let start_frac = datetime!(2026-11-21 12:00:00.400 UTC);
         assert_eq!(
-            token_expiry(start_frac + Duration::milliseconds(1900), start_frac, cap),
+            token_expiry(start_frac + Duration::milliseconds(1900), start_frac, Some(cap)),
             Some(datetime!(2026-11-21 12:00:02 UTC))
         );
-        assert_eq!(token_expiry(start_frac + Duration::milliseconds(500), start_frac, cap), None);
-        assert_eq!(token_expiry(start, start, cap), None);
+        assert_eq!(token_expiry(start_frac + Duration::milliseconds(500), start_frac, Some(cap)), None);
+        assert_eq!(token_expiry(start, start, Some(cap)), None);
     }
 
     #[test]
@@ -426,5 +474,46 @@ mod tests {
             assert_eq!(session_state(Some((NOW, reason)), exp, NOW).0, status);
             assert_eq!(EndReason::parse(reason.as_str()), Some(reason));
         }
+    }
+
+    #[test]
+    fn who_reads_which_session() {
+        let (sam, ada, root, session, other) =
+            (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3), Uuid::from_u128(10), Uuid::from_u128(11));
+        let reader = |user_id, role, acting_for| SessionReader { user_id, role, acting_for };
+        // The impersonator, with their own token: their sessions and logs only.
+        let sam_self = reader(sam, Role::Admin, None);
+        assert!(sam_self.may_read_session(session, sam) && sam_self.may_read_log_as_impersonator(sam));
+        assert!(!sam_self.may_read_session(session, root) && !sam_self.reads_everything());
+        // Super admins: everything, but not while impersonating.
+        let root_self = reader(root, Role::SuperAdmin, None);
+        assert!(root_self.reads_everything() && root_self.may_read_session(session, sam));
+        let root_as_ada = reader(ada, Role::SuperAdmin, Some((root, session)));
+        assert!(!root_as_ada.reads_everything() && !root_as_ada.may_read_log_as_impersonator(root));
+        // With Sam's impersonation token (acting as Ada): that one session, not its log as impersonator.
+        let sam_as_ada = reader(ada, Role::Member, Some((sam, session)));
+        assert!(sam_as_ada.may_read_session(session, sam));
+        assert!(!sam_as_ada.may_read_session(other, sam) && !sam_as_ada.may_read_log_as_impersonator(sam));
+        // As the target: Ada reads what was done as her, whoever holds the token.
+        assert!(sam_as_ada.may_read_as_target(ada) && reader(ada, Role::Member, None).may_read_as_target(ada));
+        assert!(!sam_self.may_read_as_target(ada));
+    }
+
+    #[test]
+    fn who_may_impersonate_nobody_learns_nothing_about_the_target() {
+        let (owner, customer) =
+            (OrgPath::root(Uuid::from_u128(100)), OrgPath::root(Uuid::from_u128(100)).child(Uuid::from_u128(101)));
+        let party = |id: u128, role, org| Party { id: Uuid::from_u128(id), role, status: UserStatus::Active, org };
+        let member = party(1, Role::Member, &customer);
+        let staff = party(2, Role::Member, &owner);
+        let anyone = Uuid::from_u128(99);
+        assert_eq!(may_look_up_target(&member, false, anyone), Err(Refusal::NotPermitted));
+        assert_eq!(
+            may_look_up_target(&member, false, member.id),
+            Ok(()),
+            "their own id: self_impersonation comes later"
+        );
+        assert_eq!(may_look_up_target(&staff, false, anyone), Ok(()));
+        assert_eq!(may_look_up_target(&staff, true, anyone), Err(Refusal::Chained));
     }
 }

@@ -14,9 +14,9 @@ impl Limit {
         now - self.window
     }
 
-    /// `attempts_in_window` counts the current attempt too (it is recorded
-    /// before the check so that concurrent attempts see each other). Returns
-    /// the whole seconds to wait when the attempt must be refused.
+    /// `attempts_in_window` counts the attempt being decided too (the caller
+    /// adds it to those already counted). Returns the whole seconds to wait
+    /// when the attempt must be refused.
     pub fn check(
         &self,
         attempts_in_window: u64,

@@ -81,8 +81,13 @@ pub struct Email(String);
 impl Email {
     pub const MAX_LEN: usize = 254;
 
+    /// The form emails are stored and compared in (case-insensitive, SPEC §1).
+    pub fn normalize(raw: &str) -> String {
+        raw.trim().to_lowercase()
+    }
+
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let email = raw.trim().to_lowercase();
+        let email = Self::normalize(raw);
         let invalid = || Invalid::new("email", "must be an email address such as ada@example.com");
         if email.is_empty() || email.len() > Self::MAX_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control())
         {

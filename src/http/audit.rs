@@ -321,12 +321,7 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| ApiError::bad_request("malformed_body", "the request body could not be read"))?;
         if body.len() + chunk.len() > MAX_CAPTURED_BODY {
-            return Err(ApiError::new(
-                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                format!("the request body is larger than {MAX_CAPTURED_BODY} bytes"),
-            ));
+            return Err(ApiError::payload_too_large());
         }
         body.extend_from_slice(&chunk);
     }

@@ -35,15 +35,6 @@ fn is_json(req: &HttpRequest) -> bool {
     })
 }
 
-fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        "Payload too large",
-        format!("the request body is larger than {MAX_JSON_BYTES} bytes"),
-    )
-}
-
 /// Turns a deserialization failure into 400 (not JSON) or 422 (wrong shape).
 pub fn body_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = error.path().to_string();
@@ -128,10 +119,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 ));
             }
             if declared_too_large {
-                return Err(too_large());
+                return Err(ApiError::payload_too_large());
             }
             let bytes = bytes.await.map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => too_large(),
+                Some(PayloadError::Overflow) => ApiError::payload_too_large(),
                 _ => ApiError::bad_request("malformed_body", "the request body could not be read"),
             })?;
             // Only an object: serde would also take `["a@b", "pw"]` for a struct.

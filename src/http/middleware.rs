@@ -44,7 +44,7 @@ fn to_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
 }
 
-fn generic_error(status: StatusCode) -> ApiError {
+pub(crate) fn generic_error(status: StatusCode) -> ApiError {
     let (code, title, detail) = match status.as_u16() {
         400 => ("bad_request", "Bad request", "the request could not be understood"),
         401 => ("unauthorized", "Unauthorized", "authentication is required"),
@@ -55,6 +55,7 @@ fn generic_error(status: StatusCode) -> ApiError {
         413 => ("payload_too_large", "Payload too large", "the request body is too large"),
         414 => ("uri_too_long", "URI too long", "the request URI is too long"),
         415 => ("unsupported_media_type", "Unsupported media type", "this content type is not supported here"),
+        422 => ("validation_failed", "Validation failed", "the request is not valid"),
         431 => ("headers_too_large", "Request header fields too large", "the request headers are too large"),
         s if s < 500 => ("bad_request", "Bad request", "the request could not be processed"),
         503 => ("service_unavailable", "Service unavailable", "the service is temporarily unavailable"),

@@ -156,16 +156,9 @@ fn shared_response(description: &str, status: &str, code: &str, detail: &str) ->
 }
 
 fn title_for(status: u16) -> &'static str {
-    match status {
-        400 => "Bad request",
-        401 => "Unauthorized",
-        404 => "Not found",
-        413 => "Payload too large",
-        415 => "Unsupported media type",
-        422 => "Validation failed",
-        500 => "Internal server error",
-        _ => "Service unavailable",
-    }
+    let status =
+        actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    super::middleware::generic_error(status).title
 }
 
 /// Adds the shared error responses to every operation they apply to.

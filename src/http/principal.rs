@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::problem::ApiError;
 use crate::crypto::tokens::{Claims, TokenError};
-use crate::domain::impersonation::{Party, Refusal};
+use crate::domain::impersonation::{Party, Refusal, SessionReader};
 use crate::domain::policy::{Actor, OrgPath};
 use crate::state::AppState;
 use crate::store::impersonations::{self, ImpersonationSession};
@@ -53,6 +53,14 @@ impl Principal {
     /// The user really making the call: the impersonator when impersonating.
     pub fn real_user_id(&self) -> Uuid {
         self.impersonation.as_ref().map_or(*self.user.id, |i| *i.impersonator.id)
+    }
+
+    pub fn session_reader(&self) -> SessionReader {
+        SessionReader {
+            user_id: *self.user.id,
+            role: self.user.role(),
+            acting_for: self.impersonation.as_ref().map(|i| (*i.impersonator.id, self.session_id)),
+        }
     }
 }
 

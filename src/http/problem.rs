@@ -163,6 +163,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", format!("{what} not found"))
     }
 
+    /// Larger than any endpoint accepts (`MAX_JSON_BYTES`).
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Payload too large",
+            format!("the request body is larger than {} bytes", super::json::MAX_JSON_BYTES),
+        )
+    }
+
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, "Conflict", detail)
     }

@@ -48,7 +48,9 @@ fn advance(conn: &mut DbConnection, chain: Chain, hash: &str) -> QueryResult<()>
         .map(|_| ())
 }
 
-fn time_text(t: OffsetDateTime) -> String {
+/// Instants in hashed rows and event details: one text form for both
+/// backends (the one SQLite stores), so a chain verifies wherever it is read.
+fn canonical_time_text(t: OffsetDateTime) -> String {
     sqlite_time_text(t)
 }
 
@@ -80,7 +82,7 @@ impl RequestLogRow {
             self.seq,
             self.id.0,
             self.session_id.0,
-            time_text(*self.at),
+            canonical_time_text(*self.at),
             self.method,
             self.path,
             self.query,
@@ -220,7 +222,7 @@ impl EventRow {
             self.seq,
             self.id.0,
             self.kind,
-            time_text(*self.at),
+            canonical_time_text(*self.at),
             self.actor_id.map(|i| i.0),
             self.subject_id.map(|i| i.0),
             self.session_id.map(|i| i.0),
@@ -315,16 +317,27 @@ pub fn end_sessions_all(
         ended.extend(impersonations::end(conn, which, reason, ctx.at)?.into_iter().map(|s| (s, reason)));
     }
     for (session, reason) in &ended {
-        let stopped_by_impersonator = *reason == EndReason::Stopped && cause == Cause::Reason;
-        let kind =
-            if stopped_by_impersonator { EventKind::ImpersonationStopped } else { EventKind::ImpersonationEnded };
-        let mut detail = json!({"end_reason": reason.as_str(), "impersonator_id": session.impersonator_id.0});
-        if cause == Cause::RoleChanged {
-            detail["cause"] = json!("role_changed");
-        }
-        record(conn, ctx, kind, *session.target_id, Some(*session.id), detail)?;
+        record_end(conn, ctx, session, *reason, cause)?;
     }
     Ok(ended.into_iter().map(|(s, _)| s).collect())
+}
+
+/// The event of one session's end: `impersonation_stopped` when its
+/// impersonator stopped it, otherwise `impersonation_ended`.
+fn record_end(
+    conn: &mut DbConnection,
+    ctx: &EventContext,
+    session: &ImpersonationSession,
+    reason: EndReason,
+    cause: Cause,
+) -> QueryResult<()> {
+    let stopped_by_impersonator = reason == EndReason::Stopped && cause == Cause::Reason;
+    let kind = if stopped_by_impersonator { EventKind::ImpersonationStopped } else { EventKind::ImpersonationEnded };
+    let mut detail = json!({"end_reason": reason.as_str(), "impersonator_id": session.impersonator_id.0});
+    if cause == Cause::RoleChanged {
+        detail["cause"] = json!("role_changed");
+    }
+    record(conn, ctx, kind, *session.target_id, Some(*session.id), detail).map(|_| ())
 }
 
 /// Revokes a user's consent and ends every running impersonation of them,
@@ -334,13 +347,11 @@ pub fn revoke_consent(conn: &mut DbConnection, user_id: Uuid, ctx: &EventContext
     let revoked = consents::revoke(conn, user_id, ctx.at)?;
     let ended = impersonations::end(conn, Running::Target(user_id), EndReason::ConsentRevoked, ctx.at)?;
     if let Some(consent) = revoked {
-        let detail = json!({"consent_granted_at": time_text(*consent.granted_at)});
+        let detail = json!({"consent_granted_at": canonical_time_text(*consent.granted_at)});
         record(conn, ctx, EventKind::ConsentRevoked, user_id, None, detail)?;
     }
     for session in &ended {
-        let detail =
-            json!({"end_reason": EndReason::ConsentRevoked.as_str(), "impersonator_id": session.impersonator_id.0});
-        record(conn, ctx, EventKind::ImpersonationEnded, user_id, Some(*session.id), detail)?;
+        record_end(conn, ctx, session, EndReason::ConsentRevoked, Cause::Reason)?;
     }
     Ok(ended.len())
 }
@@ -355,8 +366,7 @@ pub fn end_expired(conn: &mut DbConnection, now: OffsetDateTime) -> QueryResult<
     }
     for session in &expired {
         let ctx = EventContext::service(*session.expires_at);
-        let detail = json!({"end_reason": EndReason::Expired.as_str(), "impersonator_id": session.impersonator_id.0});
-        record(conn, &ctx, EventKind::ImpersonationEnded, *session.target_id, Some(*session.id), detail)?;
+        record_end(conn, &ctx, session, EndReason::Expired, Cause::Reason)?;
     }
     Ok(expired.len())
 }

@@ -177,11 +177,9 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
     run_migrations(&mut first)?;
     drop(first);
 
-    let max_size = match target.backend {
-        Backend::Postgres => 16,
-        // Readers run beside the one writer (WAL); connections are cheap.
-        Backend::Sqlite => 16,
-    };
+    // Both backends: on SQLite readers run beside the one writer (WAL) and
+    // connections are cheap; PostgreSQL servers allow ~100 in all by default.
+    let max_size = 16;
     let backend = target.backend;
     let pool = r2d2::Pool::builder()
         .max_size(max_size)
@@ -267,6 +265,12 @@ where
 
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A query on our schema: the database answers, and it is ours.
+pub fn check_schema(conn: &mut DbConnection) -> QueryResult<()> {
+    use super::schema::organizations;
+    organizations::table.select(organizations::id).limit(1).load::<super::sql_types::DbUuid>(conn).map(|_| ())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::impersonation::SessionStatus;
-use crate::domain::types::Role;
 use crate::http::paging::{List, Page};
 use crate::http::principal::Principal;
 use crate::http::problem::ApiError;
@@ -210,7 +209,9 @@ pub async fn my_session_log(
     let page = Page::by_seq(List::RequestLog, query.limit, query.cursor.as_deref())?;
     match find_session(&state, id.into_inner()).await? {
         // Another user's session is not found, not forbidden: ids reveal nothing.
-        Some(session) if session.target_id == principal.user.id => session_log(&state, session, page).await,
+        Some(session) if principal.session_reader().may_read_as_target(*session.target_id) => {
+            session_log(&state, session, page).await
+        }
         _ => Err(ApiError::not_found("impersonation session")),
     }
 }
@@ -233,9 +234,9 @@ pub async fn impersonation_log(
     query: QueryParams<PageQuery>,
 ) -> Result<web::Json<RequestLogPage>, ApiError> {
     let page = Page::by_seq(List::RequestLog, query.limit, query.cursor.as_deref())?;
-    let super_admin = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
+    let reader = principal.session_reader();
     match find_session(&state, id.into_inner()).await? {
-        Some(session) if super_admin || session.impersonator_id == principal.user.id => {
+        Some(session) if reader.may_read_log_as_impersonator(*session.impersonator_id) => {
             session_log(&state, session, page).await
         }
         _ => Err(ApiError::not_found("impersonation session")),
@@ -243,7 +244,7 @@ pub async fn impersonation_log(
 }
 
 fn require_super_admin(principal: &Principal) -> Result<(), ApiError> {
-    if principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin {
+    if principal.session_reader().reads_everything() {
         Ok(())
     } else {
         Err(ApiError::forbidden("forbidden", "only super admins may read the audit trail"))

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::crypto::tokens::TokenRequest;
 use crate::domain::impersonation::EndReason;
-use crate::domain::types::NewPassword;
+use crate::domain::types::{Email, NewPassword};
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
@@ -89,7 +89,8 @@ pub async fn login(
     body: JsonBody<LoginRequest>,
 ) -> Result<web::Json<LoginResponse>, ApiError> {
     let LoginRequest { email, password } = body.into_inner();
-    let email = email.trim().to_lowercase();
+    // Not parsed: a malformed email is just a wrong one, answered alike.
+    let email = Email::normalize(&email);
     if email.is_empty() || password.is_empty() {
         return Err(ApiError::invalid_field(if email.is_empty() { "email" } else { "password" }, "must not be empty"));
     }

@@ -1,15 +1,12 @@
 use std::sync::atomic::Ordering;
 
 use actix_web::{get, web, HttpResponse};
-use diesel::prelude::*;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::problem::ApiError;
 use crate::state::AppState;
 use crate::store::metrics as store_metrics;
-use crate::store::schema::organizations;
-use crate::store::sql_types::DbUuid;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok"}))]
@@ -117,7 +114,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Health>, Api
     web::block(move || {
         // Probes time out after a second or two: answer within that, busy or down.
         let mut conn = pool.get_timeout(READINESS_TIMEOUT).map_err(ApiError::unavailable)?;
-        organizations::table.select(organizations::id).limit(1).load::<DbUuid>(&mut conn).map_err(ApiError::unavailable)
+        crate::store::pool::check_schema(&mut conn).map_err(ApiError::unavailable)
     })
     .await
     .map_err(ApiError::internal)??;

@@ -11,9 +11,8 @@ use uuid::Uuid;
 use crate::crypto::tokens::{ActorClaim, TokenRequest};
 use crate::domain::consent::parse_reason;
 use crate::domain::impersonation::{
-    holds_impersonation_right, may_impersonate, token_expiry, EndReason, Party, Refusal, SessionStatus,
+    may_impersonate, may_look_up_target, token_expiry, EndReason, Party, Refusal, SessionStatus,
 };
-use crate::domain::types::Role;
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
@@ -154,13 +153,7 @@ fn check_rules(
 ) -> Result<(User, consents::Consent), ApiError> {
     let actor_org = actor.1.org_path();
     let actor_party = Party { id: *actor.0.id, role: actor.0.role(), status: actor.0.status(), org: &actor_org };
-    // Who holds no right at all learns nothing, not even whether the id exists.
-    if actor_has_act {
-        return Err(ApiError::impersonation_refused(Refusal::Chained));
-    }
-    if !holds_impersonation_right(&actor_party) && target_id != *actor.0.id {
-        return Err(ApiError::impersonation_refused(Refusal::NotPermitted));
-    }
+    may_look_up_target(&actor_party, actor_has_act, target_id).map_err(ApiError::impersonation_refused)?;
     let (target, target_org) = users::find_with_org(conn, target_id)?.ok_or_else(|| ApiError::not_found("user"))?;
     let consent = consents::open(conn, target_id)?;
     let target_org = target_org.org_path();
@@ -268,7 +261,7 @@ pub async fn start_session(
                 let (actor, actor_org) = users::find_with_org(conn, actor_id)?
                     .ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
                 let (target, consent) = check_rules(conn, (&actor, &actor_org), false, target_user_id, now)?;
-                let expires_at = token_expiry(*consent.expires_at, now, cap)
+                let expires_at = token_expiry(*consent.expires_at, now, Some(cap))
                     .ok_or_else(|| ApiError::impersonation_refused(Refusal::ConsentRequired))?;
                 let session = ImpersonationSession {
                     id: DbUuid(Uuid::now_v7()),
@@ -367,15 +360,8 @@ pub async fn stop(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Who may read a session: its impersonator and super admins. With an
-/// impersonation token, the caller is the target and reads as them.
 fn may_read(principal: &Principal, session: &ImpersonationSession) -> bool {
-    let acting_as_self = principal.impersonation.is_none();
-    (acting_as_self && principal.user.role() == Role::SuperAdmin)
-        || *session.impersonator_id == principal.user.id.0
-        || (!acting_as_self
-            && *session.impersonator_id == principal.real_user_id()
-            && *session.id == principal.session_id)
+    principal.session_reader().may_read_session(*session.id, *session.impersonator_id)
 }
 
 /// Sessions you started (super admins: all sessions), newest first.
@@ -397,7 +383,7 @@ pub async fn list(
 ) -> Result<web::Json<ImpersonationList>, ApiError> {
     let query = query.into_inner();
     let page = Page::by_id(List::Impersonations, query.limit, query.cursor.as_deref())?;
-    let all = principal.impersonation.is_none() && principal.user.role() == Role::SuperAdmin;
+    let all = principal.session_reader().reads_everything();
     let filter = impersonations::ListFilter {
         impersonator_id: (!all).then_some(*principal.user.id),
         target_id: None,

@@ -134,14 +134,7 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, S
     let body = match body.to_bytes_limited(MAX_JSON_BYTES).await {
         Ok(Ok(body)) => body,
         Ok(Err(_)) => return Err(OAuthError::invalid_request("malformed_body", "the body could not be read")),
-        Err(_) => {
-            return Err(OAuthError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                "payload_too_large",
-                format!("the body is larger than {} KiB", MAX_JSON_BYTES / 1024),
-            ))
-        }
+        Err(_) => return Err(OAuthError::from_api(ApiError::payload_too_large())),
     };
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|_| OAuthError::invalid_request("malformed_body", "the form body could not be parsed"))?;
@@ -274,7 +267,7 @@ pub struct TokenExchangeResponse {
             ("unsupported_grant_type" = (value = json!({"error": "unsupported_grant_type", "error_description": "only urn:ietf:params:oauth:grant-type:token-exchange is supported", "code": "unsupported_grant_type"}))),
         )),
         (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
-            example = json!({"error": "invalid_request", "error_description": "the body is larger than 64 KiB", "code": "payload_too_large"})),
+            example = json!({"error": "invalid_request", "error_description": "the request body is larger than 65536 bytes", "code": "payload_too_large"})),
         (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody,
             headers(
             ("Retry-After" = String, description = "Seconds until a confirmation may be tried again"),
@@ -492,7 +485,7 @@ pub struct Actor {
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
             example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
         (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
-            example = json!({"error": "invalid_request", "error_description": "the body is larger than 64 KiB", "code": "payload_too_large"})),
+            example = json!({"error": "invalid_request", "error_description": "the request body is larger than 65536 bytes", "code": "payload_too_large"})),
         (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody,
             headers(
             ("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\", error_description=\"…\"`"),
@@ -574,7 +567,7 @@ fn unauthorized(description: String) -> OAuthError {
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
             example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
         (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
-            example = json!({"error": "invalid_request", "error_description": "the body is larger than 64 KiB", "code": "payload_too_large"})),
+            example = json!({"error": "invalid_request", "error_description": "the request body is larger than 65536 bytes", "code": "payload_too_large"})),
     )
 )]
 #[post("/oauth/revoke")]

@@ -167,8 +167,8 @@ pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
     for (name, status, description, code, detail) in SHARED {
         components.responses.insert((*name).to_owned(), RefOr::T(shared_response(description, status, code, detail)));
     }
-    for (name, status, error, description) in OAUTH_SHARED {
-        components.responses.insert((*name).to_owned(), RefOr::T(oauth_response(status, error, description)));
+    for (name, _, error, code, description, example) in OAUTH_SHARED {
+        components.responses.insert((*name).to_owned(), RefOr::T(oauth_response(error, code, description, example)));
     }
     let schemas = &components.schemas;
     for (path, item) in doc.paths.paths.iter_mut() {
@@ -210,28 +210,37 @@ fn first_required_field(op: &Operation, schemas: &BTreeMap<String, RefOr<Schema>
     }
 }
 
-/// The server-side failures of `/oauth/*`, in the RFC 6749 format: (name, status, error, description).
-const OAUTH_SHARED: &[(&str, u16, &str, &str)] = &[
+/// The errors every `/oauth/*` endpoint shares, in the RFC 6749 format:
+/// (name, status, error, code, description, example description).
+const OAUTH_SHARED: &[(&str, u16, &str, &str, &str, &str)] = &[
+    (
+        "OAuthPayloadTooLarge",
+        413,
+        "invalid_request",
+        "payload_too_large",
+        "The body is larger than 64 KiB (`payload_too_large`)",
+        "the request body is larger than 65536 bytes",
+    ),
     (
         "OAuthInternalError",
         500,
+        "server_error",
         "internal_error",
         "Unexpected server error (`server_error`); details are in the server log only",
+        "the server could not complete the request",
     ),
     (
         "OAuthServiceUnavailable",
         503,
+        "server_error",
         "service_unavailable",
         "The database is unreachable (`server_error`); nothing was revoked or issued, try again",
+        "the service cannot reach its database; try again shortly",
     ),
 ];
 
-fn oauth_response(status: &u16, code: &str, description: &str) -> Response {
-    let example = serde_json::json!({
-        "error": "server_error",
-        "error_description": if *status == 503 { "the service cannot reach its database; try again shortly" } else { "the server could not complete the request" },
-        "code": code,
-    });
+fn oauth_response(error: &str, code: &str, description: &str, example_description: &str) -> Response {
+    let example = serde_json::json!({"error": error, "error_description": example_description, "code": code});
     ResponseBuilder::new()
         .description(description)
         .content(
@@ -242,7 +251,7 @@ fn oauth_response(status: &u16, code: &str, description: &str) -> Response {
 }
 
 fn add_oauth_shared(op: &mut Operation) {
-    for (name, status, _, _) in OAUTH_SHARED {
+    for (name, status, ..) in OAUTH_SHARED {
         op.responses.responses.entry(status.to_string()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
     }
 }

@@ -266,8 +266,6 @@ pub struct TokenExchangeResponse {
             ("reauthentication_failed" = (value = json!({"error": "invalid_grant", "error_description": "the password is incorrect", "code": "reauthentication_failed"}))),
             ("unsupported_grant_type" = (value = json!({"error": "unsupported_grant_type", "error_description": "only urn:ietf:params:oauth:grant-type:token-exchange is supported", "code": "unsupported_grant_type"}))),
         )),
-        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
-            example = json!({"error": "invalid_request", "error_description": "the request body is larger than 65536 bytes", "code": "payload_too_large"})),
         (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody,
             headers(
             ("Retry-After" = String, description = "Seconds until a confirmation may be tried again"),
@@ -484,8 +482,6 @@ pub struct Actor {
         (status = 200, description = "Introspection result", body = IntrospectionResponse),
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
             example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
-        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
-            example = json!({"error": "invalid_request", "error_description": "the request body is larger than 65536 bytes", "code": "payload_too_large"})),
         (status = 401, description = "No valid bearer token for the caller (`invalid_token`)", body = OAuthErrorBody,
             headers(
             ("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\", error_description=\"…\"`"),
@@ -566,8 +562,6 @@ fn unauthorized(description: String) -> OAuthError {
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
             example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
-        (status = 413, description = "The body is larger than 64 KiB (`payload_too_large`)", body = OAuthErrorBody,
-            example = json!({"error": "invalid_request", "error_description": "the request body is larger than 65536 bytes", "code": "payload_too_large"})),
     )
 )]
 #[post("/oauth/revoke")]

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 
 const REQUESTS: usize = 4000;
 const CONCURRENCY: usize = 16;
+/// Parallel calls of one impersonation session in the burst scenario.
+const FLOOD: usize = 64;
 const PASSWORD: &str = "benchmark password 2026";
 
 struct Client {
@@ -131,6 +133,27 @@ fn main() {
             println!("{:<48} {:>10.0} {:>10.2} {:>10.2}", scenario.name, rate, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
         }
         println!("\nimpersonated / login request throughput: {:.2}", rates[2] / rates[1]);
+
+        // A frontend acting as one customer fires many calls at once while
+        // everyone else goes on: how much do the others feel it?
+        let flooding = std::sync::atomic::AtomicBool::new(true);
+        let flood = async {
+            let mut sent = 0;
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                let burst = (0..FLOOD).map(|_| client.call(Method::GET, "/api/v1/me/impersonation-consent", Some(&impersonation), None));
+                sent += futures_util::future::join_all(burst).await.len();
+            }
+            sent
+        };
+        let bystander = Scenario { name: "GET /api/v1/me, login token, during the burst", method: Method::GET, path: "/api/v1/me", token: Some(&admin), body: None };
+        let measured = async {
+            let result = run(&client, &bystander).await;
+            flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+            result
+        };
+        let ((rate, p50, p99), sent) = futures_util::future::join(measured, flood).await;
+        println!("{:<48} {:>10.0} {:>10.2} {:>10.2}   ({sent} impersonated calls, {FLOOD} at a time, meanwhile)", bystander.name, rate, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+        println!("bystander throughput during / without the burst: {:.2}", rate / rates[1]);
         let verify = actas::store::audit::verify(&mut state.pool.get().unwrap()).unwrap();
         println!("audit chains after the run: {}", verify.chains.iter().map(|c| format!("{} {} rows ok={}", c.chain, c.checked, c.ok)).collect::<Vec<_>>().join(", "));
         let _ = std::fs::remove_dir_all(dir);

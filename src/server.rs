@@ -88,6 +88,7 @@ pub fn prepare(config: Config, clock: Clock) -> Result<AppState, StartupError> {
         clock,
         metrics: Default::default(),
         sqlite_writer: (backend == Backend::Sqlite).then(Default::default),
+        session_turns: Default::default(),
     })
 }
 

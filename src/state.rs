@@ -1,9 +1,11 @@
 //! Everything a request needs, built once at start and shared by reference.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 use crate::config::Config;
 use crate::crypto::keys::SigningKeys;
@@ -63,6 +65,46 @@ pub struct AppState {
     /// previous one commits, instead of sleeping in SQLite's busy handler.
     /// `None` on PostgreSQL, where only the chain head is contended.
     pub sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// PostgreSQL: the requests of one impersonation session, in turn.
+    pub session_turns: Arc<SessionTurns>,
+}
+
+/// One queue per impersonation session on this node. On PostgreSQL the
+/// requests of a session run one at a time anyway (each holds the session's
+/// rows locked to its commit); beyond the one running and the one next in
+/// line (already connected, so the hand-over is immediate), they wait here
+/// holding no pooled connection, so a frontend firing many parallel calls as
+/// one customer cannot take the pool from everyone else.
+#[derive(Default)]
+pub struct SessionTurns {
+    queues: Mutex<HashMap<Uuid, Weak<tokio::sync::Semaphore>>>,
+}
+
+impl SessionTurns {
+    /// Requests of one session holding a connection at once on this node.
+    pub const CONNECTED: usize = 2;
+
+    /// Waits, asynchronously, for one of the session's turns on this node.
+    pub async fn wait(&self, session: Uuid) -> tokio::sync::OwnedSemaphorePermit {
+        let queue = {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            match queues.get(&session).and_then(Weak::upgrade) {
+                Some(queue) => queue,
+                None => {
+                    // Queues live as long as someone holds or awaits them.
+                    queues.retain(|_, queue| queue.strong_count() > 0);
+                    let queue = Arc::new(tokio::sync::Semaphore::new(Self::CONNECTED));
+                    queues.insert(session, Arc::downgrade(&queue));
+                    queue
+                }
+            }
+        };
+        // Never closed, so acquiring cannot fail; fall back to a fresh permit anyway.
+        match queue.acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => Arc::new(tokio::sync::Semaphore::new(1)).try_acquire_owned().expect("a fresh permit"),
+        }
+    }
 }
 
 impl AppState {
@@ -75,5 +117,28 @@ impl AppState {
             max_failures: self.config.rate_limit_max_failures,
             window: Duration::minutes(self.config.rate_limit_window_minutes),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_requests_of_a_session_at_a_time_and_no_queue_outlives_its_users() {
+        let turns = SessionTurns::default();
+        let (one, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let running = turns.wait(one).await;
+        let next = turns.wait(one).await;
+        // Another session is not held up.
+        let elsewhere = tokio::time::timeout(std::time::Duration::from_secs(1), turns.wait(other)).await.unwrap();
+        // A third request of the same session waits until one of the two ends.
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), turns.wait(one)).await;
+        assert!(waiting.is_err(), "a third request of the session got a connection");
+        drop(running);
+        let second = tokio::time::timeout(std::time::Duration::from_secs(1), turns.wait(one)).await.unwrap();
+        drop((second, next, elsewhere));
+        let _later = turns.wait(Uuid::from_u128(3)).await;
+        assert_eq!(turns.queues.lock().unwrap().len(), 1, "finished sessions' queues are dropped");
     }
 }

@@ -30,7 +30,7 @@ use super::json::MAX_JSON_BYTES;
 use super::principal::{bearer_token, impersonation_claims};
 use super::problem::ApiError;
 use crate::domain::redact::{redact_body, redact_query};
-use crate::state::{AppState, Clock};
+use crate::state::{AppState, Clock, SessionTurns};
 use crate::store::audit::{self, RequestEntry};
 use crate::store::impersonations;
 use crate::store::pool::{self, PooledConnection};
@@ -42,10 +42,10 @@ const MAX_CAPTURED_BODY: usize = MAX_JSON_BYTES;
 
 /// A pooled connection holding an impersonated request's open transaction.
 /// Dropped mid-way (client gone, panic), it rolls back before going back to
-/// the pool; then (field order) it lets the next SQLite writer in.
+/// the pool; then (field order) it hands the turn to the next request.
 struct RequestConnection {
     conn: PooledConnection,
-    _sqlite_writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _turn: Option<Turn>,
 }
 
 /// An impersonated request's transaction, opened on first use. Opening it
@@ -55,6 +55,7 @@ struct RequestConnection {
 pub struct RequestTransaction {
     pool: pool::Pool,
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    session_turns: Arc<SessionTurns>,
     session_id: Uuid,
     /// The impersonator and the target, as the token names them.
     people: [Uuid; 2],
@@ -63,39 +64,48 @@ pub struct RequestTransaction {
     session_ended: bool,
 }
 
-type WriterGuard = tokio::sync::OwnedMutexGuard<()>;
+/// The right to open the transaction: on SQLite the single writer, on
+/// PostgreSQL one of the session's turns on this node.
+pub enum Turn {
+    Writer(tokio::sync::OwnedMutexGuard<()>),
+    Session(tokio::sync::OwnedSemaphorePermit),
+}
 
 impl RequestTransaction {
     fn new(state: &AppState, who: &Impersonated) -> Self {
         let (pool, sqlite_writer, clock) = (state.pool.clone(), state.sqlite_writer.clone(), state.clock.clone());
+        let session_turns = Arc::clone(&state.session_turns);
         let (session_id, people) = (who.session_id, [who.impersonator_id, who.target_id]);
-        Self { pool, sqlite_writer, session_id, people, clock, open: None, session_ended: false }
+        Self { pool, sqlite_writer, session_turns, session_id, people, clock, open: None, session_ended: false }
     }
 
-    /// Waits, asynchronously, for the SQLite writer if the transaction still
-    /// has to be opened; hand the guard to `conn`. (Blocking threads never
-    /// wait for the writer: its holder may need one to finish.)
-    pub async fn writer_for(shared: &SharedConnection) -> Option<WriterGuard> {
-        let writer = {
+    /// Waits, asynchronously, for the turn to open the transaction if it
+    /// still has to be opened; hand the turn to `conn`. (Blocking threads
+    /// never wait for a turn: its holder may need one to finish.)
+    pub async fn wait_turn(shared: &SharedConnection) -> Option<Turn> {
+        let (writer, turns, session_id) = {
             let guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if guard.open.is_some() {
                 return None;
             }
-            guard.sqlite_writer.clone()
+            (guard.sqlite_writer.clone(), Arc::clone(&guard.session_turns), guard.session_id)
         };
-        Some(writer?.lock_owned().await)
+        Some(match writer {
+            Some(writer) => Turn::Writer(writer.lock_owned().await),
+            None => Turn::Session(turns.wait(session_id).await),
+        })
     }
 
     /// The connection for the request's own reads and writes, opening the
     /// transaction if needed; 401 once the session is found ended. Blocking.
-    pub fn conn(&mut self, writer: Option<WriterGuard>) -> Result<&mut DbConnection, ApiError> {
+    pub fn conn(&mut self, turn: Option<Turn>) -> Result<&mut DbConnection, ApiError> {
         let ended = || ApiError::unauthorized("the impersonation session has ended");
         if self.session_ended {
             return Err(ended());
         }
         let just_opened = self.open.is_none();
         let (session_id, people, now) = (self.session_id, self.people, self.clock.now());
-        let conn = self.conn_for_log(writer)?;
+        let conn = self.conn_for_log(turn)?;
         if just_opened && !impersonations::hold_live(conn, session_id, people, now)? {
             self.session_ended = true;
             return Err(ended());
@@ -105,12 +115,12 @@ impl RequestTransaction {
 
     /// The connection for appending the request's row: opens the transaction
     /// if needed, without the liveness check (a refused request is logged too).
-    fn conn_for_log(&mut self, writer: Option<WriterGuard>) -> Result<&mut DbConnection, ApiError> {
+    fn conn_for_log(&mut self, turn: Option<Turn>) -> Result<&mut DbConnection, ApiError> {
         let open = match self.open.take() {
             Some(open) => open,
             None => {
                 let conn = self.pool.get()?;
-                let mut open = RequestConnection { conn, _sqlite_writer: writer };
+                let mut open = RequestConnection { conn, _turn: turn };
                 pool::begin_write(&mut open.conn).map_err(ApiError::unavailable)?;
                 open
             }
@@ -331,10 +341,10 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
 /// Appends the row and commits, on a blocking thread inside the request's span.
 async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
     let span = tracing::Span::current();
-    let writer = RequestTransaction::writer_for(&shared).await;
+    let turn = RequestTransaction::wait_turn(&shared).await;
     web::block(move || {
         let _in_request = span.enter();
-        append_and_commit(shared, writer, entry, keep_changes)
+        append_and_commit(shared, turn, entry, keep_changes)
     })
     .await
     .map_err(ApiError::internal)?
@@ -343,14 +353,14 @@ async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: boo
 /// On any failure nothing of the request stays, and the answer becomes 503.
 fn append_and_commit(
     shared: SharedConnection,
-    writer: Option<WriterGuard>,
+    turn: Option<Turn>,
     entry: RequestEntry,
     keep_changes: bool,
 ) -> Result<(), ApiError> {
     // A panic in a handler's database work leaves the lock poisoned; the
     // transaction is rolled back below (a 5xx keeps nothing), so go on.
     let mut guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let conn = guard.conn_for_log(writer)?;
+    let conn = guard.conn_for_log(turn)?;
     let appended = (|| {
         if !keep_changes {
             // A failed request keeps nothing but its row.

@@ -149,10 +149,10 @@ impl AppState {
     {
         match audit::REQUEST_DB.try_with(std::sync::Arc::clone) {
             Ok(shared) => {
-                let writer = audit::RequestTransaction::writer_for(&shared).await;
+                let turn = audit::RequestTransaction::wait_turn(&shared).await;
                 on_blocking_thread(move || {
                     let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
-                    guard.conn(writer)?.transaction(work)
+                    guard.conn(turn)?.transaction(work)
                 })
                 .await
             }

@@ -107,6 +107,7 @@ async fn input_the_database_cannot_hold_is_refused_at_the_edge(app: TestApp) {
     let org = app.owner_org_id(&admin).await;
     let res = app.post("/api/v1/users", Some(&admin), json!({"email": "n@x.example", "name": "N\u{0}", "organization_id": org, "role": "member", "password": "long enough pw"})).await;
     res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "name", "the error names the field with the NUL");
     // A JSON array is not an object, even where serde would read one.
     let res = app.post("/api/v1/auth/login", None, json!(["admin@actas.test", "x"])).await;
     res.assert_problem(422, "validation_failed");

@@ -97,6 +97,25 @@ fn has_nul_escape(bytes: &[u8]) -> bool {
         .any(|(at, w)| w == b"\\u0000" && bytes[..at].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0)
 }
 
+/// Where in a JSON value the first NUL character is, named as fields are in
+/// errors (`items[0].name`); a NUL in a key names that key.
+fn nul_path(value: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| if at.is_empty() { key.to_owned() } else { format!("{at}.{key}") };
+    match value {
+        Value::String(text) => text.contains('\0').then(|| if at.is_empty() { "body".into() } else { at.to_owned() }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| nul_path(item, &format!("{at}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, field)| {
+            if key.contains('\0') {
+                Some(join(&key.replace('\0', "\\u0000")))
+            } else {
+                nul_path(field, &join(key))
+            }
+        }),
+        _ => None,
+    }
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
@@ -136,8 +155,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 }]));
             }
             if has_nul_escape(&bytes) {
+                let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
                 return Err(ApiError::validation(vec![FieldError {
-                    field: "body".into(),
+                    field: parsed.as_ref().and_then(|v| nul_path(v, "")).unwrap_or_else(|| "body".into()),
                     message: "text must not contain NUL characters (\\u0000)".into(),
                 }]));
             }
@@ -189,5 +209,9 @@ mod tests {
         assert!(has_nul_escape(br#"{"q": "\\\u0000"}"#));
         assert!(!has_nul_escape(br#"{"q": "\\u0000"}"#));
         assert!(!has_nul_escape(br#"{"q": "u0000"}"#));
+        let at = |json: &str| nul_path(&serde_json::from_str(json).unwrap(), "");
+        assert_eq!(at(r#"{"name": "a\u0000b"}"#).as_deref(), Some("name"));
+        assert_eq!(at(r#"{"a": {"items": [1, {"b": "\u0000"}]}}"#).as_deref(), Some("a.items[1].b"));
+        assert_eq!(at(r#"{"ok": "fine"}"#), None);
     }
 }

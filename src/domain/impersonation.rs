@@ -159,9 +159,10 @@ pub fn availability(
     }
 }
 
-/// `exp = min(consent expiry, start + cap)` (no cap: the consent expiry), on whole seconds (JWT `exp` is in
-/// seconds; rounding down never outlives the consent). `None` when less than a
-/// second is left: too short to be of use.
+/// `exp = min(consent expiry, start + cap)` (without a cap, the consent
+/// expiry), on whole seconds (JWT `exp` is in seconds; rounding down never
+/// outlives the consent). `None` when less than a second is left: too short
+/// to be of use.
 pub fn token_expiry(
     consent_expires_at: OffsetDateTime,
     started_at: OffsetDateTime,

@@ -59,6 +59,7 @@ async fn unknown_email_wrong_password_and_suspended_user_answer_alike(app: TestA
     let suspended = app.try_login("sue@owner.example", PASSWORD).await;
     for res in [&unknown, &wrong, &suspended] {
         res.assert_problem(401, "invalid_credentials");
+        assert_eq!(res.header("www-authenticate").as_deref(), Some("Bearer"), "every 401 names a scheme");
     }
     assert_eq!(unknown.body, wrong.body);
     assert_eq!(wrong.body, suspended.body);

@@ -262,6 +262,26 @@ async fn suspending_ends_sessions_and_reactivating_allows_login(app: TestApp) {
     app.login("eve@eu.acme.example", PASSWORD).await;
 }
 
+async fn a_role_change_ends_the_users_login_sessions(app: TestApp) {
+    let w = app.world().await;
+    let (eve_id, eve) = &w.acme_eu_member;
+    let path = format!("/api/v1/users/{eve_id}");
+    // Renaming, or "changing" to the same role, leaves the session alone.
+    app.patch(&path, Some(&w.acme_admin.1), json!({"name": "Eve E.", "role": "member"})).await.assert_status(200);
+    app.get("/api/v1/me", Some(eve)).await.assert_status(200);
+    let res = app.patch(&path, Some(&w.acme_admin.1), json!({"role": "admin"})).await;
+    assert_eq!(res.assert_status(200)["role"], "admin");
+    // The old token says `member`: it must not live on beside the new role.
+    app.get("/api/v1/me", Some(eve)).await.assert_problem(401, "unauthorized");
+    let fresh = app.login("eve@eu.acme.example", PASSWORD).await;
+    let claims = fresh.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["role"], "admin");
+}
+
 async fn status_deleted_must_go_through_delete(app: TestApp) {
     let w = app.world().await;
     let res =
@@ -312,5 +332,6 @@ backend_tests!(
     super_admin_is_granted_only_by_owner_organization_users,
     nobody_suspends_demotes_or_deletes_themself,
     suspending_ends_sessions_and_reactivating_allows_login,
+    a_role_change_ends_the_users_login_sessions,
     status_deleted_must_go_through_delete,
 );

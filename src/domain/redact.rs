@@ -77,12 +77,16 @@ pub fn redact_body(body: &[u8], content_type: Option<&str>) -> Option<String> {
     if content_type.starts_with("application/x-www-form-urlencoded") {
         return Some(truncate(redact_query(&String::from_utf8_lossy(body))));
     }
-    if content_type.starts_with("multipart/form-data") {
+    if content_type.starts_with("multipart/") {
         return Some(truncate(redact_multipart(body, original_type)));
+    }
+    let lossy = String::from_utf8_lossy(body);
+    // Multipart sent under another content type is still read as parts.
+    if opening_boundary(&lossy).is_some() && lossy.to_ascii_lowercase().contains("content-disposition") {
+        return Some(truncate(redact_multipart(body, "")));
     }
     // Only what can be stored is scrubbed: at most the limit, plus a little
     // so that a value straddling the cut is still recognised.
-    let lossy = String::from_utf8_lossy(body);
     let mut head_len = lossy.len().min(MAX_BODY_BYTES + 1024);
     while !lossy.is_char_boundary(head_len) {
         head_len -= 1;
@@ -90,21 +94,30 @@ pub fn redact_body(body: &[u8], content_type: Option<&str>) -> Option<String> {
     Some(cut(scrub_text(&lossy[..head_len]), lossy.len() - head_len))
 }
 
-/// A multipart form: each part named like a secret has its content replaced;
-/// the others are scrubbed as text. A body that does not parse is not stored
-/// at all rather than stored unredacted.
+/// The boundary a multipart body opens with: `--boundary` on its first line.
+fn opening_boundary(text: &str) -> Option<&str> {
+    let first = text.trim_start_matches(['\r', '\n']).lines().next()?;
+    let boundary = first.strip_prefix("--")?.trim_end();
+    (!boundary.is_empty() && !boundary.contains(char::is_whitespace)).then_some(boundary)
+}
+
+/// A multipart body: each part whose headers name a secret (however spelt:
+/// `Name=`, `name = `, `name*=UTF-8''…`) has its content replaced; the others
+/// are scrubbed as text. A body that does not parse is not stored at all
+/// rather than stored unredacted.
 fn redact_multipart(body: &[u8], content_type: &str) -> String {
     let unparsable = || format!("[multipart body of {} bytes not stored: it could not be parsed]", body.len());
-    // The boundary is case-sensitive; the parameter name is not.
-    let Some(boundary) = content_type
+    let text = String::from_utf8_lossy(body);
+    // The boundary is case-sensitive; the parameter name is not. Without one,
+    // the body's first line says it.
+    let declared = content_type
         .split(';')
         .filter_map(|p| p.trim().get(..9).filter(|n| n.eq_ignore_ascii_case("boundary=")).map(|_| &p.trim()[9..]))
         .map(|b| b.trim_matches('"'))
-        .find(|b| !b.is_empty())
-    else {
+        .find(|b| !b.is_empty());
+    let Some(boundary) = declared.or_else(|| opening_boundary(&text)) else {
         return unparsable();
     };
-    let text = String::from_utf8_lossy(body);
     let delimiter = format!("--{boundary}");
     let mut parts = text.split(delimiter.as_str());
     let preamble = parts.next().unwrap_or_default();
@@ -124,12 +137,10 @@ fn redact_multipart(body: &[u8], content_type: &str) -> String {
         let separator = if part.contains("\r\n\r\n") { "\r\n\r\n" } else { "\n\n" };
         out.push_str(headers);
         out.push_str(separator);
-        let name = headers
-            .split(';')
-            .filter_map(|p| p.trim().strip_prefix("name="))
-            .map(|n| n.split(['\r', '\n']).next().unwrap_or_default().trim_matches('"'))
-            .next();
-        if name.is_some_and(is_sensitive) {
+        // Anything in the part's headers spelling a secret hides its content
+        // (a file name like `tokens.txt` too: better hidden than leaked).
+        let decoded = percent_decode(headers);
+        if is_sensitive(headers) || is_sensitive(&unescape_for_scrubbing(&decoded)) {
             out.push_str(REDACTED);
             out.push_str(if content.ends_with("\r\n") { "\r\n" } else { "\n" });
         } else {
@@ -192,6 +203,13 @@ pub fn scrub_text(text: &str) -> String {
         // The rest of the name, its closing quote and any space, then the separator.
         while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || matches!(bytes[j], b'_' | b'-')) {
             j += 1;
+        }
+        // An XML element with attributes (`<password kind="x">`): its value
+        // starts after the tag closes.
+        if start > 0 && bytes[start - 1] == b'<' && bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+            if let Some(close) = text[j..].find(['>', '<']).filter(|&at| bytes[j + at] == b'>') {
+                j += close;
+            }
         }
         while j < bytes.len() && matches!(bytes[j], b'"' | b'\'' | b' ' | b'\t' | b'\r' | b'\n') {
             j += 1;
@@ -428,11 +446,36 @@ mod tests {
         let stored = redact_body(body.as_bytes(), Some("multipart/form-data; boundary=XyZ")).unwrap();
         assert!(!stored.contains("MPSECRET1") && !stored.contains("MPSECRET2"), "{stored}");
         assert!(stored.contains("ada") && stored.contains("name=\"password\"\r\n\r\n[REDACTED]"), "{stored}");
-        // Without a boundary, or cut short, nothing of it is stored.
-        for content_type in ["multipart/form-data", "multipart/form-data; boundary=other"] {
+        // A wrong boundary, or a body cut short: nothing of it is stored.
+        for (body, content_type) in
+            [(body, "multipart/form-data; boundary=other"), (&body[..60], "multipart/form-data")]
+        {
             let stored = redact_body(body.as_bytes(), Some(content_type)).unwrap();
             assert!(stored.starts_with("[multipart body of") && !stored.contains("MPSECRET"), "{stored}");
         }
+        // However the part's name is spelt, under whatever content type.
+        for disposition in [
+            "form-data; Name=\"password\"",
+            "form-data; NAME = \"password\"",
+            "form-data; name*=UTF-8''pass%77ord",
+            "form-data; name=\"user\"; filename=\"api_key.txt\"",
+        ] {
+            let body = format!("--B\r\nContent-Disposition: {disposition}\r\n\r\nMPSECRET3\r\n--B--\r\n");
+            for content_type in
+                [Some("multipart/form-data; boundary=B"), Some("multipart/mixed"), Some("text/plain"), None]
+            {
+                let stored = redact_body(body.as_bytes(), content_type).unwrap();
+                assert!(!stored.contains("MPSECRET3"), "{disposition} as {content_type:?}: {stored}");
+            }
+        }
+    }
+
+    #[test]
+    fn xml_elements_with_attributes_are_hidden() {
+        let stored = scrub_text("<login><password kind=\"otp\">XMLSECRET</password><user>ada</user></login>");
+        assert!(!stored.contains("XMLSECRET") && stored.contains("<user>ada</user>"), "{stored}");
+        // A tag that merely mentions the word elsewhere is left alone.
+        assert_eq!(scrub_text("<note>token rotation</note>"), "<note>token rotation</note>");
     }
 
     #[test]

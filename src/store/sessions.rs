@@ -19,6 +19,8 @@ pub enum LoginEnd {
     PasswordChanged,
     UserSuspended,
     UserDeleted,
+    /// A token names the role it was issued with: it must not outlive it.
+    RoleChanged,
 }
 
 impl LoginEnd {
@@ -28,6 +30,7 @@ impl LoginEnd {
             LoginEnd::PasswordChanged => "password_changed",
             LoginEnd::UserSuspended => "user_suspended",
             LoginEnd::UserDeleted => "user_deleted",
+            LoginEnd::RoleChanged => "role_changed",
         }
     }
 }

@@ -121,7 +121,7 @@ pub struct MySessionPage {
 ///
 /// With who acted (name and email), when, for how long, how it ended, and how
 /// many calls were made. Open one with its audit log to see every call.
-#[utoipa::path(
+#[utoipa::path(operation_id = "list_my_impersonation_sessions", 
     tag = "audit",
     security(("bearer" = [])),
     params(PageQuery),
@@ -193,7 +193,7 @@ async fn find_session(state: &AppState, id: Uuid) -> Result<Option<Impersonation
 /// Method, path, query and body (secrets redacted), status, duration, IP and
 /// user agent of each request made with that session's token. Another user's
 /// session answers 404.
-#[utoipa::path(
+#[utoipa::path(operation_id = "get_my_session_audit_log", 
     tag = "audit",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Impersonation session id"), PageQuery),
@@ -220,7 +220,7 @@ pub async fn my_session_log(
 ///
 /// The same rows the impersonated user reads. A session you did not start
 /// answers 404.
-#[utoipa::path(
+#[utoipa::path(operation_id = "get_impersonation_audit_log", 
     tag = "audit",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Impersonation session id"), PageQuery),

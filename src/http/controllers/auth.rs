@@ -59,6 +59,8 @@ fn invalid_credentials() -> ApiError {
         "Unauthorized",
         "email or password is incorrect",
     )
+    // Every 401 names a way to authenticate (RFC 9110 §15.5.2): the tokens this call issues.
+    .with_header(actix_web::http::header::WWW_AUTHENTICATE, "Bearer")
 }
 
 /// Log in with email and password.
@@ -73,6 +75,7 @@ fn invalid_credentials() -> ApiError {
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`")),
             example = json!({"type": "urn:actas:problem:invalid_credentials", "title": "Unauthorized", "status": 401, "detail": "email or password is incorrect", "code": "invalid_credentials"})),
         (status = 403, description = "Sent with an impersonation token (`impersonation-restricted`): log out of it first", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:impersonation-restricted", "title": "Forbidden", "status": 403, "detail": "send this request without the impersonation token in Authorization", "code": "impersonation-restricted"})),

@@ -86,7 +86,7 @@ fn me_example(impersonating: bool) -> serde_json::Value {
 /// With an impersonation token, `user` is the impersonated user and
 /// `impersonation` names the impersonator and the session's start and expiry:
 /// everything a banner with a countdown needs.
-#[utoipa::path(
+#[utoipa::path(operation_id = "get_me", 
     tag = "me",
     security(("bearer" = [])),
     responses((status = 200, description = "The caller", body = MeResponse, examples(

@@ -444,9 +444,9 @@ pub struct ActiveToken {
     pub iss: String,
     pub aud: String,
     pub jti: Uuid,
-    /// The user's organization, as it is now.
+    /// The user's organization.
     pub org: Uuid,
-    /// The user's role, as it is now (the token carries the role at issue).
+    /// The user's role (a role change ends the token's session, so it never differs from the token's).
     #[schema(example = "member")]
     pub role: String,
     /// The user's email.
@@ -498,9 +498,10 @@ pub async fn introspect(
         Some(Ok(_)) => {}
         Some(Err(e)) if e.status.is_server_error() => return Err(OAuthError::from_api(e)),
         Some(Err(e)) => return Err(OAuthError { challenge: true, ..unauthorized(e.detail.clone()) }),
+        // No credentials: a bare challenge, without an error code (RFC 6750 §3.1).
         None => {
             return Err(OAuthError {
-                challenge: true,
+                headers: vec![(header::WWW_AUTHENTICATE, "Bearer".into())],
                 ..unauthorized("send your own access token as `Authorization: Bearer`".into())
             })
         }
@@ -520,8 +521,8 @@ pub async fn introspect(
         iat: claims.iat,
         nbf: claims.nbf,
         jti: claims.jti,
-        // As they are now, not as the token was issued: a demoted user's old
-        // token is still active but carries the new role.
+        // Read from the database; they match an active token's claims, since
+        // a role change ends the sessions of the user's tokens.
         org: *principal.user.organization_id,
         role: principal.user.role,
         username: principal.user.email,

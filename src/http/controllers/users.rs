@@ -302,8 +302,9 @@ pub async fn get_user(
 ///
 /// Members may change only their own name. Nobody changes their own role or
 /// status. Suspending a user ends all their sessions, including impersonations
-/// of them or by them, on the next request; a role change ends the
-/// impersonations they take part in (start again under the new role).
+/// of them or by them, on the next request; a role change ends their login
+/// sessions (a token names its role) and the impersonations they take part
+/// in: they log in and start again under the new role.
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
@@ -355,6 +356,9 @@ pub async fn update_user(
                         (Running::Impersonator(user_id), EndReason::Stopped),
                     ];
                     audit::end_sessions_all(conn, both_sides, Cause::RoleChanged, &ctx)?;
+                    // Their tokens name the old role: services verifying them
+                    // offline would trust it until expiry. They log in again.
+                    sessions::end_all_for_user(conn, user_id, None, LoginEnd::RoleChanged, now)?;
                 }
                 let Some(found) = users::find_with_org(conn, user_id)? else { return Ok(None) };
                 let consent = consents::active_for(conn, &[user_id], now)?.pop();

@@ -19,7 +19,7 @@ pub struct Jwks {
 /// `kid` is the key's RFC 7638 thumbprint and matches the `kid` of every
 /// token header. During a key rotation earlier keys stay here until the tokens
 /// they signed have expired. Cache for at most a few minutes.
-#[utoipa::path(tag = "oauth", responses((status = 200, description = "JSON Web Key Set", body = Jwks)))]
+#[utoipa::path(operation_id = "get_jwks", tag = "oauth", responses((status = 200, description = "JSON Web Key Set", body = Jwks)))]
 #[get("/.well-known/jwks.json")]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(Jwks { keys: state.keys.jwks() })

@@ -55,6 +55,10 @@ fn migrate_creates_the_sqlite_database() {
     let out = actas().arg("migrate").env("ACTAS_DATABASE_URL", format!("sqlite://{}", db.display())).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(db.exists());
+    // Password hashes and the audit trail: for this user's eyes only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&dir.join("sub")), mode(&db)), (0o700, 0o600));
     // Running it again is a no-op.
     let again =
         actas().arg("migrate").env("ACTAS_DATABASE_URL", format!("sqlite://{}", db.display())).output().unwrap();

@@ -87,6 +87,11 @@ async fn swagger_ui_and_the_served_document(app: TestApp) {
     let ui = app.get("/swagger-ui/", None).await;
     assert_eq!(ui.status.as_u16(), 200);
     assert!(ui.text.contains("swagger-ui"), "{}", &ui.text[..ui.text.len().min(200)]);
+    for res in [&ui, &app.get("/api/v1/me", None).await] {
+        assert_eq!(res.header("x-frame-options").as_deref(), Some("DENY"));
+        assert_eq!(res.header("content-security-policy").as_deref(), Some("frame-ancestors 'none'"));
+        assert_eq!(res.header("x-content-type-options").as_deref(), Some("nosniff"));
+    }
     let bare = app.get("/swagger-ui", None).await;
     assert_eq!(bare.status.as_u16(), 308);
     assert_eq!(bare.header("location").as_deref(), Some("/swagger-ui/"));

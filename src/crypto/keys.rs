@@ -155,7 +155,7 @@ pub fn load_or_generate(path: &Path) -> Result<SigningKey, KeyError> {
     let pem = pkcs8_v1_pem(&key);
     let write_err = |source| KeyError::Write { path: path.into(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(write_err)?;
+        crate::create_private_dir(dir).map_err(write_err)?;
     }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -38,7 +38,7 @@ pub enum Backend {
 pub enum DbSetupError {
     #[error("unsupported database URL (expected postgres://… or sqlite://…): {0}")]
     UnsupportedUrl(String),
-    #[error("cannot create the SQLite directory {path}: {source}")]
+    #[error("cannot create {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
     #[error("cannot connect to the database: {0}")]
     Connect(String),
@@ -164,9 +164,23 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
     let target = DatabaseTarget::parse(url)?;
     if target.backend == Backend::Sqlite {
         let path = PathBuf::from(&target.conninfo);
+        let create_err = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| DbSetupError::CreateDir { path, source }
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| DbSetupError::CreateDir { path: dir.display().to_string(), source })?;
+            crate::create_private_dir(dir).map_err(create_err(dir))?;
+        }
+        // A new database file is readable by this user only (SQLite gives its
+        // -wal and -shm files the same permissions).
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(create_err(&path)(e)),
         }
     }
     let mut first = target.establish().map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;

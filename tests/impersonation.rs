@@ -471,22 +471,29 @@ async fn session_lists_are_own_or_all_for_super_admins(app: TestApp) {
     app.get("/api/v1/impersonations?status=bogus", Some(&w.admin)).await.assert_problem(422, "validation_failed");
 }
 
-async fn revoking_consent_while_starting_never_leaves_a_live_session(app: TestApp) {
+/// Pairs of an owner-organization staff member and a customer who consented:
+/// (staff token, customer id, customer token). The super admin's token first.
+async fn consenting_pairs(app: &TestApp, count: usize) -> (String, Vec<(String, Uuid, String)>) {
     let admin = app.admin().await;
     let owner = app.owner_org_id(&admin).await;
     let customers = app.create_org(&admin, "Customers", None).await;
-    const PAIRS: usize = 12;
     let mut pairs = Vec::new();
-    for i in 0..PAIRS {
+    for i in 0..count {
         let staff_email = format!("staff{i}@owner.example");
         let target_email = format!("customer{i}@customers.example");
         app.create_user(&admin, &staff_email, owner, "member").await;
         let target = app.create_user(&admin, &target_email, customers, "member").await;
         let staff_token = app.login(&staff_email, PASSWORD).await;
         let target_token = app.login(&target_email, PASSWORD).await;
-        grant(&app, &target_token, json!(2)).await.assert_status(200);
+        grant(app, &target_token, json!(2)).await.assert_status(200);
         pairs.push((staff_token, target, target_token));
     }
+    (admin, pairs)
+}
+
+async fn revoking_consent_while_starting_never_leaves_a_live_session(app: TestApp) {
+    const PAIRS: usize = 12;
+    let (admin, pairs) = consenting_pairs(&app, PAIRS).await;
     let races = pairs.iter().enumerate().map(|(i, (staff, target, target_token))| {
         let app = &app;
         async move {
@@ -520,19 +527,10 @@ async fn revoking_consent_while_starting_never_leaves_a_live_session(app: TestAp
 }
 
 async fn revoking_consent_while_the_impersonator_writes_commits_nothing_after_it(app: TestApp) {
-    let admin = app.admin().await;
-    let owner = app.owner_org_id(&admin).await;
-    let customers = app.create_org(&admin, "Customers", None).await;
     const PAIRS: usize = 12;
+    let (admin, consenting) = consenting_pairs(&app, PAIRS).await;
     let mut pairs = Vec::new();
-    for i in 0..PAIRS {
-        let staff_email = format!("staff{i}@owner.example");
-        let target_email = format!("customer{i}@customers.example");
-        app.create_user(&admin, &staff_email, owner, "member").await;
-        let target = app.create_user(&admin, &target_email, customers, "member").await;
-        let staff_token = app.login(&staff_email, PASSWORD).await;
-        let target_token = app.login(&target_email, PASSWORD).await;
-        grant(&app, &target_token, json!(2)).await.assert_status(200);
+    for (staff_token, target, target_token) in consenting {
         let started = start(&app, &staff_token, target, PASSWORD).await;
         let session_id = started.assert_status(201)["session_id"].as_str().unwrap().to_owned();
         let token = started.body["access_token"].as_str().unwrap().to_owned();

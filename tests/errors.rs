@@ -95,6 +95,8 @@ async fn swagger_ui_and_the_served_document(app: TestApp) {
     let bare = app.get("/swagger-ui", None).await;
     assert_eq!(bare.status.as_u16(), 308);
     assert_eq!(bare.header("location").as_deref(), Some("/swagger-ui/"));
+    let with_query = app.get("/swagger-ui?urls.primaryName=actas", None).await;
+    assert_eq!(with_query.header("location").as_deref(), Some("/swagger-ui/?urls.primaryName=actas"));
     let served = app.get("/api-docs/openapi.json", None).await;
     let committed: serde_json::Value = serde_json::from_str(include_str!("../openapi/openapi.json")).unwrap();
     assert_eq!(served.assert_status(200), &committed);

@@ -103,8 +103,12 @@ pub fn app(
         .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", doc))
         .route(
             "/swagger-ui",
-            web::get().to(|| async {
-                HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/swagger-ui/")).finish()
+            web::get().to(|req: HttpRequest| async move {
+                let location = match req.query_string() {
+                    "" => "/swagger-ui/".to_owned(),
+                    query => format!("/swagger-ui/?{query}"),
+                };
+                HttpResponse::PermanentRedirect().insert_header((header::LOCATION, location)).finish()
             }),
         )
         .default_service(web::to(fallback))

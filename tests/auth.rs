@@ -41,6 +41,8 @@ async fn login_returns_an_eddsa_access_token_with_the_spec_claims(app: TestApp) 
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3600);
     assert!(claims["jti"].is_string() && claims["sid"].is_string());
     assert!(claims.get("act").is_none());
+    // RFC 9068: the token says which client it was issued to, and its scope.
+    assert_eq!((claims["client_id"].as_str(), claims["scope"].as_str()), (Some("actas"), Some("actas")));
     assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
 }
 

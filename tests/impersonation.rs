@@ -133,6 +133,7 @@ async fn the_whole_workflow_enable_impersonate_act_exit(app: TestApp) {
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 30 * 60);
     assert_eq!(c["role"], "member");
     assert_eq!(c["org"], w.acme.to_string());
+    assert_eq!((c["client_id"].as_str(), c["scope"].as_str()), (Some("actas"), Some("actas impersonation")));
 
     // Act: exactly the target's view and permissions.
     let me = app.get("/api/v1/me", Some(&token)).await;

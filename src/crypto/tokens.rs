@@ -14,6 +14,13 @@ use super::keys::SigningKeys;
 use crate::domain::types::Role;
 
 pub const TOKEN_TYPE: &str = "at+jwt";
+/// RFC 9068 requires `client_id`: every token is issued to actas' own
+/// first-party client (there are no registered third-party clients).
+pub const CLIENT_ID: &str = "actas";
+/// The scopes there are; a login token has the first, an impersonation token both.
+pub const SCOPES: [&str; 2] = ["actas", "impersonation"];
+pub const LOGIN_SCOPE: &str = "actas";
+pub const IMPERSONATION_SCOPE: &str = "actas impersonation";
 /// Tolerated clock difference between nodes, for `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECONDS: i64 = 30;
 
@@ -41,6 +48,11 @@ pub struct Claims {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<ActorClaim>,
+    /// RFC 9068 claims; absent from tokens signed by earlier versions.
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub scope: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -92,7 +104,9 @@ impl TokenIssuer<'_> {
             sid: request.session_id,
             org: request.organization_id,
             role: request.role,
+            scope: if request.actor.is_some() { IMPERSONATION_SCOPE } else { LOGIN_SCOPE }.to_owned(),
             act: request.actor,
+            client_id: CLIENT_ID.to_owned(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.typ = Some(TOKEN_TYPE.to_owned());

@@ -10,6 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::crypto::tokens::{IMPERSONATION_SCOPE, LOGIN_SCOPE, SCOPES};
 use crate::http::client::ClientInfo;
 use crate::http::controllers::auth::end_token_session;
 use crate::http::controllers::impersonations::start_session;
@@ -21,10 +22,6 @@ use crate::state::AppState;
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const USER_ID_TOKEN_TYPE: &str = "urn:actas:params:oauth:token-type:user-id";
-/// The scopes an impersonation token carries: all of them, always.
-pub const SCOPES: [&str; 2] = ["actas", "impersonation"];
-const IMPERSONATION_SCOPE: &str = "actas impersonation";
-
 /// An RFC 6749 §5.2 error response.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked", "code": "consent_required"}))]
@@ -527,7 +524,7 @@ pub async fn introspect(
         role: principal.user.role,
         username: principal.user.email,
         token_type: "Bearer",
-        scope: if claims.act.is_some() { IMPERSONATION_SCOPE } else { SCOPES[0] },
+        scope: if claims.act.is_some() { IMPERSONATION_SCOPE } else { LOGIN_SCOPE },
         iss: claims.iss,
         aud: claims.aud,
     };

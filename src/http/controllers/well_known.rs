@@ -4,7 +4,8 @@ use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::oauth::{ACCESS_TOKEN_TYPE, SCOPES, TOKEN_EXCHANGE, USER_ID_TOKEN_TYPE};
+use super::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, USER_ID_TOKEN_TYPE};
+use crate::crypto::tokens::SCOPES;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]

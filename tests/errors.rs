@@ -92,6 +92,9 @@ async fn swagger_ui_and_the_served_document(app: TestApp) {
         assert_eq!(res.header("content-security-policy").as_deref(), Some("frame-ancestors 'none'"));
         assert_eq!(res.header("x-content-type-options").as_deref(), Some("nosniff"));
     }
+    // Swagger UI's files may be cached; nothing else.
+    assert_eq!(ui.header("cache-control").as_deref(), Some("public, max-age=3600"));
+    assert_eq!(app.get("/api/v1/me", None).await.header("cache-control").as_deref(), Some("no-store"));
     let bare = app.get("/swagger-ui", None).await;
     assert_eq!(bare.status.as_u16(), 308);
     assert_eq!(bare.header("location").as_deref(), Some("/swagger-ui/"));

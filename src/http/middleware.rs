@@ -78,8 +78,11 @@ pub async fn security_headers(
     // Nothing of ours is meant to be framed (Swagger UI included): no clickjacking.
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'none'"));
-    if !is_docs && !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        // Swagger UI's files are fixed per release (the bundle is 1.5 MB);
+        // everything else may carry someone's data.
+        let policy = if is_docs && res.status().is_success() { "public, max-age=3600" } else { "no-store" };
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
     }
     Ok(res)
 }

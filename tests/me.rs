@@ -109,6 +109,19 @@ async fn of_two_concurrent_password_changes_exactly_one_wins(app: TestApp) {
     app.get("/api/v1/me", Some(winner)).await.assert_status(200);
     app.try_login(ADMIN_EMAIL, losing_password).await.assert_problem(401, "invalid_credentials");
     app.login(ADMIN_EMAIL, winning_password).await;
+
+    // Twice from the same session (a double submit): the session stays, so
+    // only the check that the verified password is still the current one stops
+    // the second.
+    let body = |new_password: &str| json!({"current_password": winning_password, "new_password": new_password});
+    let (a, b) = futures_util::future::join(
+        app.put("/api/v1/me/password", Some(winner), body("the third new passphrase")),
+        app.put("/api/v1/me/password", Some(winner), body("the fourth new passphrase")),
+    )
+    .await;
+    let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [204, 403], "exactly one change of the double submit commits");
 }
 
 backend_tests!(

@@ -135,7 +135,8 @@ fn redact_multipart(body: &[u8], content_type: &str) -> String {
             return unparsable();
         };
         let separator = if part.contains("\r\n\r\n") { "\r\n\r\n" } else { "\n\n" };
-        out.push_str(headers);
+        // Part headers are text like any other (`Authorization: …` included).
+        out.push_str(&scrub_text(headers));
         out.push_str(separator);
         // Anything in the part's headers spelling a secret hides its content
         // (a file name like `tokens.txt` too: better hidden than leaked).
@@ -204,11 +205,20 @@ pub fn scrub_text(text: &str) -> String {
         while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || matches!(bytes[j], b'_' | b'-')) {
             j += 1;
         }
-        // An XML element with attributes (`<password kind="x">`): its value
-        // starts after the tag closes.
+        // An element named like a secret, with attributes (`<password
+        // kind="otp">`, `<token value="…"/>`): every attribute is hidden, and
+        // its value starts after the tag closes.
         if start > 0 && bytes[start - 1] == b'<' && bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
             if let Some(close) = text[j..].find(['>', '<']).filter(|&at| bytes[j + at] == b'>') {
-                j += close;
+                let self_closing = text[..j + close].ends_with('/');
+                out.push_str(&text[i..j]);
+                out.push(' ');
+                out.push_str(REDACTED);
+                if self_closing {
+                    out.push('/');
+                }
+                i = j + close;
+                j = i;
             }
         }
         while j < bytes.len() && matches!(bytes[j], b'"' | b'\'' | b' ' | b'\t' | b'\r' | b'\n') {
@@ -453,6 +463,12 @@ mod tests {
             let stored = redact_body(body.as_bytes(), Some(content_type)).unwrap();
             assert!(stored.starts_with("[multipart body of") && !stored.contains("MPSECRET"), "{stored}");
         }
+        // A part's own headers are scrubbed like any text.
+        let body = "--B\r\nContent-Disposition: form-data; name=\"a\"\r\nAuthorization: Bearer HDRSECRET\r\n\r\nx\r\n--B--\r\n";
+        for content_type in [Some("multipart/form-data; boundary=B"), Some("text/plain")] {
+            let stored = redact_body(body.as_bytes(), content_type).unwrap();
+            assert!(!stored.contains("HDRSECRET") && stored.contains("Authorization: [REDACTED]"), "{stored}");
+        }
         // However the part's name is spelt, under whatever content type.
         for disposition in [
             "form-data; Name=\"password\"",
@@ -474,6 +490,12 @@ mod tests {
     fn xml_elements_with_attributes_are_hidden() {
         let stored = scrub_text("<login><password kind=\"otp\">XMLSECRET</password><user>ada</user></login>");
         assert!(!stored.contains("XMLSECRET") && stored.contains("<user>ada</user>"), "{stored}");
+        // Attributes of a secret element are hidden too, self-closing or not.
+        for xml in ["<password kind=\"otp\" token=\"ATTRSECRET\">X</password>", "<token value=\"ATTRSECRET\"/><a>b</a>"]
+        {
+            let stored = scrub_text(xml);
+            assert!(!stored.contains("ATTRSECRET"), "{stored}");
+        }
         // A tag that merely mentions the word elsewhere is left alone.
         assert_eq!(scrub_text("<note>token rotation</note>"), "<note>token rotation</note>");
     }

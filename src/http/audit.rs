@@ -40,6 +40,9 @@ use crate::store::DbConnection;
 /// read further, with the same answer an endpoint would give.
 const MAX_CAPTURED_BODY: usize = MAX_JSON_BYTES;
 
+/// How long a request waits for its session's turn on PostgreSQL.
+const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A pooled connection holding an impersonated request's open transaction.
 /// Dropped mid-way (client gone, panic), it rolls back before going back to
 /// the pool; then (field order) it hands the turn to the next request.
@@ -81,19 +84,25 @@ impl RequestTransaction {
 
     /// Waits, asynchronously, for the turn to open the transaction if it
     /// still has to be opened; hand the turn to `conn`. (Blocking threads
-    /// never wait for a turn: its holder may need one to finish.)
-    pub async fn wait_turn(shared: &SharedConnection) -> Option<Turn> {
+    /// never wait for a turn: its holder may need one to finish.) A session
+    /// turn not free within `TURN_TIMEOUT` (its holder stuck behind a lock)
+    /// is a 503 to retry, as a connection not free in time would be.
+    pub async fn wait_turn(shared: &SharedConnection) -> Result<Option<Turn>, ApiError> {
         let (writer, turns, session_id) = {
             let guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if guard.open.is_some() {
-                return None;
+                return Ok(None);
             }
             (guard.sqlite_writer.clone(), Arc::clone(&guard.session_turns), guard.session_id)
         };
-        Some(match writer {
+        Ok(Some(match writer {
             Some(writer) => Turn::Writer(writer.lock_owned().await),
-            None => Turn::Session(turns.wait(session_id).await),
-        })
+            None => Turn::Session(
+                tokio::time::timeout(TURN_TIMEOUT, turns.wait(session_id))
+                    .await
+                    .map_err(|_| ApiError::unavailable("an impersonation session's turn was not free in time"))?,
+            ),
+        }))
     }
 
     /// The connection for the request's own reads and writes, opening the
@@ -341,7 +350,7 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
 /// Appends the row and commits, on a blocking thread inside the request's span.
 async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
     let span = tracing::Span::current();
-    let turn = RequestTransaction::wait_turn(&shared).await;
+    let turn = RequestTransaction::wait_turn(&shared).await?;
     web::block(move || {
         let _in_request = span.enter();
         append_and_commit(shared, turn, entry, keep_changes)

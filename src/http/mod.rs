@@ -153,7 +153,7 @@ impl AppState {
     {
         match audit::REQUEST_DB.try_with(std::sync::Arc::clone) {
             Ok(shared) => {
-                let turn = audit::RequestTransaction::wait_turn(&shared).await;
+                let turn = audit::RequestTransaction::wait_turn(&shared).await?;
                 on_blocking_thread(move || {
                     let mut guard = shared.lock().map_err(|_| ApiError::unavailable("request connection poisoned"))?;
                     guard.conn(turn)?.transaction(work)

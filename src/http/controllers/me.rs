@@ -176,16 +176,19 @@ pub async fn change_password(
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
+                // The password was right: its attempt is settled, not a failure,
+                // even if the change itself is refused below.
+                attempt_store::forget(conn, &attempt_ids)?;
                 // What was verified must still hold: a change, suspension or
                 // logout that committed meanwhile wins over this request.
                 if sessions::find_live(conn, keep, now)?.is_none() {
-                    return Err(ApiError::unauthorized("the session has ended"));
+                    return Ok(Err(ApiError::unauthorized("the session has ended")));
                 }
                 let current = users::find_with_org(conn, user_id)?;
                 if current.is_none_or(|(user, _)| user.password_hash != verified_hash) {
-                    return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
+                    let changed = "the current password was changed by another request meanwhile";
+                    return Ok(Err(ApiError::forbidden("reauthentication_failed", changed)));
                 }
-                attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::PasswordChange, &subject)?;
                 users::set_password_hash(conn, user_id, &hash, now)?;
                 // Impersonations started from the sessions that end, end too.
@@ -195,10 +198,10 @@ pub async fn change_password(
                     EndReason::Logout,
                     &ctx,
                 )?;
-                Ok(sessions::end_all_for_user(conn, user_id, Some(keep), LoginEnd::PasswordChanged, now)?)
+                Ok(Ok(sessions::end_all_for_user(conn, user_id, Some(keep), LoginEnd::PasswordChanged, now)?))
             })
         })
-        .await?;
+        .await??;
     tracing::info!(user_id = %user_id, other_sessions_ended = ended, "password changed");
     Ok(HttpResponse::NoContent().finish())
 }

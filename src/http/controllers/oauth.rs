@@ -443,7 +443,7 @@ pub struct ActiveToken {
     pub jti: Uuid,
     /// The user's organization.
     pub org: Uuid,
-    /// The user's role (a role change ends the token's session, so it never differs from the token's).
+    /// The user's role, as it is now (a role change ends the sessions of the user's tokens).
     #[schema(example = "member")]
     pub role: String,
     /// The user's email.

@@ -356,8 +356,8 @@ pub async fn update_user(
                         (Running::Impersonator(user_id), EndReason::Stopped),
                     ];
                     audit::end_sessions_all(conn, both_sides, Cause::RoleChanged, &ctx)?;
-                    // Their tokens name the old role: services verifying them
-                    // offline would trust it until expiry. They log in again.
+                    // Their tokens name the old role: no longer accepted here
+                    // or by introspection. They log in again.
                     sessions::end_all_for_user(conn, user_id, None, LoginEnd::RoleChanged, now)?;
                 }
                 let Some(found) = users::find_with_org(conn, user_id)? else { return Ok(None) };

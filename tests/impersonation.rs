@@ -648,3 +648,35 @@ async fn a_shorter_new_consent_shortens_running_sessions() {
         assert_eq!(view.body["status"], "expired", "{backend:?}");
     }
 }
+
+/// PostgreSQL: many parallel calls of one impersonation session, all stuck
+/// behind a lock on the customer's row, hold at most two of the node's pooled
+/// connections; the rest wait for their turn without one (SQLite has its
+/// single-writer queue instead).
+#[actix_web::test]
+async fn a_burst_of_one_session_holds_at_most_two_connections() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    // Someone else holds the customer's row (as a slow revocation would).
+    let mut holder = app.state.pool.get().unwrap();
+    let lock = format!("BEGIN; SELECT id FROM users WHERE id = '{}' FOR UPDATE", w.acme_member.0);
+    diesel::connection::SimpleConnection::batch_execute(&mut *holder, &lock).unwrap();
+    const CALLS: usize = 10;
+    let burst = (0..CALLS).map(|_| app.get("/api/v1/me/impersonation-consent", Some(&token)));
+    let observe_then_release = async {
+        actix_web::rt::time::sleep(StdDuration::from_millis(700)).await;
+        let pool = app.state.pool.state();
+        let in_use = pool.connections - pool.idle_connections;
+        diesel::connection::SimpleConnection::batch_execute(&mut *holder, "ROLLBACK").unwrap();
+        in_use
+    };
+    let (answers, in_use) =
+        futures_util::future::join(futures_util::future::join_all(burst), observe_then_release).await;
+    for answer in &answers {
+        answer.assert_status(200);
+    }
+    // The lock holder, and the session's two turns.
+    assert!(in_use <= 3, "{in_use} connections in use while {CALLS} calls of one session waited");
+}

@@ -269,10 +269,19 @@ async fn a_role_change_ends_the_users_login_sessions(app: TestApp) {
     // Renaming, or "changing" to the same role, leaves the session alone.
     app.patch(&path, Some(&w.acme_admin.1), json!({"name": "Eve E.", "role": "member"})).await.assert_status(200);
     app.get("/api/v1/me", Some(eve)).await.assert_status(200);
+    // Someone is acting as Eve when her role changes.
+    let consent = json!({"duration_hours": 1});
+    app.put("/api/v1/me/impersonation-consent", Some(eve), consent).await.assert_status(200);
+    let start = json!({"target_user_id": eve_id, "password": common::ADMIN_PASSWORD});
+    let started = app.post("/api/v1/impersonations", Some(&w.admin), start).await;
+    let as_eve = started.assert_status(201)["access_token"].as_str().unwrap().to_owned();
     let res = app.patch(&path, Some(&w.acme_admin.1), json!({"role": "admin"})).await;
     assert_eq!(res.assert_status(200)["role"], "admin");
     // The old token says `member`: it must not live on beside the new role.
     app.get("/api/v1/me", Some(eve)).await.assert_problem(401, "unauthorized");
+    app.get("/api/v1/me", Some(&as_eve)).await.assert_problem(401, "unauthorized");
+    // The admin who made the change is not logged out.
+    app.get("/api/v1/me", Some(&w.acme_admin.1)).await.assert_status(200);
     let fresh = app.login("eve@eu.acme.example", PASSWORD).await;
     let claims = fresh.split('.').nth(1).unwrap();
     let claims: serde_json::Value = serde_json::from_slice(

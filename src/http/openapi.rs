@@ -8,7 +8,7 @@ use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::schema::{Object, Schema, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -53,6 +53,20 @@ impl Modify for BearerScheme {
             ),
         );
     }
+}
+
+/// A person's or organization's name as `Name::parse` accepts it: 1–200
+/// characters once trimmed, not only spaces, no control characters.
+pub fn display_name_schema() -> Object {
+    let no_control = r"[^\u0000-\u001F\u007F-\u009F]";
+    let visible = r"[^\s\u0000-\u001F\u007F-\u009F]";
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(crate::domain::types::Name::MAX_CHARS))
+        .pattern(Some(format!("^{no_control}*{visible}{no_control}*$")))
+        .description(Some("1–200 characters (trimmed), not only spaces, no control characters"))
+        .build()
 }
 
 /// Shared error responses: (name, status, description, code, example detail).

@@ -18,7 +18,7 @@ use crate::store::organizations::{self, Organization};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Acme Corp", "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30"}))]
 pub struct CreateOrganizationRequest {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = crate::http::openapi::display_name_schema)]
     pub name: String,
     /// Defaults to the caller's organization. Must be one you administer.
     pub parent_id: Option<Uuid>,

@@ -38,7 +38,7 @@ pub struct CreateUserRequest {
     /// Unique (case-insensitive) among users that are not deleted.
     #[schema(max_length = 254, format = Email)]
     pub email: String,
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(schema_with = crate::http::openapi::display_name_schema)]
     pub name: String,
     /// At least 12 characters (at most 1024 bytes).
     #[schema(min_length = 12, format = Password)]
@@ -54,7 +54,7 @@ pub struct CreateUserRequest {
 #[schema(example = json!({"status": "suspended"}))]
 pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "present")]
-    #[schema(min_length = 1, max_length = 200, nullable = false)]
+    #[schema(schema_with = crate::http::openapi::display_name_schema)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]

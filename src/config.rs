@@ -171,6 +171,14 @@ impl Config {
         })
     }
 
+    /// The path of the issuer URL (`/actas` in `https://example.com/actas`),
+    /// if it has one: RFC 8414 §3.1 puts the metadata under it.
+    pub fn issuer_path(&self) -> Option<&str> {
+        let after_scheme = self.issuer.split_once("://").map_or(self.issuer.as_str(), |(_, rest)| rest);
+        let path = after_scheme.find('/').map(|at| after_scheme[at..].trim_end_matches('/'))?;
+        (!path.is_empty()).then_some(path)
+    }
+
     pub fn signing_key_path(&self) -> PathBuf {
         self.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
     }
@@ -184,6 +192,15 @@ mod tests {
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn issuer_path_is_what_follows_the_host() {
+        let path = |issuer: &str| config(&[("ACTAS_ISSUER", issuer)]).unwrap().issuer_path().map(str::to_owned);
+        assert_eq!(path("https://example.com"), None);
+        assert_eq!(path("https://example.com/"), None);
+        assert_eq!(path("https://example.com/actas"), Some("/actas".into()));
+        assert_eq!(path("https://example.com:8443/a/b/"), Some("/a/b".into()));
     }
 
     #[test]

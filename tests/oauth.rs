@@ -626,3 +626,30 @@ async fn spas_on_allowed_origins_get_cors_headers() {
         assert!(other.header("access-control-allow-origin").is_none());
     }
 }
+
+#[actix_web::test]
+async fn an_issuer_with_a_path_has_its_metadata_under_that_path() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let env = [("ACTAS_ISSUER", "https://example.com/tenant/actas/")];
+        let Some(app) = TestApp::with_env(backend, &env).await else { continue };
+        // RFC 8414 §3.1: the well-known segment goes between host and path.
+        for path in [
+            "/.well-known/oauth-authorization-server/tenant/actas",
+            "/.well-known/oauth-authorization-server/tenant/actas/",
+        ] {
+            let m = app.get(path, None).await;
+            let m = m.assert_status(200);
+            assert_eq!(m["issuer"], "https://example.com/tenant/actas/");
+            assert_eq!(m["token_endpoint"], "https://example.com/tenant/actas/oauth/token");
+        }
+        for other in ["/.well-known/oauth-authorization-server/tenant", "/.well-known/oauth-authorization-server/actas"]
+        {
+            app.get(other, None).await.assert_problem(404, "not_found");
+        }
+        // The plain location keeps working for clients that ignore the path.
+        app.get("/.well-known/oauth-authorization-server", None).await.assert_status(200);
+    }
+    // Without a path in the issuer there is nothing under the well-known name.
+    let app = TestApp::sqlite().await;
+    app.get("/.well-known/oauth-authorization-server/actas", None).await.assert_problem(404, "not_found");
+}

@@ -49,6 +49,7 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
         "/oauth/revoke",
         "/.well-known/jwks.json",
         "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/{issuer_path}",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -64,6 +65,7 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
         "/oauth/revoke",
         "/.well-known/jwks.json",
         "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/{issuer_path}",
     ];
     let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in paths {

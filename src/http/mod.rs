@@ -68,6 +68,7 @@ fn routes(cfg: &mut ServiceConfig) {
     .service(oauth::revoke)
     .service(well_known::jwks)
     .service(well_known::metadata)
+    .service(well_known::metadata_for_issuer_path)
     .service(health::healthz)
     .service(health::readyz)
     .service(health::metrics);

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::oauth::{ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE, USER_ID_TOKEN_TYPE};
 use crate::crypto::tokens::SCOPES;
+use crate::http::problem::{ApiError, Problem};
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -73,6 +74,37 @@ pub struct ServerMetadata {
 #[utoipa::path(operation_id = "authorization_server_metadata", tag = "oauth", responses((status = 200, description = "Server metadata", body = ServerMetadata)))]
 #[get("/.well-known/oauth-authorization-server")]
 pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    server_metadata(&state)
+}
+
+/// RFC 8414 metadata for an issuer with a path.
+///
+/// When `ACTAS_ISSUER` has a path (actas behind a proxy at
+/// `https://example.com/actas`), RFC 8414 §3.1 puts the metadata at
+/// `/.well-known/oauth-authorization-server/actas`: the same document as
+/// above, served for exactly the issuer's path. Any other suffix is 404.
+#[utoipa::path(
+    operation_id = "authorization_server_metadata_for_issuer_path",
+    tag = "oauth",
+    params(("issuer_path" = String, Path, description = "The path of `ACTAS_ISSUER`, without its leading slash", example = "actas")),
+    responses(
+        (status = 200, description = "Server metadata", body = ServerMetadata),
+        (status = 404, description = "Not the issuer's path (`not_found`)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:actas:problem:not_found", "title": "Not found", "status": 404, "detail": "issuer path not found", "code": "not_found"})),
+    )
+)]
+#[get("/.well-known/oauth-authorization-server/{issuer_path:.*}")]
+pub async fn metadata_for_issuer_path(
+    state: web::Data<AppState>,
+    issuer_path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match state.config.issuer_path() {
+        Some(path) if path.trim_start_matches('/') == issuer_path.trim_end_matches('/') => Ok(server_metadata(&state)),
+        _ => Err(ApiError::not_found("issuer path")),
+    }
+}
+
+fn server_metadata(state: &AppState) -> HttpResponse {
     let base = state.config.issuer.trim_end_matches('/').to_owned();
     HttpResponse::Ok().insert_header(("cache-control", "public, max-age=300")).json(ServerMetadata {
         issuer: state.config.issuer.clone(),

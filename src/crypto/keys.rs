@@ -157,12 +157,21 @@ pub fn load_or_generate(path: &Path) -> Result<SigningKey, KeyError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::create_private_dir(dir).map_err(write_err)?;
     }
+    // Written whole beside the target, then linked into place: a crash or a
+    // second node starting at the same moment never sees a half-written key.
+    let staging = path.with_file_name(format!(".{}.{}", uuid::Uuid::new_v4().simple(), "pem-new"));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => file.write_all(pem.as_bytes()).map_err(write_err)?,
+    let staged = options.open(&staging).and_then(|mut file| {
+        file.write_all(pem.as_bytes())?;
+        file.sync_all()
+    });
+    let linked = staged.and_then(|()| fs::hard_link(&staging, path));
+    let _ = fs::remove_file(&staging);
+    match linked {
+        Ok(()) => {}
         // Another process created it first: use theirs.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read_pem(path),
         Err(e) => return Err(write_err(e)),
@@ -197,6 +206,21 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn nodes_starting_together_share_one_whole_key() {
+        let dir = std::env::temp_dir().join(format!("actas-key-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("signing-key.pem");
+        let keys: Vec<[u8; 32]> = std::thread::scope(|scope| {
+            let starts: Vec<_> =
+                (0..8).map(|_| scope.spawn(|| load_or_generate(&path).map(|k| k.to_bytes()))).collect();
+            starts.into_iter().map(|start| start.join().unwrap().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| *k == keys[0]), "every starter uses the key that won");
+        let files: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, vec![std::ffi::OsString::from("signing-key.pem")], "no staging file is left behind");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -286,6 +286,9 @@ impl From<diesel::result::Error> for ApiError {
             )
             .with_header(header::RETRY_AFTER, "1");
         }
+        if crate::store::is_unavailable(&error) {
+            return ApiError::unavailable(error);
+        }
         ApiError::internal(error)
     }
 }
@@ -293,5 +296,35 @@ impl From<diesel::result::Error> for ApiError {
 impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         ApiError::unavailable(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    fn status_of(error: Error) -> (u16, Option<String>) {
+        let error = ApiError::from(error);
+        let retry = error.headers.iter().find(|(name, _)| *name == header::RETRY_AFTER).map(|(_, v)| v.clone());
+        (error.status.as_u16(), retry)
+    }
+
+    #[test]
+    fn database_trouble_that_passes_is_503_with_retry_after() {
+        let database = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_owned()));
+        for retryable in [
+            database(DatabaseErrorKind::SerializationFailure, "could not serialize access"),
+            database(DatabaseErrorKind::Unknown, "deadlock detected"),
+            database(DatabaseErrorKind::Unknown, "database is locked"),
+            database(DatabaseErrorKind::ClosedConnection, "server closed the connection unexpectedly"),
+        ] {
+            let (status, retry) = status_of(retryable);
+            assert_eq!(status, 503);
+            assert!(retry.is_some());
+        }
+        // A fault of ours stays a 500 (and says nothing about it).
+        assert_eq!(status_of(database(DatabaseErrorKind::Unknown, "no such column: x")).0, 500);
+        assert_eq!(status_of(Error::NotFound).0, 500);
     }
 }

@@ -65,7 +65,9 @@ impl DatabaseTarget {
             };
             return Ok(Self { backend: Backend::Postgres, conninfo });
         }
-        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        // Only an explicit `sqlite:` makes a SQLite file: a mistyped or
+        // keyword-style PostgreSQL URL must not quietly start an empty database.
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or_default();
         if path.is_empty() || path.contains("://") || path.contains(":memory:") {
             return Err(DbSetupError::UnsupportedUrl(redact_url(url)));
         }
@@ -295,8 +297,12 @@ mod tests {
     fn url_scheme_picks_backend() {
         assert_eq!(DatabaseTarget::parse("postgres://u:p@h/db").unwrap().backend, Backend::Postgres);
         assert_eq!(DatabaseTarget::parse("sqlite://actas-data/actas.db").unwrap().backend, Backend::Sqlite);
-        assert_eq!(DatabaseTarget::parse("/tmp/x.db").unwrap().backend, Backend::Sqlite);
+        assert_eq!(DatabaseTarget::parse("sqlite:x.db").unwrap().backend, Backend::Sqlite);
         assert!(DatabaseTarget::parse("mysql://h/db").is_err());
+        // No scheme, no guess: these would otherwise become new SQLite files.
+        assert!(DatabaseTarget::parse("/tmp/x.db").is_err());
+        assert!(DatabaseTarget::parse("host=db user=actas dbname=actas").is_err());
+        assert!(DatabaseTarget::parse("postgress://h/db").is_err());
         assert!(DatabaseTarget::parse("sqlite://:memory:").is_err());
     }
 

@@ -305,17 +305,15 @@ pub fn end_sessions(
 
 /// Like `end_sessions` for several selections at once. All session rows are
 /// updated before any event is recorded: one lock order everywhere (users,
-/// then sessions, then the events chain head), so transactions cannot deadlock.
+/// then sessions in id order, then the events chain head; a stop and the
+/// expiry sweep start at the sessions), so transactions cannot deadlock.
 pub fn end_sessions_all(
     conn: &mut DbConnection,
     selections: Vec<(Running, EndReason)>,
     cause: Cause,
     ctx: &EventContext,
 ) -> QueryResult<Vec<ImpersonationSession>> {
-    let mut ended = Vec::new();
-    for (which, reason) in selections {
-        ended.extend(impersonations::end(conn, which, reason, ctx.at)?.into_iter().map(|s| (s, reason)));
-    }
+    let ended = impersonations::end(conn, &selections, ctx.at)?;
     for (session, reason) in &ended {
         record_end(conn, ctx, session, *reason, cause)?;
     }
@@ -345,13 +343,13 @@ fn record_end(
 /// `end_sessions_all`). Returns the sessions ended.
 pub fn revoke_consent(conn: &mut DbConnection, user_id: Uuid, ctx: &EventContext) -> QueryResult<usize> {
     let revoked = consents::revoke(conn, user_id, ctx.at)?;
-    let ended = impersonations::end(conn, Running::Target(user_id), EndReason::ConsentRevoked, ctx.at)?;
+    let ended = impersonations::end(conn, &[(Running::Target(user_id), EndReason::ConsentRevoked)], ctx.at)?;
     if let Some(consent) = revoked {
         let detail = json!({"consent_granted_at": canonical_time_text(*consent.granted_at)});
         record(conn, ctx, EventKind::ConsentRevoked, user_id, None, detail)?;
     }
-    for session in &ended {
-        record_end(conn, ctx, session, EndReason::ConsentRevoked, Cause::Reason)?;
+    for (session, reason) in &ended {
+        record_end(conn, ctx, session, *reason, Cause::Reason)?;
     }
     Ok(ended.len())
 }

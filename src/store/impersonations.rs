@@ -168,33 +168,41 @@ pub enum Running {
     },
 }
 
-/// Ends the running sessions that match; returns them. Use
+/// Ends the running sessions that match any selection, each with the reason of
+/// the first selection it matches; returns them with their reasons. Use
 /// `audit::end_sessions`, which also records the events.
 pub fn end(
     conn: &mut DbConnection,
-    which: Running,
-    reason: EndReason,
+    selections: &[(Running, EndReason)],
     now: OffsetDateTime,
-) -> QueryResult<Vec<ImpersonationSession>> {
-    let mut running = sessions::table
-        .filter(sessions::ended_at.is_null())
-        .filter(sessions::expires_at.gt(DbTime(now)))
-        .select(ImpersonationSession::as_select())
-        .into_boxed();
-    running = match which {
-        Running::Id(id) => running.filter(sessions::id.eq(DbUuid(id))),
-        Running::Target(id) => running.filter(sessions::target_id.eq(DbUuid(id))),
-        Running::Impersonator(id) => running.filter(sessions::impersonator_id.eq(DbUuid(id))),
-        Running::LoginSession(id) => running.filter(sessions::login_session_id.eq(DbUuid(id))),
-        Running::ImpersonatorExceptLogin { impersonator, keep } => running
-            .filter(sessions::impersonator_id.eq(DbUuid(impersonator)))
-            .filter(sessions::login_session_id.ne(DbUuid(keep))),
-    };
+) -> QueryResult<Vec<(ImpersonationSession, EndReason)>> {
+    let mut matched = std::collections::BTreeMap::new();
+    for (which, reason) in selections {
+        let running = sessions::table
+            .filter(sessions::ended_at.is_null())
+            .filter(sessions::expires_at.gt(DbTime(now)))
+            .select(ImpersonationSession::as_select())
+            .into_boxed();
+        let running = match *which {
+            Running::Id(id) => running.filter(sessions::id.eq(DbUuid(id))),
+            Running::Target(id) => running.filter(sessions::target_id.eq(DbUuid(id))),
+            Running::Impersonator(id) => running.filter(sessions::impersonator_id.eq(DbUuid(id))),
+            Running::LoginSession(id) => running.filter(sessions::login_session_id.eq(DbUuid(id))),
+            Running::ImpersonatorExceptLogin { impersonator, keep } => running
+                .filter(sessions::impersonator_id.eq(DbUuid(impersonator)))
+                .filter(sessions::login_session_id.ne(DbUuid(keep))),
+        };
+        for session in running.load(conn)? {
+            matched.entry(*session.id).or_insert((session, *reason));
+        }
+    }
+    // Row locks in id order, as in every statement that ends several sessions:
+    // two transactions never wait for each other in a circle.
     let mut ended = Vec::new();
-    for mut session in running.load(conn)? {
-        // Row by row and only if still open: when another transaction ended
-        // it meanwhile (PostgreSQL re-checks the condition after waiting for
-        // its row lock), it is not ours to report.
+    for (mut session, reason) in matched.into_values() {
+        // Only if still open: when another transaction ended it meanwhile
+        // (PostgreSQL re-checks the condition after waiting for its row
+        // lock), it is not ours to report.
         let updated =
             diesel::update(sessions::table.filter(sessions::id.eq(session.id)).filter(sessions::ended_at.is_null()))
                 .set((sessions::ended_at.eq(Some(DbTime(now))), sessions::end_reason.eq(Some(reason.as_str()))))
@@ -202,7 +210,7 @@ pub fn end(
         if updated == 1 {
             session.ended_at = Some(DbTime(now));
             session.end_reason = Some(reason.as_str().to_owned());
-            ended.push(session);
+            ended.push((session, reason));
         }
     }
     Ok(ended)
@@ -213,6 +221,7 @@ pub fn expired_unended(conn: &mut DbConnection, now: OffsetDateTime) -> QueryRes
     sessions::table
         .filter(sessions::ended_at.is_null())
         .filter(sessions::expires_at.le(DbTime(now)))
+        .order(sessions::id)
         .select(ImpersonationSession::as_select())
         .load(conn)
 }

@@ -1,0 +1,2 @@
+DROP INDEX login_sessions_open;
+DROP INDEX impersonation_sessions_open;

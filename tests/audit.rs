@@ -125,6 +125,57 @@ async fn secrets_never_reach_the_database(app: TestApp) {
     assert_eq!(query_row["query"], "q=ada&access_token=%5BREDACTED%5D&Client_Secret=%5BREDACTED%5D");
 }
 
+async fn compressed_bodies_are_refused_not_acted_on_unread(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    // gzip of {"name":"Renamed quietly"}: had it been inflated and applied,
+    // the log could only say "binary body" about what was changed.
+    let gzipped: Vec<u8> = vec![
+        31, 139, 8, 0, 0, 0, 0, 0, 2, 3, 171, 86, 202, 75, 204, 77, 85, 178, 82, 10, 74, 5, 49, 82, 20, 10, 75, 51, 83,
+        75, 114, 42, 149, 106, 1, 229, 162, 170, 174, 26, 0, 0, 0,
+    ];
+    let ada = format!("/api/v1/users/{}", w.acme_member.0);
+    let name_before = app.get(&ada, Some(&w.admin)).await.assert_status(200)["name"].clone();
+    for encoding in ["gzip", "deflate", "br"] {
+        let res = app
+            .send_with(
+                Method::PATCH,
+                &ada,
+                Some(&token),
+                Some(("application/json", gzipped.clone())),
+                &[("content-encoding", encoding)],
+            )
+            .await;
+        res.assert_problem(415, "unsupported_media_type");
+        assert!(res.body["detail"].as_str().unwrap().contains("uncompressed"), "{}", res.text);
+    }
+    assert_eq!(app.get(&ada, Some(&w.admin)).await.assert_status(200)["name"], name_before);
+    let form = gzipped.clone();
+    let res = app
+        .send_with(
+            Method::POST,
+            "/oauth/revoke",
+            None,
+            Some(("application/x-www-form-urlencoded", form)),
+            &[("content-encoding", "gzip")],
+        )
+        .await;
+    assert_eq!((res.status.as_u16(), res.body["code"].as_str()), (400, Some("unsupported_media_type")));
+    assert_eq!(statuses(&log_of(&app, &w.admin, &id).await).len(), 3, "each refusal is logged");
+    // `identity` is no encoding at all.
+    let plain = br#"{"name":"Ada L."}"#.to_vec();
+    app.send_with(
+        Method::PATCH,
+        &ada,
+        Some(&token),
+        Some(("application/json", plain)),
+        &[("content-encoding", "identity")],
+    )
+    .await
+    .assert_status(200);
+}
+
 async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, 2).await;
@@ -599,6 +650,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    compressed_bodies_are_refused_not_acted_on_unread,
     rows_added_behind_the_service_are_reported,
     tokens_in_oauth_forms_are_logged_too,
     a_server_error_keeps_its_log_row_but_none_of_its_changes,

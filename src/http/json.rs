@@ -35,12 +35,25 @@ fn is_json(req: &HttpRequest) -> bool {
     })
 }
 
+/// The `Content-Encoding` of a request body, unless it is plain. Bodies are
+/// taken only as sent: a compressed one would be acted on but could not be
+/// recorded readably in the audit log.
+pub fn body_encoding(req: &HttpRequest) -> Option<String> {
+    let encoding = req.headers().get(actix_web::http::header::CONTENT_ENCODING)?;
+    let encoding = String::from_utf8_lossy(encoding.as_bytes()).trim().to_owned();
+    (!encoding.eq_ignore_ascii_case("identity")).then_some(encoding)
+}
+
 /// Turns a deserialization failure into 400 (not JSON) or 422 (wrong shape).
-pub fn body_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+/// A shape error met before a syntax error further on is still a 400.
+pub fn body_error(error: serde_path_to_error::Error<serde_json::Error>, body: &[u8]) -> ApiError {
     let path = error.path().to_string();
     let inner = error.into_inner();
     if !inner.is_data() {
         return ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}"));
+    }
+    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {syntax}"));
     }
     let message = inner.to_string();
     let message = message.split(" at line ").next().unwrap_or(&message);
@@ -122,6 +135,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = is_json(req);
+        let encoding = body_encoding(req);
         let declared_too_large = req
             .headers()
             .get(actix_web::http::header::CONTENT_LENGTH)
@@ -135,6 +149,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                     "unsupported_media_type",
                     "Unsupported media type",
                     "expected Content-Type: application/json",
+                ));
+            }
+            if let Some(encoding) = encoding {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Unsupported media type",
+                    format!("Content-Encoding {encoding:?} is not accepted; send the body uncompressed"),
                 ));
             }
             if declared_too_large {
@@ -162,7 +184,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 }]));
             }
             let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(body_error)?;
+            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| body_error(e, &bytes))?;
             deserializer.end().map_err(|e| {
                 ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {e}"))
             })?;
@@ -185,7 +207,7 @@ mod tests {
 
     fn error_for(body: &str) -> ApiError {
         let mut de = serde_json::Deserializer::from_str(body);
-        body_error(serde_path_to_error::deserialize::<_, Grant>(&mut de).unwrap_err())
+        body_error(serde_path_to_error::deserialize::<_, Grant>(&mut de).unwrap_err(), body.as_bytes())
     }
 
     #[test]
@@ -198,6 +220,11 @@ mod tests {
         let e = error_for(r#"{"duration_hours": 1, "admin": true}"#);
         assert_eq!(e.errors.as_ref().unwrap()[0].field, "admin");
         let e = error_for(r#"{"duration_hours": "#);
+        assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"));
+        // Broken JSON is broken JSON, whatever serde tripped over first.
+        let e = error_for(r#"{"admin": "#);
+        assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"));
+        let e = error_for(r#"{"duration_hours": "x", "#);
         assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"));
         let e = error_for(r#""just text""#);
         assert_eq!(e.errors.as_ref().unwrap()[0].message, "must be a JSON object");

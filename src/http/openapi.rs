@@ -110,7 +110,7 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
     (
         "UnsupportedMediaType",
         "415",
-        "The body is not `application/json` (`unsupported_media_type`)",
+        "The body is not `application/json`, or is compressed (`Content-Encoding`; `unsupported_media_type`)",
         "unsupported_media_type",
         "expected Content-Type: application/json",
     ),

@@ -128,6 +128,12 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, S
             "the body must be application/x-www-form-urlencoded",
         ));
     }
+    if let Some(encoding) = crate::http::json::body_encoding(req) {
+        return Err(OAuthError::invalid_request(
+            "unsupported_media_type",
+            format!("Content-Encoding {encoding:?} is not accepted; send the body uncompressed"),
+        ));
+    }
     let body = match body.to_bytes_limited(MAX_JSON_BYTES).await {
         Ok(Ok(body)) => body,
         Ok(Err(_)) => return Err(OAuthError::invalid_request("malformed_body", "the body could not be read")),

@@ -176,6 +176,22 @@ async fn compressed_bodies_are_refused_not_acted_on_unread(app: TestApp) {
     .assert_status(200);
 }
 
+async fn a_second_authorization_header_is_refused_and_logged(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let impersonating = format!("Bearer {token}");
+    let admin = format!("Bearer {}", w.admin);
+    for pair in [["Bearer junk", impersonating.as_str()], [admin.as_str(), impersonating.as_str()]] {
+        let headers = [("authorization", pair[0]), ("authorization", pair[1])];
+        let res = app.send_with(Method::GET, "/api/v1/me", None, None, &headers).await;
+        res.assert_problem(401, "unauthorized");
+        assert!(res.body["detail"].as_str().unwrap().contains("one Authorization header"), "{}", res.text);
+    }
+    // Neither credential counted, and the session's log shows both attempts.
+    assert_eq!(statuses(&log_of(&app, &w.admin, &id).await), vec![("GET /api/v1/me".to_owned(), 401); 2]);
+}
+
 async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, 2).await;
@@ -650,6 +666,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    a_second_authorization_header_is_refused_and_logged,
     compressed_bodies_are_refused_not_acted_on_unread,
     rows_added_behind_the_service_are_reported,
     tokens_in_oauth_forms_are_logged_too,

@@ -637,10 +637,25 @@ async fn a_shorter_new_consent_shortens_running_sessions() {
         assert!(
             (claims(&token)["exp"].as_i64().unwrap() - claims(&token)["iat"].as_i64().unwrap() - 3 * 3600).abs() <= 1
         );
-        // The user shortens their consent to one hour: the session follows.
+        // The user shortens their consent to one hour: the session follows,
+        // and so do the banner and introspection, though the signed `exp` cannot.
         grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+        let banner = app.get("/api/v1/me", Some(&token)).await.assert_status(200)["impersonation"].clone();
+        assert!((3590..=3600).contains(&banner["expires_in"].as_i64().unwrap()), "{banner}");
+        let form = format!("token={token}").into_bytes();
+        let admin = app.admin().await;
+        let seen = app
+            .send(Method::POST, "/oauth/introspect", Some(&admin), Some(("application/x-www-form-urlencoded", form)))
+            .await;
+        let expires_at = time::OffsetDateTime::parse(
+            banner["expires_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert_eq!(seen.assert_status(200)["exp"].as_i64(), Some(expires_at.unix_timestamp()));
         app.state.clock.advance(Duration::minutes(59));
-        app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+        let banner = app.get("/api/v1/me", Some(&token)).await.assert_status(200)["impersonation"].clone();
+        assert!((50..=60).contains(&banner["expires_in"].as_i64().unwrap()), "{banner}");
         app.state.clock.advance(Duration::minutes(2));
         app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
         let admin = app.admin().await;

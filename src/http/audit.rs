@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::client::ClientInfo;
 use super::controllers::oauth::OAuthError;
 use super::json::MAX_JSON_BYTES;
-use super::principal::{bearer_token, impersonation_claims};
+use super::principal::{bearer_tokens, impersonation_claims};
 use super::problem::ApiError;
 use crate::domain::redact::{redact_body, redact_query};
 use crate::state::{AppState, Clock, SessionTurns};
@@ -175,9 +175,10 @@ struct Impersonated {
     target_id: Uuid,
 }
 
+/// Any Authorization header counts: a request refused for carrying several is
+/// still logged in the session of the impersonation token among them.
 fn impersonated(req: &ServiceRequest, state: &AppState) -> Option<Impersonated> {
-    let token = bearer_token(req.request()).ok().flatten()?;
-    impersonation_token(state, token)
+    bearer_tokens(req.request()).find_map(|token| impersonation_token(state, token))
 }
 
 fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {

@@ -66,13 +66,27 @@ impl Principal {
 
 /// The bearer token of the request, if it has one in the expected form.
 pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else { return Ok(None) };
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let Some(value) = values.next() else { return Ok(None) };
+    // Which of two credentials would count is ambiguous: neither does.
+    if values.next().is_some() {
+        return Err(ApiError::unauthorized("send one Authorization header, not several"));
+    }
     let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    parse_bearer(value).map(Some).ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))
+}
+
+/// Every bearer token a request carries, one per Authorization header.
+pub fn bearer_tokens(req: &HttpRequest) -> impl Iterator<Item = &str> {
+    req.headers().get_all(header::AUTHORIZATION).filter_map(|value| parse_bearer(value.to_str().ok()?))
+}
+
+fn parse_bearer(value: &str) -> Option<&str> {
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-            Ok(Some(token.trim()))
+            Some(token.trim())
         }
-        _ => Err(ApiError::unauthorized("expected `Authorization: Bearer <token>`")),
+        _ => None,
     }
 }
 

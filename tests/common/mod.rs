@@ -207,7 +207,7 @@ impl TestApp {
     ) -> Response {
         let mut req = self.client.request(method, format!("{}{path}", self.base_url));
         for (name, value) in headers {
-            req = req.insert_header((*name, *value));
+            req = req.append_header((*name, *value));
         }
         if let Some(token) = token {
             req = req.insert_header((header::AUTHORIZATION, format!("Bearer {token}")));

@@ -38,6 +38,10 @@ pub struct ImpersonationBanner {
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// Seconds left when this answer was made: count down from it rather than
+    /// from `expires_at` and the browser's clock, which may be off.
+    #[schema(example = 1800)]
+    pub expires_in: i64,
 }
 
 fn banner_example() -> serde_json::Value {
@@ -45,7 +49,8 @@ fn banner_example() -> serde_json::Value {
         "session_id": "0193a5d0-1111-7222-8333-944455556666",
         "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
         "started_at": "2026-11-21T10:00:00Z",
-        "expires_at": "2026-11-21T10:30:00Z"
+        "expires_at": "2026-11-21T10:30:00Z",
+        "expires_in": 1800
     })
 }
 
@@ -61,6 +66,7 @@ pub struct Impersonator {
 pub struct MeResponse {
     pub user: MeUser,
     /// `null` unless the token is an impersonation token.
+    #[schema(required = true)]
     pub impersonation: Option<ImpersonationBanner>,
 }
 
@@ -95,7 +101,8 @@ fn me_example(impersonating: bool) -> serde_json::Value {
     ))),
 )]
 #[get("/me")]
-pub async fn me(principal: Principal) -> web::Json<MeResponse> {
+pub async fn me(state: web::Data<AppState>, principal: Principal) -> web::Json<MeResponse> {
+    let now = state.clock.now();
     let impersonation = principal.impersonation.as_ref().map(|i| ImpersonationBanner {
         session_id: *i.session.id,
         impersonator: Impersonator {
@@ -105,6 +112,7 @@ pub async fn me(principal: Principal) -> web::Json<MeResponse> {
         },
         started_at: *i.session.started_at,
         expires_at: *i.session.expires_at,
+        expires_in: (*i.session.expires_at - now).whole_seconds().max(0),
     });
     web::Json(MeResponse {
         user: MeUser {

@@ -514,13 +514,19 @@ pub async fn introspect(
     let Some(principal) = live_principal(&state, token).await? else {
         return Ok(HttpResponse::Ok().json(IntrospectionResponse::Inactive(InactiveToken { active: false })));
     };
+    // A shorter consent granted since shortens the session, not the signed
+    // claim: report when the token really stops working.
+    let exp = principal
+        .impersonation
+        .as_ref()
+        .map_or(principal.claims.exp, |i| principal.claims.exp.min(i.session.expires_at.unix_timestamp()));
     let claims = principal.claims;
     let active = ActiveToken {
         active: true,
         sub: claims.sub,
         act: claims.act.as_ref().map(|act| Actor { sub: act.sub, email: act.email.clone() }),
         sid: claims.sid,
-        exp: claims.exp,
+        exp,
         iat: claims.iat,
         nbf: claims.nbf,
         jti: claims.jti,

@@ -107,6 +107,10 @@ async fn secrets_never_reach_the_database(app: TestApp) {
     app.send(Method::POST, "/api/v1/users", Some(&token), Some(("text/plain", lines))).await;
     let escaped = br#"{"pass\u0077ord": "SECRET-ESCAPED-15", "#.to_vec();
     app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/json", escaped))).await;
+    // JSON that serde refuses (a number out of range) holding a secret over
+    // several lines, and a name spelt with the Kelvin sign.
+    let refused = "{\"password\":[\n\"SECRET-LINES-17\"],\"to\u{212A}en\":\"SECRET-KELVIN-18\",\"n\":1e999}";
+    app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/json", refused.into()))).await;
     let multipart =
         b"--B0und\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\nSECRET-PART-16\r\n--B0und--\r\n";
     let multipart_type = "multipart/form-data; boundary=B0und";

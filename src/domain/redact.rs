@@ -10,10 +10,33 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 const SENSITIVE: [&str; 8] = ["password", "secret", "token", "authorization", "cookie", "api_key", "apikey", "api-key"];
 
-/// Whether a key or parameter name must have its value hidden.
+/// Whether a key or parameter name must have its value hidden, in any case:
+/// also spelt with letters whose case folding is ASCII (`toKen` with the
+/// Kelvin sign, `paßword`, `ſecret`, a dotless `ı`).
 pub fn is_sensitive(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
+    let name = fold_lookalikes(name).to_ascii_lowercase();
     SENSITIVE.iter().any(|s| name.contains(s))
+}
+
+/// Replaces the few non-ASCII letters that case-fold into ASCII ones by those
+/// letters; every other character stays. Byte offsets change only when one
+/// is present.
+fn fold_lookalikes(text: &str) -> std::borrow::Cow<'_, str> {
+    let lookalike = |c: char| matches!(c, 'ß' | 'ẞ' | 'İ' | 'ı' | 'ſ' | '\u{212A}');
+    if !text.contains(lookalike) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            'ß' | 'ẞ' => out.push_str("ss"),
+            'İ' | 'ı' => out.push('i'),
+            'ſ' => out.push('s'),
+            '\u{212A}' => out.push('k'),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// A redacted copy of a JSON value, at any depth.
@@ -125,9 +148,15 @@ fn redact_multipart(body: &[u8], content_type: &str) -> String {
     let mut closed = false;
     for part in parts {
         out.push_str(&delimiter);
-        if part.starts_with("--") {
-            // The closing delimiter; what follows is an epilogue.
-            out.push_str(&scrub_text(part));
+        if let Some(after_close) = part.strip_prefix("--") {
+            // The closing delimiter. Nothing reads an epilogue, and parts
+            // written after the end would not be parsed as parts: not stored.
+            let epilogue = after_close.trim_start_matches(['\r', '\n']);
+            out.push_str("--");
+            out.push_str(&after_close[..after_close.len() - epilogue.len()]);
+            if !epilogue.trim().is_empty() {
+                out.push_str(&format!("[epilogue of {} bytes not stored]", epilogue.len()));
+            }
             closed = true;
             break;
         }
@@ -177,10 +206,13 @@ pub fn truncate(text: String) -> String {
 /// document, header-style lines, XML): after a sensitive name, the value that
 /// follows `:`, `=` or `>` is hidden — a quoted value up to its closing quote,
 /// an XML value up to the next tag, anything else up to the end of its line
-/// (so `Authorization: Bearer abc` loses all of `Bearer abc`). Names written
-/// with `\u0077` or `%77` escapes are read as what they spell. One pass.
+/// (so `Authorization: Bearer abc` loses all of `Bearer abc`), and an object
+/// or array up to its matching bracket. Names written with `\u0077` or `%77`
+/// escapes, or with letters that case-fold to ASCII, are read as what they
+/// spell. One pass.
 pub fn scrub_text(text: &str) -> String {
-    let text = unescape_for_scrubbing(text);
+    let unescaped = unescape_for_scrubbing(text);
+    let text = fold_lookalikes(&unescaped);
     let bytes = text.as_bytes();
     let lower = text.to_ascii_lowercase();
     // Next occurrence of each name at or after the cursor; searched again only
@@ -257,6 +289,12 @@ pub fn scrub_text(text: &str) -> String {
                 }
                 (e + 1).min(bytes.len())
             }
+            // An object or array (JSON that failed to parse): all of it, to
+            // its matching bracket, however many lines it spans.
+            Some(b'{' | b'[') => {
+                out.push_str(REDACTED);
+                matching_bracket(bytes, j).map_or(bytes.len(), |e| e + 1)
+            }
             _ => {
                 out.push_str(REDACTED);
                 text[j..].find(['\n', '\r']).map_or(bytes.len(), |e| j + e)
@@ -264,6 +302,30 @@ pub fn scrub_text(text: &str) -> String {
         };
         i = value_end;
     }
+}
+
+/// Where the bracket opened at `open` closes, skipping brackets inside
+/// strings; `None` when it never does.
+fn matching_bracket(bytes: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut i = open;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'{' | b'[' if !in_string => depth += 1,
+            b'}' | b']' if !in_string => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Replaces `\uXXXX` and `%XX` escapes that stand for a letter, digit, `_`,
@@ -353,6 +415,32 @@ mod tests {
         for name in ["name", "email", "reason", "duration_hours", "api"] {
             assert!(!is_sensitive(name), "{name}");
         }
+    }
+
+    #[test]
+    fn letters_that_case_fold_to_ascii_spell_names_too() {
+        for name in ["to\u{212A}en", "\u{17F}ecret", "pa\u{DF}word", "PA\u{1E9E}WORD", "ap\u{131}key", "AP\u{130}_KEY"]
+        {
+            assert!(is_sensitive(name), "{name}");
+        }
+        let json = serde_json::from_str::<Value>("{\"to\\u212aen\": \"S1\", \"\\u017fecret\": \"S2\"}").unwrap();
+        assert_eq!(redact_json(&json), json!({"to\u{212A}en": REDACTED, "\u{17F}ecret": REDACTED}));
+        assert_eq!(redact_query("pas%C5%BFword=S3&q=1"), "pas%C5%BFword=%5BREDACTED%5D&q=1");
+        let scrubbed = scrub_text("note: x\npa\u{DF}word: S4\n");
+        assert!(!scrubbed.contains("S4"), "{scrubbed}");
+    }
+
+    #[test]
+    fn objects_and_arrays_in_broken_json_are_hidden_whole() {
+        // Valid-looking JSON that serde refuses (a number out of range), so it
+        // is scrubbed as text: the value spans lines and holds brackets.
+        let body = "{\"password\":[\n\"S1\", {\"a\": \"]\"}\n, \"S2\"],\n\"secret\": {\"v\":\n\"S3\"}, \"n\": 1e999}";
+        let stored = redact_body(body.as_bytes(), Some("application/json")).unwrap();
+        assert!(!stored.contains('S'), "{stored}");
+        assert!(stored.ends_with("\"n\": 1e999}"), "{stored}");
+        // Never closed: hidden to the end.
+        let stored = redact_body(b"{\"token\": {\"a\": [\"S4\"", Some("application/json")).unwrap();
+        assert!(!stored.contains("S4"), "{stored}");
     }
 
     #[test]
@@ -463,6 +551,17 @@ mod tests {
             let stored = redact_body(body.as_bytes(), Some(content_type)).unwrap();
             assert!(stored.starts_with("[multipart body of") && !stored.contains("MPSECRET"), "{stored}");
         }
+        // Whatever follows the closing delimiter is not stored.
+        let trailer = "--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--B--\r\n\
+                       Content-Disposition: form-data; name=\"password\"\r\n\r\nEPISECRET\r\n";
+        let stored = redact_body(trailer.as_bytes(), Some("multipart/form-data; boundary=B")).unwrap();
+        assert!(stored.ends_with("--B--\r\n[epilogue of 62 bytes not stored]"), "{stored}");
+        let closed = redact_body(
+            b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n--B--\r\n",
+            Some("multipart/form-data; boundary=B"),
+        )
+        .unwrap();
+        assert!(closed.ends_with("x\r\n--B--\r\n"), "{closed}");
         // A part's own headers are scrubbed like any text.
         let body = "--B\r\nContent-Disposition: form-data; name=\"a\"\r\nAuthorization: Bearer HDRSECRET\r\n\r\nx\r\n--B--\r\n";
         for content_type in [Some("multipart/form-data; boundary=B"), Some("text/plain")] {

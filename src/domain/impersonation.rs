@@ -174,7 +174,8 @@ pub fn token_expiry(
 }
 
 /// How a session ended; stored as `end_reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum EndReason {
     Stopped,
     Expired,

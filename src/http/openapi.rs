@@ -19,8 +19,9 @@ use super::problem::{FieldError, Problem, PROBLEM_JSON};
     info(
         title = "actas",
         description = "Consent-based admin impersonation.\n\nA customer grants time-limited consent; a support admin confirms with their own password and receives a token whose RFC 8693 `act` claim names them; every call is logged where the customer can read it; revoking consent ends the session on the very next request.\n\nAuthenticate with `POST /api/v1/auth/login`, then click **Authorize** and paste the `access_token`.\n\nEvery error is `application/problem+json` (RFC 9457) with a stable `code`; under `/oauth/` errors take the RFC 6749 form `{error, error_description, code}`.\n\nQuery parameters: an empty value (`?status=`) means the parameter is not given; on the list endpoints an unknown parameter is refused (422), except `_`, the cache buster some clients append. Text fields refuse control characters and NUL (422).",
-        license(name = "MIT OR Apache-2.0"),
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
+    servers((url = "/", description = "This server")),
     tags(
         (name = "auth", description = "Log in and out"),
         (name = "me", description = "The caller: profile, password, and the impersonation banner"),

@@ -9,6 +9,12 @@ use crate::domain::types::{Role, UserStatus};
 use crate::store::organizations::Organization;
 use crate::store::users::User;
 
+/// How to send an access token: always `Bearer` (RFC 6750).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum TokenType {
+    Bearer,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
@@ -61,6 +67,7 @@ pub struct OrganizationView {
     pub id: Uuid,
     pub name: String,
     /// `null` only for the owner organization, the root of the tree.
+    #[schema(required = true)]
     pub parent_id: Option<Uuid>,
     /// Distance from the owner organization (which is 0).
     pub depth: i32,
@@ -111,6 +118,7 @@ pub struct ImpersonationAvailability {
     /// right to impersonate this user (also while the user is suspended, when
     /// `available` is false); `null` for everyone else.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub consent_expires_at: Option<OffsetDateTime>,
 }
 

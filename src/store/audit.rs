@@ -436,6 +436,7 @@ pub struct VerifyReport {
     /// Rows checked, over all chains.
     pub checked: u64,
     /// The first row whose link does not hold (request log first, then events).
+    #[schema(required = true)]
     pub first_bad_id: Option<Uuid>,
     /// One report per chain: the request log and the events are chained separately.
     pub chains: Vec<ChainReport>,
@@ -458,8 +459,10 @@ pub struct ChainReport {
     pub chain: &'static str,
     pub ok: bool,
     pub checked: u64,
+    #[schema(required = true)]
     pub first_bad_id: Option<Uuid>,
     /// Why the chain is broken, when it is.
+    #[schema(required = true)]
     pub problem: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::impersonation::SessionStatus;
+use crate::domain::impersonation::{EndReason, SessionStatus};
 use crate::http::paging::{List, Page};
 use crate::http::principal::Principal;
 use crate::http::problem::ApiError;
@@ -49,12 +49,16 @@ pub struct RequestLogView {
     pub method: String,
     pub path: String,
     /// The query string, sensitive parameters redacted.
+    #[schema(required = true)]
     pub query: Option<String>,
     pub status: i32,
     pub duration_ms: i32,
+    #[schema(required = true)]
     pub ip: Option<String>,
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     /// The request body, sensitive fields redacted, cut at 16 KiB.
+    #[schema(required = true)]
     pub body: Option<String>,
 }
 
@@ -79,6 +83,7 @@ impl From<&RequestLogRow> for RequestLogView {
 pub struct RequestLogPage {
     pub items: Vec<RequestLogView>,
     /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -98,15 +103,19 @@ pub struct RequestLogPage {
 pub struct MySessionView {
     pub id: Uuid,
     pub impersonator: PersonRef,
+    #[schema(required = true)]
     pub reason: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub ended_at: Option<OffsetDateTime>,
     /// From start to end, or to now while ongoing.
     pub duration_seconds: i64,
     pub status: SessionStatus,
-    pub end_reason: Option<String>,
+    /// `null` while ongoing.
+    #[schema(required = true)]
+    pub end_reason: Option<EndReason>,
     /// Calls made as you in this session.
     pub request_count: i64,
 }
@@ -114,6 +123,7 @@ pub struct MySessionView {
 #[derive(Serialize, ToSchema)]
 pub struct MySessionPage {
     pub items: Vec<MySessionView>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -165,7 +175,7 @@ pub async fn my_sessions(
                 ended_at: end,
                 duration_seconds: (end.unwrap_or(now) - *s.started_at).whole_seconds().max(0),
                 status,
-                end_reason: ended.map(|(_, r)| r.as_str().to_owned()),
+                end_reason: ended.map(|(_, r)| r),
                 request_count: counts.get(&s.id).copied().unwrap_or(0),
             }
         })
@@ -270,11 +280,16 @@ pub struct AuditEventView {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
     /// Who acted (for impersonation, the impersonator); `null` when the service did (expiry).
+    #[schema(required = true)]
     pub actor_id: Option<Uuid>,
     /// Whose consent or impersonation it is.
+    #[schema(required = true)]
     pub subject_id: Option<Uuid>,
+    #[schema(required = true)]
     pub session_id: Option<Uuid>,
+    #[schema(required = true)]
     pub ip: Option<String>,
+    #[schema(required = true)]
     pub user_agent: Option<String>,
     /// Kind-specific facts: `end_reason`, `duration_hours`, `reason`, `expires_at`, …
     pub detail: serde_json::Value,
@@ -325,6 +340,7 @@ pub struct EventQuery {
 #[derive(Serialize, ToSchema)]
 pub struct AuditEventPage {
     pub items: Vec<AuditEventView>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

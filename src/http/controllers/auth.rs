@@ -12,7 +12,7 @@ use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
 use crate::http::principal::{NoImpersonationToken, Principal};
 use crate::http::problem::{ApiError, Problem};
-use crate::http::views::UserView;
+use crate::http::views::{TokenType, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
 use crate::store::audit;
@@ -46,7 +46,7 @@ pub struct LoginResponse {
     /// EdDSA-signed JWT (`typ: at+jwt`); send it as `Authorization: Bearer <token>`.
     pub access_token: String,
     /// Always `Bearer`.
-    pub token_type: &'static str,
+    pub token_type: TokenType,
     /// Seconds until the token expires.
     pub expires_in: i64,
     pub user: UserView,
@@ -159,7 +159,7 @@ pub async fn login(
     tracing::info!(user_id = %*user.id, session_id = %*session.id, "login");
     Ok(web::Json(LoginResponse {
         access_token: token,
-        token_type: "Bearer",
+        token_type: TokenType::Bearer,
         expires_in: (*session.expires_at - now).whole_seconds(),
         user: UserView::from(&user),
     }))

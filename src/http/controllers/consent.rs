@@ -23,12 +23,16 @@ pub struct ConsentView {
     pub active: bool,
     /// When the most recent consent was granted; `null` if you never granted one.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub granted_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub expires_at: Option<OffsetDateTime>,
+    #[schema(required = true)]
     pub duration_hours: Option<i32>,
     /// When you revoked it, if you did.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub revoked_at: Option<OffsetDateTime>,
 }
 

@@ -19,7 +19,7 @@ use crate::http::json::JsonBody;
 use crate::http::paging::{List, Page};
 use crate::http::principal::{NotChained, Principal};
 use crate::http::problem::{ApiError, Problem};
-use crate::http::views::{PersonRef, UserView};
+use crate::http::views::{PersonRef, TokenType, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
 use crate::store::audit::{self, EventKind};
@@ -61,7 +61,7 @@ pub struct StartImpersonationResponse {
     pub session_id: Uuid,
     /// JWT whose `sub` is the target and whose `act.sub` is you (RFC 8693 §4.1).
     pub access_token: String,
-    pub token_type: &'static str,
+    pub token_type: TokenType,
     /// `min(consent expiry, start + ACTAS_MAX_IMPERSONATION_MINUTES)`; not renewable.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
@@ -87,6 +87,7 @@ pub struct ImpersonationView {
     pub id: Uuid,
     pub impersonator: PersonRef,
     pub target: PersonRef,
+    #[schema(required = true)]
     pub reason: Option<String>,
     pub status: SessionStatus,
     #[serde(with = "time::serde::rfc3339")]
@@ -95,12 +96,15 @@ pub struct ImpersonationView {
     pub expires_at: OffsetDateTime,
     /// For an expired session, its expiry time.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(required = true)]
     pub ended_at: Option<OffsetDateTime>,
-    /// `stopped`, `expired`, `consent_revoked`, `logout`, `target_suspended`,
-    /// `target_deleted` or `impersonator_suspended`; `null` while ongoing.
-    pub end_reason: Option<String>,
+    /// `null` while ongoing.
+    #[schema(required = true)]
+    pub end_reason: Option<EndReason>,
     /// Where the session was started from.
+    #[schema(required = true)]
     pub ip: Option<String>,
+    #[schema(required = true)]
     pub user_agent: Option<String>,
 }
 
@@ -116,7 +120,7 @@ impl ImpersonationView {
             started_at: *session.started_at,
             expires_at: *session.expires_at,
             ended_at: ended.map(|(at, _)| at),
-            end_reason: ended.map(|(_, reason)| reason.as_str().to_owned()),
+            end_reason: ended.map(|(_, reason)| reason),
             ip: session.ip.clone(),
             user_agent: session.user_agent.clone(),
         }
@@ -140,6 +144,7 @@ pub struct ImpersonationListQuery {
 pub struct ImpersonationList {
     pub items: Vec<ImpersonationView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -313,7 +318,7 @@ pub async fn start_session(
     Ok(StartImpersonationResponse {
         session_id: *session.id,
         access_token: token,
-        token_type: "Bearer",
+        token_type: TokenType::Bearer,
         expires_at: *session.expires_at,
         // Whole seconds, exactly `exp - iat` of the token.
         expires_in: session.expires_at.unix_timestamp() - now.unix_timestamp(),

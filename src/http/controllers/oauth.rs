@@ -11,12 +11,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::crypto::tokens::{IMPERSONATION_SCOPE, LOGIN_SCOPE, SCOPES};
+use crate::domain::types::Role;
 use crate::http::client::ClientInfo;
 use crate::http::controllers::auth::end_token_session;
 use crate::http::controllers::impersonations::start_session;
 use crate::http::json::MAX_JSON_BYTES;
 use crate::http::principal::{authenticate_token, carries_impersonation_token, Principal};
 use crate::http::problem::ApiError;
+use crate::http::views::TokenType;
 use crate::state::AppState;
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -243,7 +245,7 @@ pub struct TokenExchangeResponse {
     /// An impersonation access token: `sub` is the user, `act.sub` is you.
     pub access_token: String,
     pub issued_token_type: &'static str,
-    pub token_type: &'static str,
+    pub token_type: TokenType,
     pub expires_in: i64,
     /// Always `actas impersonation`.
     pub scope: &'static str,
@@ -271,7 +273,7 @@ pub struct TokenExchangeResponse {
         )),
         (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody,
             headers(
-            ("Retry-After" = String, description = "Seconds until a confirmation may be tried again"),
+            ("Retry-After" = u64, description = "Seconds until a confirmation may be tried again"),
         ), example = json!({"error": "invalid_request", "error_description": "too many failed attempts; try again in 840 seconds", "code": "rate_limited"})),
     )
 )]
@@ -363,7 +365,7 @@ pub async fn exchange(
     Ok(HttpResponse::Ok().insert_header((header::PRAGMA, "no-cache")).json(TokenExchangeResponse {
         access_token: started.access_token,
         issued_token_type: ACCESS_TOKEN_TYPE,
-        token_type: "Bearer",
+        token_type: TokenType::Bearer,
         expires_in: started.expires_in,
         scope: IMPERSONATION_SCOPE,
     }))
@@ -381,35 +383,67 @@ pub struct TokenRequest {
     token_type_hint: Option<String>,
 }
 
-/// RFC 7662 introspection response: an active token with its claims, or
-/// only `{"active": false}` (the reason is never told).
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
+/// RFC 7662 introspection response. An active token has all its claims (`act`
+/// only when it is an impersonation token); any other is exactly
+/// `{"active": false}`, without a reason.
+#[derive(Serialize, ToSchema, Default)]
 #[schema(examples(active_token_example, inactive_token_example))]
-pub enum IntrospectionResponse {
-    Active(Box<ActiveToken>),
-    Inactive(InactiveToken),
-}
-
-/// A token that is not ours, is malformed or expired, or whose session ended.
-#[derive(Serialize, ToSchema)]
-#[schema(example = inactive_token_example)]
-pub struct InactiveToken {
-    #[schema(schema_with = always_false)]
+pub struct IntrospectionResponse {
+    /// Whether the token is ours, unexpired, and its session still live.
     pub active: bool,
-}
-
-fn always(value: bool) -> utoipa::openapi::Object {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([value])).build()
-}
-
-fn always_true() -> utoipa::openapi::Object {
-    always(true)
-}
-
-fn always_false() -> utoipa::openapi::Object {
-    always(false)
+    /// The user the token acts as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sub: Option<Uuid>,
+    /// Who is really acting: present only on impersonation tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub act: Option<Actor>,
+    /// The login or impersonation session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub sid: Option<Uuid>,
+    /// When the token stops working: for an impersonation token the session's
+    /// end, which a shorter consent granted since may have moved before the
+    /// signed `exp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub nbf: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub jti: Option<Uuid>,
+    /// The user's organization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub org: Option<Uuid>,
+    /// The user's role, as it is now (a role change ends the sessions of the user's tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub role: Option<Role>,
+    /// The user's email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub username: Option<String>,
+    /// Always `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub token_type: Option<TokenType>,
+    /// `actas`, or `actas impersonation` for impersonation tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub scope: Option<&'static str>,
 }
 
 fn inactive_token_example() -> serde_json::Value {
@@ -425,39 +459,6 @@ fn active_token_example() -> serde_json::Value {
         "username": "ada@acme.example", "jti": "8d7f3c2e-41a5-4b7e-9c1d-2e3f4a5b6c7d",
         "org": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member"
     })
-}
-
-/// What introspection tells about an active token.
-#[derive(Serialize, ToSchema)]
-#[schema(example = active_token_example)]
-pub struct ActiveToken {
-    /// The token is ours, unexpired, and its session still live.
-    #[schema(schema_with = always_true)]
-    pub active: bool,
-    /// The user the token acts as.
-    pub sub: Uuid,
-    /// Who is really acting: present only on impersonation tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub act: Option<Actor>,
-    /// The login or impersonation session.
-    pub sid: Uuid,
-    pub exp: i64,
-    pub iat: i64,
-    pub nbf: i64,
-    pub iss: String,
-    pub aud: String,
-    pub jti: Uuid,
-    /// The user's organization.
-    pub org: Uuid,
-    /// The user's role, as it is now (a role change ends the sessions of the user's tokens).
-    #[schema(example = "member")]
-    pub role: String,
-    /// The user's email.
-    pub username: String,
-    /// Always `Bearer`.
-    pub token_type: &'static str,
-    /// `actas`, or `actas impersonation` for impersonation tokens.
-    pub scope: &'static str,
 }
 
 /// The RFC 8693 `act` claim.
@@ -512,7 +513,7 @@ pub async fn introspect(
     let params = form(&req, body).await?;
     let token = required(&params, "token")?;
     let Some(principal) = live_principal(&state, token).await? else {
-        return Ok(HttpResponse::Ok().json(IntrospectionResponse::Inactive(InactiveToken { active: false })));
+        return Ok(HttpResponse::Ok().json(IntrospectionResponse::default()));
     };
     // A shorter consent granted since shortens the session, not the signed
     // claim: report when the token really stops working.
@@ -521,26 +522,25 @@ pub async fn introspect(
         .as_ref()
         .map_or(principal.claims.exp, |i| principal.claims.exp.min(i.session.expires_at.unix_timestamp()));
     let claims = principal.claims;
-    let active = ActiveToken {
+    Ok(HttpResponse::Ok().json(IntrospectionResponse {
         active: true,
-        sub: claims.sub,
+        sub: Some(claims.sub),
         act: claims.act.as_ref().map(|act| Actor { sub: act.sub, email: act.email.clone() }),
-        sid: claims.sid,
-        exp,
-        iat: claims.iat,
-        nbf: claims.nbf,
-        jti: claims.jti,
+        sid: Some(claims.sid),
+        exp: Some(exp),
+        iat: Some(claims.iat),
+        nbf: Some(claims.nbf),
+        jti: Some(claims.jti),
         // Read from the database; they match an active token's claims, since
         // a role change ends the sessions of the user's tokens.
-        org: *principal.user.organization_id,
-        role: principal.user.role,
-        username: principal.user.email,
-        token_type: "Bearer",
-        scope: if claims.act.is_some() { IMPERSONATION_SCOPE } else { LOGIN_SCOPE },
-        iss: claims.iss,
-        aud: claims.aud,
-    };
-    Ok(HttpResponse::Ok().json(IntrospectionResponse::Active(Box::new(active))))
+        org: Some(*principal.user.organization_id),
+        role: Some(principal.user.role()),
+        username: Some(principal.user.email),
+        token_type: Some(TokenType::Bearer),
+        scope: Some(if claims.act.is_some() { IMPERSONATION_SCOPE } else { LOGIN_SCOPE }),
+        iss: Some(claims.iss),
+        aud: Some(claims.aud),
+    }))
 }
 
 /// The principal of a token that is valid and live, `None` for any token that

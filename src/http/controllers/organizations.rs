@@ -41,6 +41,7 @@ pub struct OrganizationListQuery {
 pub struct OrganizationList {
     pub items: Vec<OrganizationView>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

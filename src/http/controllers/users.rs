@@ -99,6 +99,7 @@ pub struct UserListQuery {
 pub struct UserList {
     pub items: Vec<UserItem>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 

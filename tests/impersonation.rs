@@ -664,6 +664,40 @@ async fn a_shorter_new_consent_shortens_running_sessions() {
     }
 }
 
+/// PostgreSQL: one admin impersonating two customer admins at once (two tabs),
+/// each session editing the other's target while reading its own: the
+/// sessions share their impersonator's row and touch each other's targets,
+/// yet never wait for each other in a circle (no deadlock, no 503).
+#[actix_web::test]
+async fn two_sessions_of_one_admin_editing_each_others_targets_do_not_collide() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let w = app.world().await;
+    let (boss, ada) = (w.acme_admin.0, w.acme_member.0);
+    app.patch(&format!("/api/v1/users/{ada}"), Some(&w.admin), json!({"role": "admin"})).await.assert_status(200);
+    let ada_token = app.login("ada@acme.example", PASSWORD).await;
+    grant(&app, &ada_token, json!(1)).await.assert_status(200);
+    grant(&app, &w.acme_admin.1, json!(1)).await.assert_status(200);
+    // Sam's row was created after both targets': a lock cycle needs that order.
+    let staff = &w.owner_staff.1;
+    let as_boss = start(&app, staff, boss, PASSWORD).await.assert_status(201)["access_token"].clone();
+    let as_ada = start(&app, staff, ada, PASSWORD).await.assert_status(201)["access_token"].clone();
+    let (as_boss, as_ada) = (as_boss.as_str().unwrap().to_owned(), as_ada.as_str().unwrap().to_owned());
+    let mut calls = Vec::new();
+    let app = &app;
+    for i in 0..40 {
+        let (token, other) = if i % 2 == 0 { (&as_boss, ada) } else { (&as_ada, boss) };
+        let path = format!("/api/v1/users/{other}");
+        calls.push(
+            Box::pin(async move { app.patch(&path, Some(token), json!({"name": format!("Renamed {i}")})).await })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Response>>>,
+        );
+        calls.push(Box::pin(app.get("/api/v1/me/impersonation-consent", Some(token))));
+    }
+    let results = futures_util::future::join_all(calls).await;
+    let refused: Vec<_> = results.iter().filter(|r| r.status.as_u16() != 200).map(|r| r.text.clone()).collect();
+    assert!(refused.is_empty(), "{} of {} calls refused: {:?}", refused.len(), results.len(), refused.first());
+}
+
 /// PostgreSQL: many parallel calls of one impersonation session, all stuck
 /// behind a lock on the customer's row, hold at most two of the node's pooled
 /// connections; the rest wait for their turn without one (SQLite has its

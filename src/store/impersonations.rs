@@ -53,13 +53,13 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
 }
 
 /// Whether the session is live, and kept so until the caller's transaction
-/// ends. On PostgreSQL it locks the rows every ending takes first (its two
-/// users, for update, in id order), then the session row (for share): a
+/// ends. On PostgreSQL it holds the rows every ending locks first (its two
+/// users, `users::hold_unchanged`), then the session row (for share): a
 /// revocation, suspension or stop then waits for the caller's commit, or the
 /// caller sees it ended. On SQLite the single writer serializes this already.
 /// `people` are the impersonator and the target, as the session's token names them.
 pub fn hold_live(conn: &mut DbConnection, id: Uuid, people: [Uuid; 2], now: OffsetDateTime) -> QueryResult<bool> {
-    users_store::lock(conn, &people)?;
+    users_store::hold_unchanged(conn, &people)?;
     if let DbConnection::Postgresql(pg) = conn {
         diesel::sql_query("SELECT id FROM impersonation_sessions WHERE id = $1 FOR SHARE")
             .bind::<diesel::sql_types::Uuid, _>(id)

@@ -170,17 +170,35 @@ pub fn set_password_hash(conn: &mut DbConnection, id: Uuid, hash: &str, now: Off
 
 /// Locks users' rows until the transaction ends, in id order, so that callers
 /// locking in one call never deadlock each other. Every change to who may
-/// impersonate whom takes these locks on PostgreSQL, so a consent revocation,
-/// a suspension or a start can never interleave. (A transaction that locks
-/// again later, like an impersonated request whose handler changes a third
-/// user, can still meet another in a cycle: PostgreSQL then aborts one, which
-/// answers 503 "try again".) On SQLite, write transactions are already serial.
+/// impersonate whom (consent, status, role, a start) takes these locks on
+/// PostgreSQL, so a consent revocation, a suspension or a start can never
+/// interleave, and each waits for the impersonated requests that rely on the
+/// rows (`hold_unchanged`). On SQLite, write transactions are already serial.
 pub fn lock(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
+    lock_rows(conn, ids, "FOR UPDATE")
+}
+
+/// Locks users' rows for an edit that does not change who may impersonate
+/// whom (a new name): it excludes other edits and `lock`, but does not wait
+/// for the requests that merely rely on the rows.
+pub fn lock_for_edit(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
+    lock_rows(conn, ids, "FOR NO KEY UPDATE")
+}
+
+/// Keeps users' rows from a `lock` until the transaction ends, without
+/// excluding anyone else: impersonated requests of different sessions hold
+/// the same impersonator at once, and still edit each other's targets, with
+/// no lock cycle between them.
+pub fn hold_unchanged(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
+    lock_rows(conn, ids, "FOR KEY SHARE")
+}
+
+fn lock_rows(conn: &mut DbConnection, ids: &[Uuid], mode: &'static str) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {
         let mut ids = ids.to_vec();
         ids.sort();
         ids.dedup();
-        diesel::sql_query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        diesel::sql_query(format!("SELECT id FROM users WHERE id = ANY($1) ORDER BY id {mode}"))
             .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
             .execute(pg)?;
     }

@@ -338,8 +338,13 @@ pub async fn update_user(
     let updated = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                // Decide on the row as it is now, and hold it until done.
-                users::lock(conn, &[user_id])?;
+                // Decide on the row as it is now, and hold it until done. Only
+                // a status or role change affects who may impersonate whom.
+                if changes.role.is_some() || changes.status.is_some() {
+                    users::lock(conn, &[user_id])?;
+                } else {
+                    users::lock_for_edit(conn, &[user_id])?;
+                }
                 let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
                 actor.may_change_user(&subject(&user, &org.org_path()), &changes).map_err(|d| denied("user", d))?;
                 if user.status() == UserStatus::Deleted {

@@ -104,10 +104,19 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
         Backend::Postgres => "PostgreSQL",
         Backend::Sqlite => "SQLite",
     };
-    if state.backend == Backend::Postgres && !state.config.issuer_configured {
+    let loopback = state.config.bind.starts_with("127.") || state.config.bind.starts_with("localhost:");
+    if !state.config.issuer_configured && (state.backend == Backend::Postgres || !loopback) {
         tracing::warn!(
             issuer = %state.config.issuer,
-            "ACTAS_ISSUER is not set: tokens name this node's own address, so other nodes will refuse them"
+            "ACTAS_ISSUER is not set: tokens and server metadata name this node's own address, \
+             which clients elsewhere (and other nodes) cannot use"
+        );
+    }
+    if state.backend == Backend::Postgres && state.config.signing_key_file.is_none() {
+        tracing::warn!(
+            key = %state.config.signing_key_path().display(),
+            "ACTAS_SIGNING_KEY_FILE is not set: this node signs with a key of its own data directory, \
+             so other nodes will refuse its tokens; give every node the same key file"
         );
     }
     spawn_housekeeping(state.clone());

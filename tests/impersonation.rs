@@ -698,6 +698,39 @@ async fn two_sessions_of_one_admin_editing_each_others_targets_do_not_collide() 
     assert!(refused.is_empty(), "{} of {} calls refused: {:?}", refused.len(), results.len(), refused.first());
 }
 
+/// PostgreSQL: a transaction that holds a user's row and never finishes (a
+/// node paused mid-request) holds others up for at most `lock_timeout`, then
+/// they get 503 with `Retry-After`; its own session is closed once idle in
+/// its transaction for 30 s, which frees the row for everyone.
+#[actix_web::test]
+async fn a_stalled_lock_holder_delays_others_briefly_not_forever() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let w = app.world().await;
+    let mut stalled = app.state.pool.get().unwrap();
+    let limits: Vec<String> = ["lock_timeout", "idle_in_transaction_session_timeout"]
+        .iter()
+        .map(|name| {
+            #[derive(diesel::QueryableByName)]
+            struct Setting {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                value: String,
+            }
+            let query = format!("SELECT current_setting('{name}') AS value");
+            diesel::RunQueryDsl::get_result::<Setting>(diesel::sql_query(query), &mut *stalled).unwrap().value
+        })
+        .collect();
+    assert_eq!(limits, ["10s", "30s"]);
+    let lock = format!("BEGIN; SELECT id FROM users WHERE id = '{}' FOR UPDATE", w.acme_member.0);
+    diesel::connection::SimpleConnection::batch_execute(&mut *stalled, &lock).unwrap();
+    let started = std::time::Instant::now();
+    let res = app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await;
+    res.assert_problem(503, "service_unavailable");
+    assert_eq!(res.header("retry-after").as_deref(), Some("5"));
+    assert!(started.elapsed() < StdDuration::from_secs(20), "waited {:?}", started.elapsed());
+    diesel::connection::SimpleConnection::batch_execute(&mut *stalled, "ROLLBACK").unwrap();
+    app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
+}
+
 /// PostgreSQL: many parallel calls of one impersonation session, all stuck
 /// behind a lock on the customer's row, hold at most two of the node's pooled
 /// connections; the rest wait for their turn without one (SQLite has its

@@ -141,7 +141,7 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
         "503",
         "The database is unreachable, the audit log could not record an impersonated request (which was therefore not performed), or the request collided with a concurrent one and was undone (`service_unavailable`); retry after `Retry-After`",
         "service_unavailable",
-        "the service cannot reach its database; try again shortly",
+        "the service is busy or cannot reach its database; try again shortly",
     ),
 ];
 
@@ -250,7 +250,7 @@ const OAUTH_SHARED: &[(&str, u16, &str, &str, &str, &str)] = &[
         "server_error",
         "service_unavailable",
         "The database is unreachable (`server_error`); nothing was revoked or issued, try again",
-        "the service cannot reach its database; try again shortly",
+        "the service is busy or cannot reach its database; try again shortly",
     ),
 ];
 

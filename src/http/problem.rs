@@ -217,7 +217,7 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             "Service unavailable",
-            "the service cannot reach its database; try again shortly",
+            "the service is busy or cannot reach its database; try again shortly",
         )
         .with_header(header::RETRY_AFTER, "5")
     }

@@ -46,15 +46,17 @@ pub fn is_conflict_with_concurrent(error: &diesel::result::Error) -> bool {
 }
 
 /// Whether the database could not serve the request right now, through no
-/// fault of the request: the connection dropped, or SQLite's writer lock stayed
-/// taken (another process, such as a migration) past the busy timeout.
+/// fault of the request: the connection dropped, a row lock stayed taken past
+/// PostgreSQL's `lock_timeout` (English messages, as for deadlocks), or
+/// SQLite's writer lock stayed taken (another process, such as a migration)
+/// past the busy timeout.
 pub fn is_unavailable(error: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match error {
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
-        // SQLite's messages are not translated.
         Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             matches!(info.message(), "database is locked" | "database table is locked")
+                || info.message().starts_with("canceling statement due to lock timeout")
         }
         _ => false,
     }

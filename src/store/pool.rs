@@ -28,6 +28,12 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 /// for a server, before the error is reported.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bounds on waiting for another transaction's row locks. A node that stalls
+/// mid-transaction (paused, cut off) must not hold every other node up: its
+/// session is closed after 30 s idle in a transaction, which frees its locks,
+/// and nobody waits longer than 10 s for a lock (then 503, "try again").
+const POSTGRES_SESSION_LIMITS: &str = "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '30s';";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
@@ -76,7 +82,12 @@ impl DatabaseTarget {
 
     fn establish(&self) -> Result<DbConnection, ConnectionError> {
         match self.backend {
-            Backend::Postgres => diesel::PgConnection::establish(&self.conninfo).map(DbConnection::Postgresql),
+            Backend::Postgres => {
+                let mut conn = diesel::PgConnection::establish(&self.conninfo)?;
+                conn.batch_execute(POSTGRES_SESSION_LIMITS)
+                    .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                Ok(DbConnection::Postgresql(conn))
+            }
             Backend::Sqlite => {
                 let mut conn = diesel::SqliteConnection::establish(&self.conninfo)?;
                 // SQLite's own lower() folds only ASCII. The schema uses lower()

@@ -597,8 +597,38 @@ async fn revoking_consent_while_the_impersonator_writes_commits_nothing_after_it
     eprintln!("{landed} of {} impersonated writes committed before the revocation", PAIRS * WRITES);
 }
 
+async fn the_open_consent_is_shown_whatever_the_clocks_said(app: TestApp) {
+    let w = app.world().await;
+    let ada = &w.acme_member.1;
+    // A node whose clock is ten minutes fast takes the first grant; a node
+    // with the right time takes the second, which replaces it.
+    app.state.clock.advance(Duration::minutes(10));
+    grant(&app, ada, json!(2)).await.assert_status(200);
+    app.state.clock.advance(Duration::minutes(-10));
+    grant(&app, ada, json!(5)).await.assert_status(200);
+    let view = app.get("/api/v1/me/impersonation-consent", Some(ada)).await;
+    let view = view.assert_status(200);
+    assert_eq!((view["active"].as_bool(), view["duration_hours"].as_i64()), (Some(true), Some(5)), "{view}");
+}
+
+async fn concurrent_grants_leave_one_open_consent_in_order(app: TestApp) {
+    let w = app.world().await;
+    let ada = &w.acme_member.1;
+    let grants = (1..=6).map(|hours| grant(&app, ada, json!(hours)));
+    for res in futures_util::future::join_all(grants).await {
+        res.assert_status(200);
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM consents WHERE superseded_at IS NULL"), 1);
+    // Each grant is stamped when it takes effect: none is replaced before it was granted.
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM consents WHERE superseded_at < granted_at"), 0);
+    let view = app.get("/api/v1/me/impersonation-consent", Some(ada)).await;
+    assert_eq!(view.assert_status(200)["active"], true);
+}
+
 backend_tests!(
     consent_is_granted_read_replaced_and_revoked,
+    the_open_consent_is_shown_whatever_the_clocks_said,
+    concurrent_grants_leave_one_open_consent_in_order,
     consent_durations_outside_1_to_168_whole_hours_are_refused,
     the_whole_workflow_enable_impersonate_act_exit,
     restricted_actions_while_impersonating,

@@ -35,11 +35,14 @@ impl Consent {
     }
 }
 
-/// The user's most recent consent, whatever its state.
+/// The user's open consent (which may have expired), else the most recent one.
 pub fn latest(conn: &mut DbConnection, user_id: Uuid) -> QueryResult<Option<Consent>> {
+    // The open one, when there is one, whatever the clocks of the nodes that
+    // stamped the others said.
+    let open_first = consents::revoked_at.is_null().and(consents::superseded_at.is_null()).desc();
     consents::table
         .filter(consents::user_id.eq(DbUuid(user_id)))
-        .order((consents::granted_at.desc(), consents::id.desc()))
+        .order((open_first, consents::granted_at.desc(), consents::id.desc()))
         .select(Consent::as_select())
         .first(conn)
         .optional()

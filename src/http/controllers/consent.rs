@@ -93,18 +93,21 @@ pub async fn grant_consent(
     body: JsonBody<GrantConsentRequest>,
 ) -> Result<web::Json<ConsentView>, ApiError> {
     let hours = DurationHours::parse(body.duration_hours.as_f64().unwrap_or(f64::NAN))?;
-    let now = state.clock.now();
     let user_id = *principal.user.id;
-    let ctx = client.event(user_id, now);
-    let consent = state
+    let clock = state.clock.clone();
+    let (consent, now) = state
         .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
+                // Stamped once the grant's turn has come: concurrent grants
+                // are then timed in the order they take effect.
+                let now = clock.now();
+                let ctx = client.event(user_id, now);
                 let consent = consents::grant(conn, user_id, hours, now)?;
                 impersonations::clamp_expiry_for_target(conn, user_id, *consent.expires_at, now)?;
                 let detail = json!({"duration_hours": consent.duration_hours, "expires_at": consent.expires_at.0.format(&Rfc3339).ok()});
                 audit::record(conn, &ctx, EventKind::ConsentGranted, user_id, None, detail)?;
-                Ok::<_, diesel::result::Error>(consent)
+                Ok::<_, diesel::result::Error>((consent, now))
             })?)
         })
         .await?;

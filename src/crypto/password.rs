@@ -20,9 +20,26 @@ fn argon2() -> Argon2<'static> {
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
 
+impl HashError {
+    const BUSY: HashError = HashError(String::new());
+
+    /// Every hashing place stayed taken for `WAIT_FOR_TURN`: try again later.
+    pub fn is_busy(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Most hashes running at once, whatever the number of cores: each holds
+/// 19 MiB while it runs.
+pub const MAX_CONCURRENT: usize = 8;
+
+/// How long a request waits for a hashing place before it is told "busy".
+const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    wait_for_turn: std::time::Duration,
     dummy_hash: Arc<str>,
 }
 
@@ -31,11 +48,26 @@ impl PasswordHasher {
     pub fn new(max_concurrent: usize) -> Self {
         let dummy = hash_blocking("a password nobody has: only its cost matters")
             .expect("hashing a constant password cannot fail");
-        Self { permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_hash: dummy.into() }
+        Self {
+            permits: Arc::new(Semaphore::new(max_concurrent.clamp(1, MAX_CONCURRENT))),
+            wait_for_turn: WAIT_FOR_TURN,
+            dummy_hash: dummy.into(),
+        }
+    }
+
+    /// A permit, waiting at most `WAIT_FOR_TURN`: under a flood of logins a
+    /// request is told "busy" rather than queued without end.
+    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
+        let acquire = Arc::clone(&self.permits).acquire_owned();
+        match tokio::time::timeout(self.wait_for_turn, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(HashError(closed.to_string())),
+            Err(_) => Err(HashError::BUSY),
+        }
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|e| HashError(e.to_string()))?;
+        let permit = self.turn().await?;
         // The permit travels with the hash: a client that hangs up drops this
         // future, not the running hash, so the bound must not be released early.
         tokio::task::spawn_blocking(move || {
@@ -47,11 +79,10 @@ impl PasswordHasher {
     }
 
     /// True only when `stored` is present and matches. With no stored hash the
-    /// dummy is verified anyway, so the caller cannot tell the cases apart by time.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> bool {
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-            return false;
-        };
+    /// dummy is verified anyway, so the caller cannot tell the cases apart by
+    /// time. `Err` when no check could be made (too busy): no verdict at all.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
+        let permit = self.turn().await?;
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
         let matches = tokio::task::spawn_blocking(move || {
@@ -60,7 +91,7 @@ impl PasswordHasher {
         })
         .await
         .unwrap_or(false);
-        known && matches
+        Ok(known && matches)
     }
 }
 
@@ -77,9 +108,9 @@ mod tests {
         let hasher = PasswordHasher::new(2);
         let hash = hasher.hash("correct horse battery".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher.verify("correct horse battery".into(), Some(hash.clone())).await);
-        assert!(!hasher.verify("wrong horse battery".into(), Some(hash)).await);
-        assert!(!hasher.verify("correct horse battery".into(), None).await);
+        assert!(hasher.verify("correct horse battery".into(), Some(hash.clone())).await.unwrap());
+        assert!(!hasher.verify("wrong horse battery".into(), Some(hash)).await.unwrap());
+        assert!(!hasher.verify("correct horse battery".into(), None).await.unwrap());
     }
 
     #[tokio::test]
@@ -91,5 +122,15 @@ mod tests {
         assert_eq!(hasher.permits.available_permits(), 0, "the running hash still holds the only permit");
         hasher.hash("another password".into()).await.unwrap();
         assert_eq!(hasher.permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_every_place_busy_is_told_so_not_queued_forever() {
+        let hasher = PasswordHasher { wait_for_turn: std::time::Duration::from_millis(50), ..PasswordHasher::new(1) };
+        let _taken = Arc::clone(&hasher.permits).acquire_owned().await.unwrap();
+        let verdict = hasher.verify("a password".into(), None).await;
+        assert!(verdict.is_err_and(|e| e.is_busy()), "no verdict without a check");
+        assert!(hasher.hash("a password".into()).await.is_err_and(|e| e.is_busy()));
+        assert_eq!(PasswordHasher::new(1000).permits.available_permits(), MAX_CONCURRENT);
     }
 }

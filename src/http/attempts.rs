@@ -33,6 +33,28 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Checks the password this attempt was admitted for. When no check can
+    /// be made (every hashing place busy), the attempt is withdrawn, counting
+    /// neither way, and the caller answers 503.
+    pub async fn verify(&self, state: &AppState, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+        match state.hasher.verify(password, stored).await {
+            Ok(verdict) => Ok(verdict),
+            Err(error) => {
+                self.withdraw(state).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Takes the attempt back: the request ends without acting on it, and
+    /// through no fault of the credential.
+    pub async fn withdraw(&self, state: &AppState) {
+        let ids = self.ids.clone();
+        if let Err(e) = state.db_write(move |conn| Ok(attempts::forget(conn, &ids)?)).await {
+            tracing::warn!(error = %e.detail, "could not withdraw an attempt");
+        }
+    }
+
     pub async fn failed(self, state: &AppState) {
         if let Err(e) = state.db_write(move |conn| Ok(attempts::fail(conn, &self.ids)?)).await {
             // Unsettled attempts turn into failures on their own: fail closed.

@@ -293,6 +293,22 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
+impl From<crate::crypto::password::HashError> for ApiError {
+    fn from(error: crate::crypto::password::HashError) -> Self {
+        if !error.is_busy() {
+            return ApiError::internal(error);
+        }
+        tracing::warn!("every password hashing place stayed busy; request refused");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "Service unavailable",
+            "too many passwords are being checked right now; try again shortly",
+        )
+        .with_header(header::RETRY_AFTER, "5")
+    }
+}
+
 impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         ApiError::unavailable(error)

@@ -108,7 +108,7 @@ pub async fn login(
         let email = email.clone();
         state.db(move |conn| Ok(users::find_live_by_email(conn, &email)?)).await?
     };
-    let verified = state.hasher.verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let verified = attempt.verify(&state, password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let user = match user {
         Some(user) if verified && user.is_active() => user,
         _ => {

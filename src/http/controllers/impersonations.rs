@@ -240,7 +240,7 @@ pub async fn start_session(
         .db(move |conn| check_rules(conn, (&actor, &actor_org), actor_has_act, target_user_id, now).map(|_| ()))
         .await?;
     let attempt = attempts::admit(state, &[(Scope::Reauthentication, subject.clone())]).await?;
-    if !state.hasher.verify(password, Some(principal.user.password_hash.clone())).await {
+    if !attempt.verify(state, password, Some(principal.user.password_hash.clone())).await? {
         attempt.failed(state).await;
         return Err(ApiError::forbidden("reauthentication_failed", "the password is incorrect"));
     }

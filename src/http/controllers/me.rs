@@ -171,12 +171,18 @@ pub async fn change_password(
     let user_id = *principal.user.id;
     let subject = user_id.to_string();
     let attempt = attempts::admit(&state, &[(Scope::PasswordChange, subject.clone())]).await?;
-    if !state.hasher.verify(current_password, Some(principal.user.password_hash.clone())).await {
+    if !attempt.verify(&state, current_password, Some(principal.user.password_hash.clone())).await? {
         attempt.failed(&state).await;
         return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
     }
+    let hash = match state.hasher.hash(new_password.expose().to_owned()).await {
+        Ok(hash) => hash,
+        Err(error) => {
+            attempt.withdraw(&state).await;
+            return Err(error.into());
+        }
+    };
     let attempt_ids = attempt.ids;
-    let hash = state.hasher.hash(new_password.expose().to_owned()).await.map_err(ApiError::internal)?;
     let keep = principal.session_id;
     let verified_hash = principal.user.password_hash.clone();
     let ctx = client.event(user_id, now);

@@ -151,7 +151,7 @@ pub async fn create_user(
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
     actor.may_create_user(&org.org_path(), role).map_err(|d| denied("organization", d))?;
-    let hash = state.hasher.hash(password.expose().to_owned()).await.map_err(ApiError::internal)?;
+    let hash = state.hasher.hash(password.expose().to_owned()).await?;
 
     let now = state.clock.now();
     let user = User {

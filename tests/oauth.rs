@@ -624,6 +624,32 @@ async fn spas_on_allowed_origins_get_cors_headers() {
         let other =
             app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://evil.example")]).await;
         assert!(other.header("access-control-allow-origin").is_none());
+        // Tracing headers an SPA's instrumentation adds are fine.
+        let traced = app
+            .send_with(
+                Method::OPTIONS,
+                "/api/v1/me",
+                None,
+                None,
+                &[
+                    ("origin", "https://app.example.com"),
+                    ("access-control-request-method", "GET"),
+                    ("access-control-request-headers", "authorization, traceparent, x-request-id"),
+                ],
+            )
+            .await;
+        assert_eq!(traced.status.as_u16(), 200, "{}", traced.text);
+        // A preflight from an origin not allowed is refused as a problem.
+        let refused = app
+            .send_with(
+                Method::OPTIONS,
+                "/api/v1/me",
+                None,
+                None,
+                &[("origin", "https://evil.example"), ("access-control-request-method", "GET")],
+            )
+            .await;
+        refused.assert_problem(400, "bad_request");
     }
 }
 

@@ -121,6 +121,8 @@ pub fn app(
         .wrap(from_fn(middleware::security_headers))
         .wrap(from_fn(middleware::request_span))
         .wrap(actix_web::middleware::Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
+        // The CORS layer's own refusals (an origin not allowed) are problems too.
+        .wrap(middleware::problem_for_every_error())
 }
 
 /// CORS for single-page apps served from the configured origins. Tokens travel
@@ -128,7 +130,9 @@ pub fn app(
 fn cors(origins: &[String]) -> actix_cors::Cors {
     let mut cors = actix_cors::Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        // Any request header (tracing headers like `traceparent` too): without
+        // cookies, a header grants a script nothing.
+        .allow_any_header()
         .expose_headers([
             header::LOCATION,
             header::RETRY_AFTER,

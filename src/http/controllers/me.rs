@@ -163,6 +163,9 @@ pub async fn change_password(
     body: JsonBody<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ChangePasswordRequest { current_password, new_password } = body.into_inner();
+    if current_password.is_empty() {
+        return Err(ApiError::invalid_field("current_password", "must not be empty"));
+    }
     let new_password = NewPassword::parse("new_password", &new_password)?;
     if new_password.expose() == current_password {
         return Err(ApiError::invalid_field("new_password", "must differ from the current password"));

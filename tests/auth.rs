@@ -279,7 +279,13 @@ mod hardening {
 
 #[actix_web::test]
 async fn behind_a_trusted_proxy_the_last_forwarded_address_counts() {
-    let app = TestApp::with_env(Backend::Sqlite, &[("ACTAS_TRUST_PROXY_HEADERS", "true")]).await.unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = TestApp::with_env(backend, &[("ACTAS_TRUST_PROXY_HEADERS", "true")]).await else { continue };
+        proxied_logins_count_the_proxy_s_address(app).await;
+    }
+}
+
+async fn proxied_logins_count_the_proxy_s_address(app: TestApp) {
     let login = |email: String, forwarded: &'static str| {
         let app = &app;
         async move {

@@ -626,6 +626,7 @@ async fn concurrent_grants_leave_one_open_consent_in_order(app: TestApp) {
 }
 
 backend_tests!(
+    an_owner_organization_member_may_impersonate_customers,
     consent_is_granted_read_replaced_and_revoked,
     the_open_consent_is_shown_whatever_the_clocks_said,
     concurrent_grants_leave_one_open_consent_in_order,
@@ -647,12 +648,29 @@ backend_tests!(
 
 #[actix_web::test]
 async fn a_longer_cap_lets_the_consent_decide() {
-    let app = TestApp::with_env(Backend::Sqlite, &[("ACTAS_MAX_IMPERSONATION_MINUTES", "120")]).await.unwrap();
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let env = [("ACTAS_MAX_IMPERSONATION_MINUTES", "120")];
+        let Some(app) = TestApp::with_env(backend, &env).await else { continue };
+        let w = app.world().await;
+        grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+        let res = start(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+        let expires_in = res.assert_status(201)["expires_in"].as_i64().unwrap();
+        assert!((3599..=3600).contains(&expires_in), "{backend:?}: expires_in {expires_in}");
+    }
+}
+
+/// SPEC §2 rule 2: every owner-organization user, a plain member too, may
+/// impersonate users below the owner organization (never another of its own).
+async fn an_owner_organization_member_may_impersonate_customers(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
-    let res = start(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
-    let expires_in = res.assert_status(201)["expires_in"].as_i64().unwrap();
-    assert!((3599..=3600).contains(&expires_in), "expires_in {expires_in}");
+    app.create_user(&w.admin, "mo@owner.example", w.owner_org, "member").await;
+    let member = app.login("mo@owner.example", PASSWORD).await;
+    grant(&app, &w.acme_eu_member.1, json!(1)).await.assert_status(200);
+    let res = start(&app, &member, w.acme_eu_member.0, PASSWORD).await;
+    let token = res.assert_status(201)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&token)["sub"], w.acme_eu_member.0.to_string());
+    grant(&app, &w.owner_staff.1, json!(1)).await.assert_status(200);
+    start(&app, &member, w.owner_staff.0, PASSWORD).await.assert_problem(403, "not_permitted");
 }
 
 #[actix_web::test]

@@ -143,8 +143,8 @@ mod tests {
 
     #[test]
     fn the_link_is_sha256_of_prev_and_row() {
-        // SHA-256 of 64 '0' characters followed by "abc".
-        assert_eq!(link(GENESIS, b"abc").len(), 64);
+        // SHA-256 of 64 '0' characters followed by "abc" (as `sha256sum` says).
+        assert_eq!(link(GENESIS, b"abc"), "b64374d04ef9c4f39fddb1e0d6be38a0130f6c057fc0f4ee467ea0e18bc758f1");
         assert_ne!(link(GENESIS, b"abc"), link(GENESIS, b"abd"));
     }
 }

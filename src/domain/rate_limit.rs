@@ -14,21 +14,24 @@ impl Limit {
         now - self.window
     }
 
-    /// `attempts_in_window` counts the attempt being decided too (the caller
-    /// adds it to those already counted). Returns the whole seconds to wait
-    /// when the attempt must be refused.
-    pub fn check(
-        &self,
-        attempts_in_window: u64,
-        oldest: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-    ) -> Result<(), u64> {
-        if attempts_in_window <= u64::from(self.max_failures) {
+    /// Decides one more attempt given the failures in the window, oldest
+    /// first: refused once they reach the limit, with the whole seconds until
+    /// enough of them have left the window for it (the first to leave is not
+    /// always enough: attempts never settled become failures late).
+    pub fn check(&self, failures_oldest_first: &[OffsetDateTime], now: OffsetDateTime) -> Result<(), u64> {
+        let max = self.max_failures as usize;
+        if failures_oldest_first.len() < max {
             return Ok(());
         }
-        let frees_at = oldest.unwrap_or(now) + self.window;
+        let frees_at = failures_oldest_first[failures_oldest_first.len() - max] + self.window;
         let wait = (frees_at - now).whole_seconds() + 1;
         Err(wait.clamp(1, self.window.whole_seconds().max(1)) as u64)
+    }
+
+    /// Whether one more attempt fits beside `counted` attempts (failed or
+    /// still being checked).
+    pub fn has_room(&self, counted: u64) -> bool {
+        counted < u64::from(self.max_failures)
     }
 }
 
@@ -42,14 +45,18 @@ mod tests {
     #[test]
     fn allows_up_to_the_limit() {
         let now = datetime!(2026-01-01 12:00 UTC);
-        assert_eq!(LIMIT.check(5, Some(now), now), Ok(()));
+        assert_eq!(LIMIT.check(&[now; 4], now), Ok(()));
+        assert!(LIMIT.has_room(4) && !LIMIT.has_room(5));
     }
 
     #[test]
-    fn refuses_beyond_and_says_when_the_oldest_leaves_the_window() {
+    fn refuses_beyond_and_says_when_enough_have_left_the_window() {
         let now = datetime!(2026-01-01 12:00 UTC);
         let oldest = now - Duration::minutes(10);
-        assert_eq!(LIMIT.check(6, Some(oldest), now), Err(5 * 60 + 1));
-        assert_eq!(LIMIT.check(6, Some(now), now), Err(15 * 60));
+        assert_eq!(LIMIT.check(&[oldest, now, now, now, now], now), Err(5 * 60 + 1));
+        assert_eq!(LIMIT.check(&[now; 5], now), Err(15 * 60));
+        // Seven failures: three must leave, so the third oldest decides.
+        let at = |minutes_ago| now - Duration::minutes(minutes_ago);
+        assert_eq!(LIMIT.check(&[at(14), at(12), at(9), at(1), at(1), at(1), at(1)], now), Err(6 * 60 + 1));
     }
 }

@@ -115,10 +115,11 @@ fn begin(
     let mut busy = false;
     for (scope, subject) in subjects {
         let window = attempts::in_window(conn, *scope, subject, limit.window_start(now), now)?;
-        // This attempt counts too: it is refused once the failures fill the window.
-        match limit.check(window.failed + 1, window.oldest_failure, now) {
+        // Refused once the failures fill the window; only waiting while
+        // attempts still being checked hold the last places.
+        match limit.check(&window.failures, now) {
             Err(seconds) => wait = wait.max(seconds),
-            Ok(()) => busy |= limit.check(window.failed + window.pending + 1, None, now).is_err(),
+            Ok(()) => busy |= !limit.has_room(window.failures.len() as u64 + window.pending),
         }
     }
     if wait > 0 {

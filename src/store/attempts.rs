@@ -52,12 +52,12 @@ pub fn record(conn: &mut DbConnection, scope: Scope, subject: &str, now: OffsetD
 }
 
 /// The attempts of one subject within a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    pub failed: u64,
+    /// When the failures were, oldest first.
+    pub failures: Vec<OffsetDateTime>,
     /// Still being checked.
     pub pending: u64,
-    pub oldest_failure: Option<OffsetDateTime>,
 }
 
 pub fn in_window(
@@ -73,16 +73,16 @@ pub fn in_window(
         .filter(auth_attempts::attempted_at.gt(DbTime(since)))
         .select((auth_attempts::attempted_at, auth_attempts::pending))
         .load(conn)?;
-    let mut window = Window { failed: 0, pending: 0, oldest_failure: None };
+    let mut window = Window { failures: Vec::new(), pending: 0 };
     for (at, pending) in rows {
         let at: OffsetDateTime = at.into();
         if pending && at > now - SETTLE_WITHIN {
             window.pending += 1;
         } else {
-            window.failed += 1;
-            window.oldest_failure = Some(window.oldest_failure.map_or(at, |o| o.min(at)));
+            window.failures.push(at);
         }
     }
+    window.failures.sort();
     Ok(window)
 }
 

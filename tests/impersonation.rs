@@ -779,6 +779,28 @@ async fn a_stalled_lock_holder_delays_others_briefly_not_forever() {
     app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
 }
 
+/// SQLite: a write that cannot get the single writer in time (another write
+/// stuck) is a 503 to retry, for impersonated requests and others alike.
+#[actix_web::test]
+async fn a_stuck_sqlite_writer_delays_others_briefly_not_forever() {
+    let app = TestApp::sqlite().await;
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let writer = app.state.sqlite_writer.clone().expect("SQLite has a single writer");
+    let stuck = writer.lock().await;
+    let started = std::time::Instant::now();
+    let own = app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1));
+    let impersonated = app.get("/api/v1/me/impersonation-consent", Some(&token));
+    let (own, impersonated) = futures_util::future::join(own, impersonated).await;
+    own.assert_problem(503, "service_unavailable");
+    impersonated.assert_problem(503, "service_unavailable");
+    // The impersonated request waits twice: for its transaction, then to log its 503.
+    assert!(started.elapsed() < StdDuration::from_secs(28), "waited {:?}", started.elapsed());
+    drop(stuck);
+    app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
+}
+
 /// PostgreSQL: many parallel calls of one impersonation session, all stuck
 /// behind a lock on the customer's row, hold at most two of the node's pooled
 /// connections; the rest wait for their turn without one (SQLite has its

@@ -40,8 +40,9 @@ use crate::store::DbConnection;
 /// read further, with the same answer an endpoint would give.
 const MAX_CAPTURED_BODY: usize = MAX_JSON_BYTES;
 
-/// How long a request waits for its session's turn on PostgreSQL.
-const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a request waits for its session's turn on PostgreSQL, or for the
+/// SQLite writer, before it gets 503 "try again".
+pub(crate) const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A pooled connection holding an impersonated request's open transaction.
 /// Dropped mid-way (client gone, panic), it rolls back before going back to
@@ -96,7 +97,11 @@ impl RequestTransaction {
             (guard.sqlite_writer.clone(), Arc::clone(&guard.session_turns), guard.session_id)
         };
         Ok(Some(match writer {
-            Some(writer) => Turn::Writer(writer.lock_owned().await),
+            Some(writer) => Turn::Writer(
+                tokio::time::timeout(TURN_TIMEOUT, writer.lock_owned())
+                    .await
+                    .map_err(|_| ApiError::unavailable("the SQLite writer was not free in time"))?,
+            ),
             None => Turn::Session(
                 tokio::time::timeout(TURN_TIMEOUT, turns.wait(session_id))
                     .await

@@ -94,11 +94,11 @@ impl DatabaseTarget {
                 // (the email CHECK, a backfill): make it Rust's, as the app folds.
                 super::users::lower_utils::register_impl(&mut conn, |text: String| text.to_lowercase())
                     .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
-                // Wait for a writer instead of failing; enforce declared foreign keys.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                )
-                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                // Wait for a writer instead of failing; enforce declared foreign
+                // keys; a commit is on disk before its response leaves (a power
+                // cut must not lose the log rows of responses already sent).
+                conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+                    .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }

@@ -38,9 +38,17 @@ impl ClientInfo {
         EventContext { actor_id: Some(actor_id), ip: self.ip.clone(), user_agent: self.user_agent.clone(), at }
     }
 
-    /// The key rate limits count per address.
+    /// The key rate limits count per address. An IPv6 client usually holds a
+    /// whole /64 and can pick a fresh address for every try: its /64 counts.
     pub fn ip_key(&self) -> String {
-        self.ip.clone().unwrap_or_else(|| "unknown".into())
+        match self.ip.as_deref().map(str::parse::<std::net::IpAddr>) {
+            Some(Ok(std::net::IpAddr::V6(v6))) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            Some(Ok(ip)) => ip.to_canonical().to_string(),
+            _ => self.ip.clone().unwrap_or_else(|| "unknown".into()),
+        }
     }
 }
 
@@ -64,5 +72,25 @@ impl FromRequest for ClientInfo {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(Self::of(req)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ip: &str) -> String {
+        ClientInfo { ip: Some(ip.into()), user_agent: None }.ip_key()
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:fffe"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        // The same IPv4 client, however its address reached us.
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(ClientInfo { ip: None, user_agent: None }.ip_key(), "unknown");
     }
 }

@@ -154,7 +154,7 @@ impl Actor {
         if changes.status == Some(UserStatus::Deleted) {
             return Err(Denied::Invalid(Invalid {
                 field: "status",
-                message: "use DELETE /api/v1/users/{id} to delete a user".into(),
+                message: "a user is deleted by deleting them, not by a status change".into(),
             }));
         }
         Ok(())

@@ -59,7 +59,9 @@ pub struct GrantConsentRequest {
 
 /// Your impersonation consent: whether support may act as you, and until when.
 ///
-/// `active: false` with nulls when there is none, or it expired or was revoked.
+/// `active: false` when there is none, or it expired or was revoked; the
+/// other fields then describe the most recent consent (all `null` if you
+/// never granted one).
 #[utoipa::path(tag = "consent", security(("bearer" = [])), responses((status = 200, description = "Your current consent", body = ConsentView)))]
 #[get("/me/impersonation-consent")]
 pub async fn get_consent(state: web::Data<AppState>, principal: Principal) -> Result<web::Json<ConsentView>, ApiError> {

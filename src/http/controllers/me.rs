@@ -12,7 +12,7 @@ use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
 use crate::http::principal::{OwnToken, Principal};
 use crate::http::problem::{ApiError, Problem};
-use crate::http::views::{OrganizationView, UserView};
+use crate::http::views::{OrganizationView, PersonRef, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
 use crate::store::audit;
@@ -33,7 +33,7 @@ pub struct MeUser {
 #[schema(example = banner_example)]
 pub struct ImpersonationBanner {
     pub session_id: Uuid,
-    pub impersonator: Impersonator,
+    pub impersonator: PersonRef,
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -52,13 +52,6 @@ fn banner_example() -> serde_json::Value {
         "expires_at": "2026-11-21T10:30:00Z",
         "expires_in": 1800
     })
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Impersonator {
-    pub id: Uuid,
-    pub email: String,
-    pub name: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -105,11 +98,7 @@ pub async fn me(state: web::Data<AppState>, principal: Principal) -> web::Json<M
     let now = state.clock.now();
     let impersonation = principal.impersonation.as_ref().map(|i| ImpersonationBanner {
         session_id: *i.session.id,
-        impersonator: Impersonator {
-            id: *i.impersonator.id,
-            email: i.impersonator.email.clone(),
-            name: i.impersonator.name.clone(),
-        },
+        impersonator: PersonRef::of(Some(&i.impersonator), *i.impersonator.id),
         started_at: *i.session.started_at,
         expires_at: *i.session.expires_at,
         expires_in: (*i.session.expires_at - now).whole_seconds().max(0),

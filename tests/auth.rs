@@ -277,6 +277,22 @@ mod hardening {
     backend_tests!(tokens_must_be_access_tokens_for_their_own_session);
 }
 
+/// PostgreSQL, two nodes on one database: failures counted on either node
+/// add up, so spreading guesses over nodes gains nothing.
+#[actix_web::test]
+async fn the_login_limit_holds_across_nodes() {
+    let Some(a) = TestApp::postgres().await else { return };
+    let b = a.another_node().await;
+    for node in [&a, &b, &a, &b, &a] {
+        node.try_login(ADMIN_EMAIL, "wrong password!").await.assert_problem(401, "invalid_credentials");
+    }
+    for node in [&b, &a] {
+        let res = node.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        res.assert_problem(429, "rate_limited");
+        assert!(res.header("retry-after").is_some());
+    }
+}
+
 #[actix_web::test]
 async fn behind_a_trusted_proxy_the_last_forwarded_address_counts() {
     for backend in [Backend::Sqlite, Backend::Postgres] {

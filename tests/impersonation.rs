@@ -801,6 +801,40 @@ async fn a_stuck_sqlite_writer_delays_others_briefly_not_forever() {
     app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
 }
 
+/// PostgreSQL, two nodes on one database: a token from either works on both,
+/// and whatever ends a session on one node is refused on the other at once.
+#[actix_web::test]
+async fn revocation_on_one_node_is_refused_on_the_next_request_on_another() {
+    let Some(a) = TestApp::postgres().await else { return };
+    let b = a.another_node().await;
+    let w = a.world().await;
+    grant(&a, &w.acme_member.1, json!(1)).await.assert_status(200);
+    grant(&b, &w.acme_eu_member.1, json!(1)).await.assert_status(200);
+    let (_, on_a) = impersonate(&a, &w, w.acme_member.0).await;
+    let on_b = start(&b, &w.admin, w.acme_eu_member.0, ADMIN_PASSWORD).await.assert_status(201)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for node in [&a, &b] {
+        node.get("/api/v1/me", Some(&on_a)).await.assert_status(200);
+        node.get("/api/v1/me", Some(&on_b)).await.assert_status(200);
+    }
+    // The customer revokes on B: A refuses the session started on A.
+    b.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
+    a.get("/api/v1/me", Some(&on_a)).await.assert_problem(401, "unauthorized");
+    // A super admin suspends the other target on A: B refuses its session.
+    let eu = format!("/api/v1/users/{}", w.acme_eu_member.0);
+    a.patch(&eu, Some(&w.admin), json!({"status": "suspended"})).await.assert_status(200);
+    b.get("/api/v1/me", Some(&on_b)).await.assert_problem(401, "unauthorized");
+    // A login token logged out on B is refused on A.
+    let token = a.login("sam@owner.example", PASSWORD).await;
+    b.send(Method::POST, "/api/v1/auth/logout", Some(&token), None).await.assert_status(204);
+    a.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    // Both nodes appended to one audit chain, and it holds.
+    let verify = b.get("/api/v1/audit/verify", Some(&w.admin)).await;
+    assert_eq!(verify.assert_status(200)["ok"], true);
+}
+
 /// PostgreSQL: many parallel calls of one impersonation session, all stuck
 /// behind a lock on the customer's row, hold at most two of the node's pooled
 /// connections; the rest wait for their turn without one (SQLite has its

@@ -55,14 +55,21 @@ pub enum Backend {
 
 /// Where the test's database lives, removed when the test ends.
 enum TestDb {
-    Sqlite { dir: PathBuf },
-    Postgres { admin_url: String, schema: String },
+    Sqlite {
+        dir: PathBuf,
+    },
+    Postgres {
+        admin_url: String,
+        schema: String,
+    },
+    /// Another node's own data directory; the database belongs to the first.
+    NodeDir(PathBuf),
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         match self {
-            TestDb::Sqlite { dir } => {
+            TestDb::Sqlite { dir } | TestDb::NodeDir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
             TestDb::Postgres { admin_url, schema } => {
@@ -172,6 +179,26 @@ impl TestApp {
             vars.retain(|(name, _)| name != k);
             vars.push(((*k).into(), (*v).into()));
         }
+        Some(Self::launch(backend, &vars, dir, db).await)
+    }
+
+    /// A second node on the same database, with the same signing key and
+    /// issuer but its own process state (pool, caches, queues), as behind a
+    /// load balancer.
+    pub async fn another_node(&self) -> TestApp {
+        let dir = std::env::temp_dir().join(format!("actas-node-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vars: Vec<(String, String)> = vec![
+            ("ACTAS_DATABASE_URL".into(), self.state.config.database_url.clone()),
+            ("ACTAS_DATA_DIR".into(), dir.display().to_string()),
+            ("ACTAS_BIND".into(), "127.0.0.1:0".into()),
+            ("ACTAS_ISSUER".into(), self.state.config.issuer.clone()),
+            ("ACTAS_SIGNING_KEY_FILE".into(), self.state.config.signing_key_path().display().to_string()),
+        ];
+        Self::launch(self.backend, &vars, dir.clone(), TestDb::NodeDir(dir)).await
+    }
+
+    async fn launch(backend: Backend, vars: &[(String, String)], dir: PathBuf, db: TestDb) -> TestApp {
         let config = Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).unwrap();
         let state =
             actix_web::web::block(move || actas::server::prepare(config, Clock::default())).await.unwrap().unwrap();
@@ -184,7 +211,7 @@ impl TestApp {
         let addr = server.addrs()[0];
         actix_web::rt::spawn(server.run());
         let client = awc::Client::builder().disable_redirects().timeout(Duration::from_secs(30)).finish();
-        Some(Self { backend, base_url: format!("http://{addr}"), state, data_dir: dir, client, _db: db })
+        Self { backend, base_url: format!("http://{addr}"), state, data_dir: dir, client, _db: db }
     }
 
     pub async fn send(

@@ -61,8 +61,12 @@ pub enum TokenError {
     Malformed,
     #[error("the token is not an access token (typ must be at+jwt)")]
     WrongType,
-    #[error("the token is not signed by this service")]
+    #[error("the token is not signed by this service: its kid names none of the keys in /.well-known/jwks.json")]
     UnknownKey,
+    #[error("the token was issued by another issuer (its iss is not this service's ACTAS_ISSUER)")]
+    WrongIssuer,
+    #[error("the token is meant for another audience (its aud is not this service's ACTAS_AUDIENCE)")]
+    WrongAudience,
     #[error("the token signature or claims are invalid")]
     Invalid,
     #[error("the token has expired")]
@@ -156,9 +160,15 @@ impl TokenIssuer<'_> {
         // Time claims are checked by `verify` against the service clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|_| TokenError::Invalid)
+        // Issuer and audience are public: naming the one that is wrong tells
+        // an operator which setting differs between nodes or services.
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation).map(|data| data.claims).map_err(|e| {
+            match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                _ => TokenError::Invalid,
+            }
+        })
     }
 }
 
@@ -221,9 +231,9 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         let token = issuer(&keys).sign(request(now));
         let other_iss = TokenIssuer { keys: &keys, issuer: "https://elsewhere", audience: "actas" };
-        assert_eq!(other_iss.verify(&token, now), Err(TokenError::Invalid));
+        assert_eq!(other_iss.verify(&token, now), Err(TokenError::WrongIssuer));
         let other_aud = TokenIssuer { keys: &keys, issuer: "https://actas.test", audience: "other" };
-        assert_eq!(other_aud.verify(&token, now), Err(TokenError::Invalid));
+        assert_eq!(other_aud.verify(&token, now), Err(TokenError::WrongAudience));
         let foreign = SigningKeys::ephemeral();
         assert_eq!(issuer(&foreign).verify(&token, now), Err(TokenError::UnknownKey));
         assert_eq!(issuer(&keys).verify("not.a.token", now), Err(TokenError::Malformed));

@@ -54,14 +54,17 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
 
 /// Whether the session is live, and kept so until the caller's transaction
 /// ends. On PostgreSQL it holds the rows every ending locks first (its two
-/// users, `users::hold_unchanged`), then the session row (for share): a
-/// revocation, suspension or stop then waits for the caller's commit, or the
-/// caller sees it ended. On SQLite the single writer serializes this already.
+/// users, `users::hold_unchanged`, which other sessions of the same people
+/// may hold too), then locks the session row itself: a revocation,
+/// suspension or stop then waits for the caller's commit, or the caller sees
+/// it ended. The requests of one session thus take turns (as they would at
+/// the audit chain anyway), and one that ends its own session never meets
+/// another holding the row. On SQLite the single writer serializes all this.
 /// `people` are the impersonator and the target, as the session's token names them.
 pub fn hold_live(conn: &mut DbConnection, id: Uuid, people: [Uuid; 2], now: OffsetDateTime) -> QueryResult<bool> {
     users_store::hold_unchanged(conn, &people)?;
     if let DbConnection::Postgresql(pg) = conn {
-        diesel::sql_query("SELECT id FROM impersonation_sessions WHERE id = $1 FOR SHARE")
+        diesel::sql_query("SELECT id FROM impersonation_sessions WHERE id = $1 FOR UPDATE")
             .bind::<diesel::sql_types::Uuid, _>(id)
             .execute(pg)?;
     }

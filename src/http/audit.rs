@@ -42,7 +42,16 @@ const MAX_CAPTURED_BODY: usize = MAX_JSON_BYTES;
 
 /// How long a request waits for its session's turn on PostgreSQL, or for the
 /// SQLite writer, before it gets 503 "try again".
-pub(crate) const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The SQLite writer, waited for at most `TURN_TIMEOUT`.
+pub(crate) async fn take_writer(
+    writer: Arc<tokio::sync::Mutex<()>>,
+) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
+    tokio::time::timeout(TURN_TIMEOUT, writer.lock_owned())
+        .await
+        .map_err(|_| ApiError::unavailable("the SQLite writer was not free in time"))
+}
 
 /// A pooled connection holding an impersonated request's open transaction.
 /// Dropped mid-way (client gone, panic), it rolls back before going back to
@@ -97,11 +106,7 @@ impl RequestTransaction {
             (guard.sqlite_writer.clone(), Arc::clone(&guard.session_turns), guard.session_id)
         };
         Ok(Some(match writer {
-            Some(writer) => Turn::Writer(
-                tokio::time::timeout(TURN_TIMEOUT, writer.lock_owned())
-                    .await
-                    .map_err(|_| ApiError::unavailable("the SQLite writer was not free in time"))?,
-            ),
+            Some(writer) => Turn::Writer(take_writer(writer).await?),
             None => Turn::Session(
                 tokio::time::timeout(TURN_TIMEOUT, turns.wait(session_id))
                     .await

@@ -200,10 +200,7 @@ impl AppState {
             (Some(lock), Err(_)) => std::sync::Arc::clone(lock),
             _ => return self.db(work).await,
         };
-        // Like a session's turn: a writer stuck for long is a 503 to retry.
-        let queued = tokio::time::timeout(audit::TURN_TIMEOUT, writer.lock_owned())
-            .await
-            .map_err(|_| ApiError::unavailable("the SQLite writer was not free in time"))?;
+        let queued = audit::take_writer(writer).await?;
         let pool = self.pool.clone();
         on_blocking_thread(move || {
             let _writer = queued;

@@ -17,16 +17,12 @@ fn argon2() -> Argon2<'static> {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
-
-impl HashError {
-    const BUSY: HashError = HashError(String::new());
-
+pub enum HashError {
     /// Every hashing place stayed taken for `WAIT_FOR_TURN`: try again later.
-    pub fn is_busy(&self) -> bool {
-        self.0.is_empty()
-    }
+    #[error("every password hashing place stayed busy")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
 }
 
 /// Most hashes running at once, whatever the number of cores: each holds
@@ -61,8 +57,8 @@ impl PasswordHasher {
         let acquire = Arc::clone(&self.permits).acquire_owned();
         match tokio::time::timeout(self.wait_for_turn, acquire).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(closed)) => Err(HashError(closed.to_string())),
-            Err(_) => Err(HashError::BUSY),
+            Ok(Err(closed)) => Err(HashError::Failed(closed.to_string())),
+            Err(_) => Err(HashError::Busy),
         }
     }
 
@@ -75,7 +71,7 @@ impl PasswordHasher {
             hash_blocking(&password)
         })
         .await
-        .map_err(|e| HashError(e.to_string()))?
+        .map_err(|e| HashError::Failed(e.to_string()))?
     }
 
     /// True only when `stored` is present and matches. With no stored hash the
@@ -96,7 +92,7 @@ impl PasswordHasher {
 }
 
 pub fn hash_blocking(password: &str) -> Result<String, HashError> {
-    argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| HashError(e.to_string()))
+    argon2().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| HashError::Failed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -129,8 +125,8 @@ mod tests {
         let hasher = PasswordHasher { wait_for_turn: std::time::Duration::from_millis(50), ..PasswordHasher::new(1) };
         let _taken = Arc::clone(&hasher.permits).acquire_owned().await.unwrap();
         let verdict = hasher.verify("a password".into(), None).await;
-        assert!(verdict.is_err_and(|e| e.is_busy()), "no verdict without a check");
-        assert!(hasher.hash("a password".into()).await.is_err_and(|e| e.is_busy()));
+        assert!(verdict.is_err_and(|e| matches!(e, HashError::Busy)), "no verdict without a check");
+        assert!(hasher.hash("a password".into()).await.is_err_and(|e| matches!(e, HashError::Busy)));
         assert_eq!(PasswordHasher::new(1000).permits.available_permits(), MAX_CONCURRENT);
     }
 }

@@ -295,7 +295,7 @@ impl From<diesel::result::Error> for ApiError {
 
 impl From<crate::crypto::password::HashError> for ApiError {
     fn from(error: crate::crypto::password::HashError) -> Self {
-        if !error.is_busy() {
+        if !matches!(error, crate::crypto::password::HashError::Busy) {
             return ApiError::internal(error);
         }
         tracing::warn!("every password hashing place stayed busy; request refused");

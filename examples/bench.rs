@@ -155,7 +155,7 @@ fn main() {
         println!("{:<48} {:>10.0} {:>10.2} {:>10.2}   ({sent} impersonated calls, {FLOOD} at a time, meanwhile)", bystander.name, rate, p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
         println!("bystander throughput during / without the burst: {:.2}", rate / rates[1]);
         let verify = actas::store::audit::verify(&mut state.pool.get().unwrap()).unwrap();
-        println!("audit chains after the run: {}", verify.chains.iter().map(|c| format!("{} {} rows ok={}", c.chain, c.checked, c.ok)).collect::<Vec<_>>().join(", "));
+        println!("audit chains after the run: {}", verify.chains.iter().map(|c| format!("{} {} rows ok={}", c.chain.name(), c.checked, c.ok)).collect::<Vec<_>>().join(", "));
         let _ = std::fs::remove_dir_all(dir);
     });
 }

@@ -18,7 +18,9 @@ use super::DbConnection;
 use crate::domain::chain::{self, Stored};
 use crate::domain::impersonation::EndReason;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The two hash chains: the request log and the audit events are linked separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Chain {
     RequestLog,
     AuditEvents,
@@ -455,8 +457,7 @@ impl VerifyReport {
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ChainReport {
-    #[schema(example = "request_log")]
-    pub chain: &'static str,
+    pub chain: Chain,
     pub ok: bool,
     pub checked: u64,
     #[schema(required = true)]
@@ -517,7 +518,7 @@ where
             None => (true, None),
         },
     };
-    Ok(ChainReport { chain: chain.name(), ok, checked: verdict.checked, first_bad_id: verdict.first_bad, problem })
+    Ok(ChainReport { chain, ok, checked: verdict.checked, first_bad_id: verdict.first_bad, problem })
 }
 
 /// A row of a chain, as the verifier sees it.

@@ -11,8 +11,15 @@ use crate::store::metrics as store_metrics;
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok"}))]
 pub struct Health {
-    /// `ok` (process up) or `ready` (database reachable).
-    pub status: &'static str,
+    pub status: HealthStatus,
+}
+
+/// `ok`: the process is up (`/healthz`); `ready`: the database answers too (`/readyz`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Ready,
 }
 
 /// Prometheus metrics, in the text exposition format.
@@ -93,7 +100,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
 #[utoipa::path(tag = "health", responses((status = 200, description = "Up", body = Health)))]
 #[get("/healthz")]
 pub async fn healthz() -> web::Json<Health> {
-    web::Json(Health { status: "ok" })
+    web::Json(Health { status: HealthStatus::Ok })
 }
 
 /// Readiness: the database answers and holds our schema. 503 when it does not.
@@ -118,7 +125,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<Health>, Api
     })
     .await
     .map_err(ApiError::internal)??;
-    Ok(web::Json(Health { status: "ready" }))
+    Ok(web::Json(Health { status: HealthStatus::Ready }))
 }
 
 const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);

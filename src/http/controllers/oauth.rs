@@ -28,11 +28,23 @@ pub const USER_ID_TOKEN_TYPE: &str = "urn:actas:params:oauth:token-type:user-id"
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked", "code": "consent_required"}))]
 pub struct OAuthErrorBody {
-    /// `invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_token`, `server_error`, …
-    pub error: &'static str,
+    pub error: OAuthErrorKind,
     pub error_description: String,
     /// actas's stable error code, as in problem+json responses.
     pub code: &'static str,
+}
+
+/// The RFC 6749 §5.2 / RFC 8693 §2.2.2 / RFC 6750 §3.1 error codes this service answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorKind {
+    InvalidRequest,
+    InvalidGrant,
+    UnsupportedGrantType,
+    InvalidTarget,
+    InvalidScope,
+    InvalidToken,
+    ServerError,
 }
 
 #[derive(Debug)]
@@ -46,12 +58,12 @@ pub struct OAuthError {
 
 impl std::fmt::Display for OAuthError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.body.error, self.body.error_description)
+        write!(f, "{:?}: {}", self.body.error, self.body.error_description)
     }
 }
 
 impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, code: &'static str, description: impl Into<String>) -> Self {
+    fn new(status: StatusCode, error: OAuthErrorKind, code: &'static str, description: impl Into<String>) -> Self {
         Self {
             status,
             body: OAuthErrorBody { error, error_description: description.into(), code },
@@ -61,7 +73,7 @@ impl OAuthError {
     }
 
     fn invalid_request(code: &'static str, description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", code, description)
+        Self::new(StatusCode::BAD_REQUEST, OAuthErrorKind::InvalidRequest, code, description)
     }
 
     /// No such endpoint, or not this method: the status stays (404, 405 with
@@ -70,7 +82,7 @@ impl OAuthError {
         Self {
             status: error.status,
             body: OAuthErrorBody {
-                error: "invalid_request",
+                error: OAuthErrorKind::InvalidRequest,
                 error_description: error.detail.clone(),
                 code: error.code,
             },
@@ -82,11 +94,11 @@ impl OAuthError {
     /// Our error, said the OAuth way.
     pub fn from_api(error: ApiError) -> Self {
         let (status, kind) = match (error.status.as_u16(), error.code) {
-            (_, "reauthentication_failed") => (StatusCode::BAD_REQUEST, "invalid_grant"),
-            (429, _) => (StatusCode::TOO_MANY_REQUESTS, "invalid_request"),
-            (413, _) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request"),
-            (s, _) if s >= 500 => (error.status, "server_error"),
-            _ => (StatusCode::BAD_REQUEST, "invalid_request"),
+            (_, "reauthentication_failed") => (StatusCode::BAD_REQUEST, OAuthErrorKind::InvalidGrant),
+            (429, _) => (StatusCode::TOO_MANY_REQUESTS, OAuthErrorKind::InvalidRequest),
+            (413, _) => (StatusCode::PAYLOAD_TOO_LARGE, OAuthErrorKind::InvalidRequest),
+            (s, _) if s >= 500 => (error.status, OAuthErrorKind::ServerError),
+            _ => (StatusCode::BAD_REQUEST, OAuthErrorKind::InvalidRequest),
         };
         Self {
             status,
@@ -297,7 +309,7 @@ pub async fn exchange(
     if grant_type != TOKEN_EXCHANGE {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
+            OAuthErrorKind::UnsupportedGrantType,
             "unsupported_grant_type",
             format!("only {TOKEN_EXCHANGE} is supported"),
         ));
@@ -327,7 +339,7 @@ pub async fn exchange(
     if params.get("audience").is_some_and(|a| *a != state.config.audience) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_target",
+            OAuthErrorKind::InvalidTarget,
             "invalid_target",
             format!("tokens are issued only for the audience `{}`", state.config.audience),
         ));
@@ -335,7 +347,7 @@ pub async fn exchange(
     if params.get("resource").is_some_and(|r| *r != state.config.issuer && *r != state.config.audience) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_target",
+            OAuthErrorKind::InvalidTarget,
             "invalid_target",
             format!("tokens are issued only for the resource `{}`", state.config.issuer),
         ));
@@ -343,7 +355,7 @@ pub async fn exchange(
     if let Some(unknown) = params.get("scope").and_then(|s| s.split_whitespace().find(|s| !SCOPES.contains(s))) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_scope",
+            OAuthErrorKind::InvalidScope,
             "invalid_scope",
             format!("unknown scope `{unknown}`; supported: {}", SCOPES.join(" ")),
         ));
@@ -555,7 +567,7 @@ async fn live_principal(state: &AppState, token: &str) -> Result<Option<Principa
 }
 
 fn unauthorized(description: String) -> OAuthError {
-    OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_token", "unauthorized", description)
+    OAuthError::new(StatusCode::UNAUTHORIZED, OAuthErrorKind::InvalidToken, "unauthorized", description)
 }
 
 /// RFC 7009 token revocation.

@@ -204,6 +204,11 @@ async fn restricted_actions_while_impersonating(app: TestApp) {
     let login = ("application/json", body);
     let res = app.send(Method::POST, "/api/v1/auth/login", Some(&token), Some(login.clone())).await;
     res.assert_problem(403, "impersonation-restricted");
+    // Hidden behind a second Authorization header, it counts all the same.
+    let bearer = format!("Bearer {token}");
+    let two = [("authorization", "Bearer junk"), ("authorization", bearer.as_str())];
+    let res = app.send_with(Method::POST, "/api/v1/auth/login", None, Some(login.clone()), &two).await;
+    res.assert_problem(403, "impersonation-restricted");
     app.post("/api/v1/auth/logout", Some(&token), json!({})).await;
     let res = app.send(Method::POST, "/api/v1/auth/login", Some(&token), Some(login)).await;
     res.assert_problem(403, "impersonation-restricted");

@@ -224,9 +224,10 @@ pub fn impersonation_claims(state: &AppState, token: &str) -> Option<Claims> {
     state.tokens().verify_signature(token).ok().filter(|claims| claims.act.is_some())
 }
 
-/// Whether the bearer token is such an impersonation token.
+/// Whether any bearer token the request carries is such an impersonation
+/// token: the audit layer looks at every Authorization header, so must this.
 pub fn carries_impersonation_token(state: &AppState, req: &HttpRequest) -> bool {
-    bearer_token(req).ok().flatten().and_then(|token| impersonation_claims(state, token)).is_some()
+    bearer_tokens(req).any(|token| impersonation_claims(state, token).is_some())
 }
 
 /// Authenticates every request that carries a bearer token, before routing

@@ -667,6 +667,14 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
         .parse()
         .unwrap();
     assert!(ok >= 10, "{ok}");
+    // Probes never look at the caller: a stale impersonation token sent along
+    // (a browser tab's stored header) neither fails them nor goes unlogged.
+    app.post("/api/v1/auth/logout", Some(&token), json!({})).await.assert_status(204);
+    let rows = app.scalar("SELECT COUNT(*) AS n FROM request_log");
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        app.get(probe, Some(&token)).await.assert_status(200);
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), rows + 3);
 }
 
 backend_tests!(

@@ -40,7 +40,9 @@ pub enum HealthStatus {
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let gauges = state.db(move |conn| store_metrics::gauges(conn, now).map_err(ApiError::unavailable)).await?;
+    // Its own connection, never an impersonated request's transaction: a
+    // probe does not look at the caller, whose token may have ended.
+    let gauges = state.db_own(move |conn| store_metrics::gauges(conn, now).map_err(ApiError::unavailable)).await?;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>| {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{TestApp, PASSWORD};
+use common::{Backend, TestApp, PASSWORD};
 use serde_json::{json, Value};
 
 fn ids(list: &Value) -> Vec<String> {
@@ -327,7 +327,40 @@ async fn search_folds_case_beyond_ascii(app: TestApp) {
     }
 }
 
+/// An admin suspended while their own request is on its way changes nobody:
+/// the write decides on the caller as the database has them at that moment.
+/// Here the suspension holds the admin's row (as the service's does) and
+/// commits only after the request has been authenticated.
+async fn a_caller_suspended_mid_request_changes_nobody(app: TestApp) {
+    let w = app.world().await;
+    let member = format!("/api/v1/users/{}", w.acme_member.0);
+    let mut suspender = app.state.pool.get().unwrap();
+    let begin = match app.backend {
+        Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
+        Backend::Postgres => format!("BEGIN; SELECT id FROM users WHERE id = '{}' FOR UPDATE", w.acme_admin.0),
+    };
+    let suspend = format!("{begin}; UPDATE users SET status = 'suspended' WHERE id = '{}'", w.acme_admin.0);
+    diesel::connection::SimpleConnection::batch_execute(&mut *suspender, &suspend).unwrap();
+    let change = app.patch(&member, Some(&w.acme_admin.1), json!({"status": "suspended"}));
+    let commit = async {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
+        diesel::connection::SimpleConnection::batch_execute(&mut *suspender, "COMMIT").unwrap();
+    };
+    let (res, ()) = futures_util::future::join(change, commit).await;
+    res.assert_problem(401, "unauthorized");
+    let member = app.get(&member, Some(&w.admin)).await;
+    assert_eq!(member.assert_status(200)["status"], "active");
+    // Creating users and organizations is checked the same way.
+    for (path, body) in [
+        ("/api/v1/users", json!({"email": "late@acme.example", "name": "Late", "password": PASSWORD})),
+        ("/api/v1/organizations", json!({"name": "Late Corp"})),
+    ] {
+        app.post(path, Some(&w.acme_admin.1), body).await.assert_problem(401, "unauthorized");
+    }
+}
+
 backend_tests!(
+    a_caller_suspended_mid_request_changes_nobody,
     members_cannot_change_or_delete_others,
     customer_admins_cannot_create_super_admins,
     search_folds_case_beyond_ascii,

@@ -11,17 +11,20 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::problem::ApiError;
 use crate::crypto::tokens::{Claims, TokenError};
 use crate::domain::impersonation::{Party, Refusal, SessionReader};
 use crate::domain::policy::{Actor, OrgPath};
+use crate::domain::types::Role;
 use crate::state::AppState;
 use crate::store::impersonations::{self, ImpersonationSession};
 use crate::store::organizations::Organization;
+use crate::store::pool::DbConnection;
 use crate::store::sessions;
-use crate::store::users::User;
+use crate::store::users::{self, RowLock, User};
 
 /// The caller. With an impersonation token, `user` is the target: every
 /// permission is the target's, and `impersonation` says who is really acting.
@@ -53,6 +56,16 @@ impl Principal {
     /// The user really making the call: the impersonator when impersonating.
     pub fn real_user_id(&self) -> Uuid {
         self.impersonation.as_ref().map_or(*self.user.id, |i| *i.impersonator.id)
+    }
+
+    /// What a write checks again about the caller inside its transaction.
+    pub fn standing(&self) -> Standing {
+        Standing {
+            user_id: *self.user.id,
+            session_id: self.session_id,
+            role: self.user.role(),
+            impersonated: self.impersonation.is_some(),
+        }
     }
 
     pub fn session_reader(&self) -> SessionReader {
@@ -92,6 +105,42 @@ fn parse_bearer(value: &str) -> Option<&str> {
 
 fn token_error(error: TokenError) -> ApiError {
     ApiError::unauthorized(error.to_string())
+}
+
+/// The caller as authenticated before the handler ran. A write decides on it
+/// only after [`Standing::lock_with`]: a suspension, deletion, role change or
+/// logout of the caller that committed meanwhile then wins, and one that comes
+/// later waits for the write.
+#[derive(Debug, Clone, Copy)]
+pub struct Standing {
+    user_id: Uuid,
+    session_id: Uuid,
+    role: Role,
+    impersonated: bool,
+}
+
+impl Standing {
+    /// Locks `rows` together with the caller's own row (held, in one id
+    /// order), then confirms the caller's session is still live as it was.
+    pub fn lock_with(
+        self,
+        conn: &mut DbConnection,
+        rows: &[(Uuid, RowLock)],
+        now: OffsetDateTime,
+    ) -> Result<(), ApiError> {
+        let mut all = rows.to_vec();
+        all.push((self.user_id, RowLock::Hold));
+        users::lock_each(conn, &all)?;
+        if self.impersonated {
+            // The request's own transaction checked its session when it
+            // opened, and holds it (`impersonations::hold_live`).
+            return Ok(());
+        }
+        match sessions::find_live(conn, self.session_id, now)? {
+            Some((_, user, _)) if *user.id == self.user_id && user.role() == self.role => Ok(()),
+            _ => Err(ApiError::unauthorized("the session has ended")),
+        }
+    }
 }
 
 async fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {

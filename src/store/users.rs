@@ -175,14 +175,14 @@ pub fn set_password_hash(conn: &mut DbConnection, id: Uuid, hash: &str, now: Off
 /// interleave, and each waits for the impersonated requests that rely on the
 /// rows (`hold_unchanged`). On SQLite, write transactions are already serial.
 pub fn lock(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
-    lock_rows(conn, ids, "FOR UPDATE")
+    lock_rows(conn, ids, RowLock::Change.sql())
 }
 
 /// Locks users' rows for an edit that does not change who may impersonate
 /// whom (a new name): it excludes other edits and `lock`, but does not wait
 /// for the requests that merely rely on the rows.
 pub fn lock_for_edit(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
-    lock_rows(conn, ids, "FOR NO KEY UPDATE")
+    lock_rows(conn, ids, RowLock::Edit.sql())
 }
 
 /// Keeps users' rows from a `lock` until the transaction ends, without
@@ -190,7 +190,38 @@ pub fn lock_for_edit(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
 /// the same impersonator at once, and still edit each other's targets, with
 /// no lock cycle between them.
 pub fn hold_unchanged(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
-    lock_rows(conn, ids, "FOR KEY SHARE")
+    lock_rows(conn, ids, RowLock::Hold.sql())
+}
+
+/// The row locks above, from weakest to strongest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RowLock {
+    Hold,
+    Edit,
+    Change,
+}
+
+impl RowLock {
+    fn sql(self) -> &'static str {
+        match self {
+            RowLock::Hold => "FOR KEY SHARE",
+            RowLock::Edit => "FOR NO KEY UPDATE",
+            RowLock::Change => "FOR UPDATE",
+        }
+    }
+}
+
+/// Locks several users' rows, each in its own mode, in id order (a row named
+/// twice gets the stronger mode): an edit that also holds its caller's row
+/// then never meets another one in a lock cycle.
+pub fn lock_each(conn: &mut DbConnection, rows: &[(Uuid, RowLock)]) -> QueryResult<()> {
+    let mut rows = rows.to_vec();
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    rows.dedup_by_key(|(id, _)| *id);
+    for (id, mode) in rows {
+        lock_rows(conn, &[id], mode.sql())?;
+    }
+    Ok(())
 }
 
 fn lock_rows(conn: &mut DbConnection, ids: &[Uuid], mode: &'static str) -> QueryResult<()> {

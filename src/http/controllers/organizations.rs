@@ -13,6 +13,7 @@ use crate::http::problem::{denied, ApiError};
 use crate::http::views::OrganizationView;
 use crate::state::AppState;
 use crate::store::organizations::{self, Organization};
+use crate::store::write_transaction;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,9 +78,18 @@ pub async fn create_organization(
         .await?
         .ok_or_else(|| ApiError::not_found("parent organization"))?;
     actor.may_create_org(&parent.org_path()).map_err(|d| denied("parent organization", d))?;
-    let org = Organization::new_child(Some(&parent), name.into_string(), state.clock.now());
+    let now = state.clock.now();
+    let org = Organization::new_child(Some(&parent), name.into_string(), now);
     let stored = org.clone();
-    state.db_write(move |conn| Ok(organizations::insert(conn, &stored)?)).await?;
+    let caller = principal.standing();
+    state
+        .db_write(move |conn| {
+            write_transaction(conn, |conn| {
+                caller.lock_with(conn, &[], now)?;
+                Ok(organizations::insert(conn, &stored)?)
+            })
+        })
+        .await?;
     tracing::info!(organization_id = %*org.id, by = %actor.id, "organization created");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/organizations/{}", *org.id)))

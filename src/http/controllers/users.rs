@@ -23,7 +23,7 @@ use crate::store::impersonations::Running;
 use crate::store::organizations::{self, Organization};
 use crate::store::sessions::{self, LoginEnd};
 use crate::store::sql_types::{DbTime, DbUuid};
-use crate::store::users::{self, User};
+use crate::store::users::{self, RowLock, User};
 use crate::store::DbConnection;
 use crate::store::{is_unique_violation, write_transaction};
 use diesel::QueryResult;
@@ -167,12 +167,18 @@ pub async fn create_user(
         deleted_at: None,
     };
     let stored = user.clone();
+    let caller = principal.standing();
     state
-        .db_write(move |conn| match users::insert(conn, &stored) {
-            Err(e) if is_unique_violation(&e) => {
-                Err(ApiError::conflict("email_taken", "a user with this email already exists"))
-            }
-            other => Ok(other?),
+        .db_write(move |conn| {
+            write_transaction(conn, |conn| {
+                caller.lock_with(conn, &[], now)?;
+                match users::insert(conn, &stored) {
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(ApiError::conflict("email_taken", "a user with this email already exists"))
+                    }
+                    other => Ok(other?),
+                }
+            })
         })
         .await?;
     tracing::info!(user_id = %*user.id, by = %actor.id, "user created");
@@ -335,16 +341,16 @@ pub async fn update_user(
     let now = state.clock.now();
     let by = actor.id;
     let ctx = client.event(principal.real_user_id(), now);
+    let caller = principal.standing();
     let updated = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                // Decide on the row as it is now, and hold it until done. Only
-                // a status or role change affects who may impersonate whom.
-                if changes.role.is_some() || changes.status.is_some() {
-                    users::lock(conn, &[user_id])?;
-                } else {
-                    users::lock_for_edit(conn, &[user_id])?;
-                }
+                // Decide on the rows as they are now, and hold them until
+                // done. Only a status or role change affects who may
+                // impersonate whom.
+                let mode =
+                    if changes.role.is_some() || changes.status.is_some() { RowLock::Change } else { RowLock::Edit };
+                caller.lock_with(conn, &[(user_id, mode)], now)?;
                 let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
                 actor.may_change_user(&subject(&user, &org.org_path()), &changes).map_err(|d| denied("user", d))?;
                 if user.status() == UserStatus::Deleted {
@@ -416,10 +422,11 @@ pub async fn delete_user(
     let user_id = id.into_inner();
     let now = state.clock.now();
     let ctx = client.event(principal.real_user_id(), now);
+    let caller = principal.standing();
     let deleted = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                users::lock(conn, &[user_id])?;
+                caller.lock_with(conn, &[(user_id, RowLock::Change)], now)?;
                 let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
                 actor.may_delete_user(&subject(&user, &org.org_path())).map_err(|d| denied("user", d))?;
                 if user.status() == UserStatus::Deleted {

@@ -630,7 +630,49 @@ async fn concurrent_grants_leave_one_open_consent_in_order(app: TestApp) {
     assert_eq!(view.assert_status(200)["active"], true);
 }
 
+/// Runs `statements` in a write transaction of its own on a side connection,
+/// holding `user`'s row as the service's own changes do, and commits once
+/// `request` has been on its way for `delay` (after `meanwhile` has run).
+async fn commit_during<T>(
+    app: &TestApp,
+    user: Uuid,
+    statements: &str,
+    delay: StdDuration,
+    request: impl std::future::Future<Output = T>,
+    meanwhile: impl FnOnce(),
+) -> T {
+    let mut side = app.state.pool.get().unwrap();
+    let begin = match app.backend {
+        Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
+        Backend::Postgres => format!("BEGIN; SELECT id FROM users WHERE id = '{user}' FOR UPDATE"),
+    };
+    diesel::connection::SimpleConnection::batch_execute(&mut *side, &format!("{begin}; {statements}")).unwrap();
+    let commit = async {
+        actix_web::rt::time::sleep(delay).await;
+        meanwhile();
+        diesel::connection::SimpleConnection::batch_execute(&mut *side, "COMMIT").unwrap();
+    };
+    futures_util::future::join(request, commit).await.0
+}
+
+/// A password change that commits while a start is confirming with the old
+/// password wins: the start is refused, whichever finishes first.
+async fn a_password_changed_during_a_start_refuses_it(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let new_hash = format!(
+        "UPDATE users SET password_hash = (SELECT password_hash FROM users WHERE email = 'root@owner.example') \
+         WHERE id = '{}'",
+        w.owner_staff.0
+    );
+    let starting = start(&app, &w.owner_staff.1, w.acme_member.0, PASSWORD);
+    let res = commit_during(&app, w.owner_staff.0, &new_hash, StdDuration::from_millis(500), starting, || {}).await;
+    res.assert_problem(403, "reauthentication_failed");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
+}
+
 backend_tests!(
+    a_password_changed_during_a_start_refuses_it,
     an_owner_organization_member_may_impersonate_customers,
     consent_is_granted_read_replaced_and_revoked,
     the_open_consent_is_shown_whatever_the_clocks_said,
@@ -650,6 +692,25 @@ backend_tests!(
     revoking_consent_while_starting_never_leaves_a_live_session,
     revoking_consent_while_the_impersonator_writes_commits_nothing_after_it,
 );
+
+/// PostgreSQL: a start that waits for a row lock is judged when its turn
+/// comes. A consent that ran out while it waited refuses it, rather than
+/// start a session that is over before its token is handed out.
+#[actix_web::test]
+async fn a_start_is_judged_when_it_is_written_not_when_it_began() {
+    let Some(app) = TestApp::postgres().await else { return };
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    app.state.clock.advance(Duration::minutes(59));
+    let staff = app.login("sam@owner.example", PASSWORD).await;
+    let starting = start(&app, &staff, w.acme_member.0, PASSWORD);
+    // By then the request has passed its checks and confirmed the password,
+    // and waits for the target's row; the consent has a minute left.
+    let later = || app.state.clock.advance(Duration::minutes(2));
+    let res = commit_during(&app, w.acme_member.0, "SELECT 1", StdDuration::from_millis(1500), starting, later).await;
+    res.assert_problem(403, "consent_required");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
+}
 
 #[actix_web::test]
 async fn a_longer_cap_lets_the_consent_decide() {

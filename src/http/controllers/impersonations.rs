@@ -248,16 +248,18 @@ pub async fn start_session(
 
     // Decide again under the users' row locks: a revocation or suspension that
     // committed meanwhile wins; one that comes later will see this session.
-    let now = state.clock.now();
     let cap = Duration::minutes(state.config.max_impersonation_minutes);
     let (actor_id, login_session_id) = (*principal.user.id, principal.session_id);
-    let ctx = client.event(actor_id, now);
-    let (ip, user_agent) = (client.ip, client.user_agent);
+    let confirmed_hash = principal.user.password_hash.clone();
+    let clock = state.clock.clone();
     let confirmed_attempts = attempt_ids.clone();
     let started = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[actor_id, target_user_id])?;
+                // Timed once its turn has come: the consent is judged, and
+                // the session starts, at the moment it is written.
+                let now = clock.now();
                 // A logout or password change that ended the admin's login
                 // session meanwhile wins: no session may hang off a dead one.
                 if sessions::find_live(conn, login_session_id, now)?.is_none() {
@@ -265,7 +267,12 @@ pub async fn start_session(
                 }
                 let (actor, actor_org) = users::find_with_org(conn, actor_id)?
                     .ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
-                let (target, consent) = check_rules(conn, (&actor, &actor_org), false, target_user_id, now)?;
+                // The password confirmed is the one the admin still has (a
+                // change from this same login session keeps it open).
+                if actor.password_hash != confirmed_hash {
+                    return Err(ApiError::forbidden("reauthentication_failed", "the password is incorrect"));
+                }
+                let (target, consent) = check_rules(conn, (&actor, &actor_org), actor_has_act, target_user_id, now)?;
                 let expires_at = token_expiry(*consent.expires_at, now, Some(cap))
                     .ok_or_else(|| ApiError::impersonation_refused(Refusal::ConsentRequired))?;
                 let session = ImpersonationSession {
@@ -279,8 +286,8 @@ pub async fn start_session(
                     expires_at: DbTime(expires_at),
                     ended_at: None,
                     end_reason: None,
-                    ip,
-                    user_agent,
+                    ip: client.ip.clone(),
+                    user_agent: client.user_agent.clone(),
                 };
                 impersonations::insert(conn, &session)?;
                 let detail = json!({
@@ -288,14 +295,15 @@ pub async fn start_session(
                     "reason": session.reason,
                     "expires_at": expires_at.format(&time::format_description::well_known::Rfc3339).ok(),
                 });
+                let ctx = client.event(actor_id, now);
                 audit::record(conn, &ctx, EventKind::ImpersonationStarted, *target.id, Some(*session.id), detail)?;
                 attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::Reauthentication, &subject)?;
-                Ok((session, target))
+                Ok((session, target, now))
             })
         })
         .await;
-    let (session, target) = match started {
+    let (session, target, now) = match started {
         Ok(started) => started,
         Err(refusal) => {
             // The password was right: a refusal decided afterwards (a revocation

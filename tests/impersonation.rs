@@ -631,11 +631,12 @@ async fn concurrent_grants_leave_one_open_consent_in_order(app: TestApp) {
 }
 
 /// Runs `statements` in a write transaction of its own on a side connection,
-/// holding `user`'s row as the service's own changes do, and commits once
-/// `request` has been on its way for `delay` (after `meanwhile` has run).
+/// holding a row as the service does (PostgreSQL: `SELECT … FOR UPDATE` from
+/// `table`), and commits once `request` has been on its way for `delay`
+/// (after `meanwhile` has run).
 async fn commit_during<T>(
     app: &TestApp,
-    user: Uuid,
+    (table, id): (&str, Uuid),
     statements: &str,
     delay: StdDuration,
     request: impl std::future::Future<Output = T>,
@@ -644,7 +645,7 @@ async fn commit_during<T>(
     let mut side = app.state.pool.get().unwrap();
     let begin = match app.backend {
         Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
-        Backend::Postgres => format!("BEGIN; SELECT id FROM users WHERE id = '{user}' FOR UPDATE"),
+        Backend::Postgres => format!("BEGIN; SELECT id FROM {table} WHERE id = '{id}' FOR UPDATE"),
     };
     diesel::connection::SimpleConnection::batch_execute(&mut *side, &format!("{begin}; {statements}")).unwrap();
     let commit = async {
@@ -666,12 +667,35 @@ async fn a_password_changed_during_a_start_refuses_it(app: TestApp) {
         w.owner_staff.0
     );
     let starting = start(&app, &w.owner_staff.1, w.acme_member.0, PASSWORD);
-    let res = commit_during(&app, w.owner_staff.0, &new_hash, StdDuration::from_millis(500), starting, || {}).await;
+    let res =
+        commit_during(&app, ("users", w.owner_staff.0), &new_hash, StdDuration::from_millis(500), starting, || {})
+            .await;
     res.assert_problem(403, "reauthentication_failed");
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
 }
 
+/// A stop that waited for the session's request in flight is timed after it:
+/// the log never shows a call made after the session's end.
+async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let (id, _) = impersonate(&app, &w, w.acme_member.0).await;
+    let in_flight = ("impersonation_sessions", id.parse().unwrap());
+    let stop = format!("/api/v1/impersonations/{id}/stop");
+    let stopping = post_empty(&app, &stop, &w.admin);
+    let later = || app.state.clock.advance(Duration::minutes(5));
+    let res = commit_during(&app, in_flight, "SELECT 1", StdDuration::from_millis(500), stopping, later).await;
+    res.assert_status(204);
+    let ended = session(&app, &w, &id).await;
+    let at = |field: &str| {
+        time::OffsetDateTime::parse(ended[field].as_str().unwrap(), &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    assert!(at("ended_at") - at("started_at") >= Duration::minutes(5), "{ended}");
+}
+
 backend_tests!(
+    an_end_is_timed_when_its_turn_comes,
     a_password_changed_during_a_start_refuses_it,
     an_owner_organization_member_may_impersonate_customers,
     consent_is_granted_read_replaced_and_revoked,
@@ -707,7 +731,9 @@ async fn a_start_is_judged_when_it_is_written_not_when_it_began() {
     // By then the request has passed its checks and confirmed the password,
     // and waits for the target's row; the consent has a minute left.
     let later = || app.state.clock.advance(Duration::minutes(2));
-    let res = commit_during(&app, w.acme_member.0, "SELECT 1", StdDuration::from_millis(1500), starting, later).await;
+    let res =
+        commit_during(&app, ("users", w.acme_member.0), "SELECT 1", StdDuration::from_millis(1500), starting, later)
+            .await;
     res.assert_problem(403, "consent_required");
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
 }

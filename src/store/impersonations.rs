@@ -63,14 +63,21 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
 /// `people` are the impersonator and the target, as the session's token names them.
 pub fn hold_live(conn: &mut DbConnection, id: Uuid, people: [Uuid; 2], now: OffsetDateTime) -> QueryResult<bool> {
     users_store::hold_unchanged(conn, &people)?;
+    lock(conn, id)?;
+    // The token's names must still be the session's: checked again here.
+    let live = find_live(conn, id, now)?;
+    Ok(live.is_some_and(|(_, target, _, impersonator)| [*impersonator.id, *target.id] == people))
+}
+
+/// Locks one session's row (PostgreSQL) until the transaction ends: it waits
+/// for the session's requests in flight, which hold it (`hold_live`).
+pub fn lock(conn: &mut DbConnection, id: Uuid) -> QueryResult<()> {
     if let DbConnection::Postgresql(pg) = conn {
         diesel::sql_query("SELECT id FROM impersonation_sessions WHERE id = $1 FOR UPDATE")
             .bind::<diesel::sql_types::Uuid, _>(id)
             .execute(pg)?;
     }
-    // The token's names must still be the session's: checked again here.
-    let live = find_live(conn, id, now)?;
-    Ok(live.is_some_and(|(_, target, _, impersonator)| [*impersonator.id, *target.id] == people))
+    Ok(())
 }
 
 /// A running session with its target (and organization) and its impersonator,

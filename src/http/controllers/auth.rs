@@ -16,7 +16,7 @@ use crate::http::views::{TokenType, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
 use crate::store::audit;
-use crate::store::impersonations::Running;
+use crate::store::impersonations::{self, Running};
 use crate::store::sessions::{self, LoginEnd, LoginSession};
 use crate::store::sql_types::{DbTime, DbUuid};
 use crate::store::{users, write_transaction};
@@ -197,18 +197,22 @@ pub async fn logout(
 /// session together with every impersonation started from it (`logout`).
 /// Logout and RFC 7009 revocation both come here.
 pub async fn end_token_session(state: &AppState, principal: &Principal, client: ClientInfo) -> Result<(), ApiError> {
-    let now = state.clock.now();
     let (session_id, user_id) = (principal.session_id, principal.real_user_id());
     let impersonating = principal.impersonation.is_some();
-    let ctx = client.event(user_id, now);
+    let clock = state.clock.clone();
     state
         .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 if impersonating {
+                    impersonations::lock(conn, session_id)?;
+                    let ctx = client.event(user_id, clock.now());
                     audit::end_sessions(conn, Running::Id(session_id), EndReason::Stopped, &ctx)?;
                 } else {
                     // Serialized with starts by this user, so none slips past the logout.
                     users::lock(conn, &[user_id])?;
+                    // Timed after the locks: the requests it waited for came before the end.
+                    let now = clock.now();
+                    let ctx = client.event(user_id, now);
                     audit::end_sessions(conn, Running::LoginSession(session_id), EndReason::Logout, &ctx)?;
                     sessions::end(conn, session_id, LoginEnd::Logout, now)?;
                 }

@@ -138,13 +138,14 @@ pub async fn revoke_consent(
     _own: OwnToken,
     client: ClientInfo,
 ) -> Result<HttpResponse, ApiError> {
-    let now = state.clock.now();
     let user_id = *principal.user.id;
-    let ctx = client.event(user_id, now);
+    let clock = state.clock.clone();
     let ended = state
         .db_write(move |conn| {
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
+                // Timed after the lock: the requests it waited for came before the revocation.
+                let ctx = client.event(user_id, clock.now());
                 audit::revoke_consent(conn, user_id, &ctx)
             })?)
         })

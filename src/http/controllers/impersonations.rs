@@ -363,10 +363,15 @@ pub async fn stop(
     if *session.impersonator_id != caller {
         return Err(ApiError::forbidden("forbidden", "only the impersonator may stop a session"));
     }
-    let ctx = client.event(caller, state.clock.now());
+    let clock = state.clock.clone();
     state
         .db_write(move |conn| {
-            Ok(write_transaction(conn, |conn| audit::end_sessions(conn, Running::Id(id), EndReason::Stopped, &ctx))?)
+            Ok(write_transaction(conn, |conn| {
+                // Timed after the session's own requests in flight have committed.
+                impersonations::lock(conn, id)?;
+                let ctx = client.event(caller, clock.now());
+                audit::end_sessions(conn, Running::Id(id), EndReason::Stopped, &ctx)
+            })?)
         })
         .await?;
     tracing::info!(session_id = %id, impersonator_id = %caller, "impersonation stopped");

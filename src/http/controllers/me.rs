@@ -159,7 +159,6 @@ pub async fn change_password(
     if new_password.expose() == current_password {
         return Err(ApiError::invalid_field("new_password", "must differ from the current password"));
     }
-    let now = state.clock.now();
     let user_id = *principal.user.id;
     let subject = user_id.to_string();
     let attempt = attempts::admit(&state, &[(Scope::PasswordChange, subject.clone())]).await?;
@@ -177,11 +176,13 @@ pub async fn change_password(
     let attempt_ids = attempt.ids;
     let keep = principal.session_id;
     let verified_hash = principal.user.password_hash.clone();
-    let ctx = client.event(user_id, now);
+    let clock = state.clock.clone();
     let ended = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
+                let now = clock.now();
+                let ctx = client.event(user_id, now);
                 // The password was right: its attempt is settled, not a failure,
                 // even if the change itself is refused below.
                 attempt_store::forget(conn, &attempt_ids)?;

@@ -338,9 +338,9 @@ pub async fn update_user(
     let name = body.name.as_deref().map(|n| Name::parse("name", n)).transpose()?;
     let changes = UserChanges { name: name.is_some(), role: body.role, status: body.status };
     let user_id = id.into_inner();
-    let now = state.clock.now();
     let by = actor.id;
-    let ctx = client.event(principal.real_user_id(), now);
+    let real_user = principal.real_user_id();
+    let clock = state.clock.clone();
     let caller = principal.standing();
     let updated = state
         .db_write(move |conn| {
@@ -350,7 +350,10 @@ pub async fn update_user(
                 // impersonate whom.
                 let mode =
                     if changes.role.is_some() || changes.status.is_some() { RowLock::Change } else { RowLock::Edit };
-                caller.lock_with(conn, &[(user_id, mode)], now)?;
+                caller.lock_with(conn, &[(user_id, mode)], clock.now())?;
+                // Timed after the locks: the requests it waited for came first.
+                let now = clock.now();
+                let ctx = client.event(real_user, now);
                 let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
                 actor.may_change_user(&subject(&user, &org.org_path()), &changes).map_err(|d| denied("user", d))?;
                 if user.status() == UserStatus::Deleted {
@@ -374,12 +377,12 @@ pub async fn update_user(
                 }
                 let Some(found) = users::find_with_org(conn, user_id)? else { return Ok(None) };
                 let consent = consents::active_for(conn, &[user_id], now)?.pop();
-                Ok(Some((found, consent)))
+                Ok(Some((found, consent, now)))
             })
         })
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    let ((user, org), consent) = updated;
+    let ((user, org), consent, now) = updated;
     tracing::info!(user_id = %user_id, by = %by, "user updated");
     let caller_org = principal.organization.org_path();
     Ok(web::Json(item(&principal, &caller_org, &user, &org, consent.as_ref(), now)))
@@ -420,13 +423,15 @@ pub async fn delete_user(
 ) -> Result<HttpResponse, ApiError> {
     let actor = principal.actor();
     let user_id = id.into_inner();
-    let now = state.clock.now();
-    let ctx = client.event(principal.real_user_id(), now);
+    let real_user = principal.real_user_id();
+    let clock = state.clock.clone();
     let caller = principal.standing();
     let deleted = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                caller.lock_with(conn, &[(user_id, RowLock::Change)], now)?;
+                caller.lock_with(conn, &[(user_id, RowLock::Change)], clock.now())?;
+                let now = clock.now();
+                let ctx = client.event(real_user, now);
                 let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
                 actor.may_delete_user(&subject(&user, &org.org_path())).map_err(|d| denied("user", d))?;
                 if user.status() == UserStatus::Deleted {

@@ -18,12 +18,15 @@ pub fn is_sensitive(name: &str) -> bool {
     SENSITIVE.iter().any(|s| name.contains(s))
 }
 
-/// Replaces the few non-ASCII letters that case-fold into ASCII ones by those
-/// letters; every other character stays. Byte offsets change only when one
-/// is present.
+/// The few non-ASCII letters that case-fold into ASCII ones.
+fn is_lookalike(c: char) -> bool {
+    matches!(c, 'ß' | 'ẞ' | 'İ' | 'ı' | 'ſ' | '\u{212A}')
+}
+
+/// Replaces the lookalikes by the ASCII letters they fold into; every other
+/// character stays. Byte offsets change only when one is present.
 fn fold_lookalikes(text: &str) -> std::borrow::Cow<'_, str> {
-    let lookalike = |c: char| matches!(c, 'ß' | 'ẞ' | 'İ' | 'ı' | 'ſ' | '\u{212A}');
-    if !text.contains(lookalike) {
+    if !text.contains(is_lookalike) {
         return text.into();
     }
     let mut out = String::with_capacity(text.len());
@@ -210,9 +213,18 @@ pub fn truncate(text: String) -> String {
 /// or array up to its matching bracket. Names written with `\u0077` or `%77`
 /// escapes, or with letters that case-fold to ASCII, are read as what they
 /// spell. One pass.
-pub fn scrub_text(text: &str) -> String {
-    let unescaped = unescape_for_scrubbing(text);
-    let text = fold_lookalikes(&unescaped);
+pub fn scrub_text(original: &str) -> String {
+    // Scanned as read (escapes decoded, lookalikes folded), stored as sent:
+    // every span kept is copied from the original.
+    let mapped = as_read(original);
+    let (text, origin) = match &mapped {
+        Some((read, origin)) => (read.as_str(), Some(origin)),
+        None => (original, None),
+    };
+    let kept = |from: usize, to: usize| match origin {
+        Some(origin) => &original[origin[from]..origin[to]],
+        None => &original[from..to],
+    };
     let bytes = text.as_bytes();
     let lower = text.to_ascii_lowercase();
     // Next occurrence of each name at or after the cursor; searched again only
@@ -229,7 +241,7 @@ pub fn scrub_text(text: &str) -> String {
         let Some((k, start)) =
             next.iter().enumerate().filter_map(|(k, at)| at.map(|at| (k, at))).min_by_key(|(_, at)| *at)
         else {
-            out.push_str(&text[i..]);
+            out.push_str(kept(i, bytes.len()));
             return out;
         };
         let mut j = start + SENSITIVE[k].len();
@@ -243,7 +255,7 @@ pub fn scrub_text(text: &str) -> String {
         if start > 0 && bytes[start - 1] == b'<' && bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
             if let Some(close) = text[j..].find(['>', '<']).filter(|&at| bytes[j + at] == b'>') {
                 let self_closing = text[..j + close].ends_with('/');
-                out.push_str(&text[i..j]);
+                out.push_str(kept(i, j));
                 out.push(' ');
                 out.push_str(REDACTED);
                 if self_closing {
@@ -257,7 +269,7 @@ pub fn scrub_text(text: &str) -> String {
             j += 1;
         }
         if j >= bytes.len() || !matches!(bytes[j], b':' | b'=' | b'>') {
-            out.push_str(&text[i..j]);
+            out.push_str(kept(i, j));
             i = j;
             continue;
         }
@@ -266,7 +278,7 @@ pub fn scrub_text(text: &str) -> String {
         while j < bytes.len() && matches!(bytes[j], b' ' | b'\t' | b'\r' | b'\n') {
             j += 1;
         }
-        out.push_str(&text[i..j]);
+        out.push_str(kept(i, j));
         let value_end = match bytes.get(j) {
             _ if is_xml => {
                 let end = text[j..].find('<').map_or(bytes.len(), |e| j + e);
@@ -328,6 +340,56 @@ fn matching_bracket(bytes: &[u8], open: usize) -> Option<usize> {
     None
 }
 
+/// The text as [`scrub_text`] reads it: escapes of name characters decoded
+/// (`unescape_for_scrubbing`) and lookalike letters folded
+/// (`fold_lookalikes`), with, for each of its bytes and one past its end,
+/// where that byte's source starts in `text`. `None` when it reads as written.
+fn as_read(text: &str) -> Option<(String, Vec<usize>)> {
+    if !text.contains(['\\', '%']) && !text.contains(is_lookalike) {
+        return None;
+    }
+    let mut read = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len() + 1);
+    let mut at = 0;
+    while at < text.len() {
+        let rest = &text[at..];
+        let (decoded, len) = match decode_escape(rest) {
+            Some((c, len)) => (c, len),
+            None => {
+                let c = rest.chars().next().expect("not at the end");
+                (c, c.len_utf8())
+            }
+        };
+        let before = read.len();
+        let mut buf = [0; 4];
+        read.push_str(&fold_lookalikes(decoded.encode_utf8(&mut buf)));
+        origin.resize(read.len(), at);
+        debug_assert!(read.len() > before);
+        at += len;
+    }
+    origin.push(text.len());
+    Some((read, origin))
+}
+
+/// The name character an escape at the start of `rest` stands for, and the
+/// escape's length.
+fn decode_escape(rest: &str) -> Option<(char, usize)> {
+    let name_char =
+        |code: u32| char::from_u32(code).filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '=' | ':'));
+    let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+    let (digits, len) = if rest.starts_with("\\u") || rest.starts_with("\\U") {
+        (rest.get(2..6)?, 6)
+    } else if rest.starts_with('%') {
+        (rest.get(1..3)?, 3)
+    } else {
+        return None;
+    };
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    hex(digits).and_then(name_char).map(|c| (c, len))
+}
+
 /// Replaces `\uXXXX` and `%XX` escapes that stand for a letter, digit, `_`,
 /// `-` or a separator (`=`, `:`) by that character, so that an escaped name or
 /// pair is still recognised.
@@ -335,39 +397,14 @@ fn unescape_for_scrubbing(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains("\\u") && !text.contains("\\U") && !text.contains('%') {
         return text.into();
     }
-    let name_char =
-        |code: u32| char::from_u32(code).filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '=' | ':'));
-    let hex = |s: &str| u32::from_str_radix(s, 16).ok();
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find(['\\', '%']) {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
-        let decoded = if rest.starts_with("\\u") || rest.starts_with("\\U") {
-            rest.get(2..6)
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .and_then(hex)
-                .and_then(name_char)
-                .map(|c| (c, 6))
-        } else if rest.starts_with('%') {
-            rest.get(1..3)
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .and_then(hex)
-                .and_then(name_char)
-                .map(|c| (c, 3))
-        } else {
-            None
-        };
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push_str(&rest[..1]);
-                rest = &rest[1..];
-            }
-        }
+        let (c, len) = decode_escape(rest).unwrap_or_else(|| (rest.as_bytes()[0] as char, 1));
+        out.push(c);
+        rest = &rest[len..];
     }
     out.push_str(rest);
     out.into()
@@ -428,6 +465,17 @@ mod tests {
         assert_eq!(redact_query("pas%C5%BFword=S3&q=1"), "pas%C5%BFword=%5BREDACTED%5D&q=1");
         let scrubbed = scrub_text("note: x\npa\u{DF}word: S4\n");
         assert!(!scrubbed.contains("S4"), "{scrubbed}");
+    }
+
+    #[test]
+    fn text_is_stored_as_sent_around_what_is_hidden() {
+        // Read with lookalikes folded and escapes decoded, but every byte
+        // kept is the one sent: nothing spelled differently in the log.
+        let text = "Straße 5, K\\u0041=%41 ıſK 100%\npaßword: S1\nnote: Groß";
+        let stored = scrub_text(text);
+        assert_eq!(stored, format!("Straße 5, K\\u0041=%41 ıſK 100%\npaßword: {REDACTED}\nnote: Groß"));
+        let stored = scrub_text("ßecret = S2\n\\u0070assword: \"S3\" ẞ");
+        assert_eq!(stored, format!("ßecret = {REDACTED}\n\\u0070assword: \"{REDACTED}\" ẞ"));
     }
 
     #[test]

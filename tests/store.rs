@@ -89,6 +89,15 @@ fn script(conn: &mut DbConnection) -> Vec<(String, String)> {
     // Only the owner organization, bootstrapped "now", is later.
     let newer: i64 = orgs::table.filter(orgs::created_at.gt(DbTime(at))).count().get_result(conn).unwrap();
     step("time comparisons at microsecond precision", format!("exact={exact} newer={newer}"));
+    // Below a microsecond, both backends round down, before 1970 too.
+    let old = Organization::new_child(Some(&owner), "Old".into(), datetime!(1969-12-31 23:59:59.9999995 UTC));
+    organizations::insert(conn, &old).unwrap();
+    let floored: i64 = orgs::table
+        .filter(orgs::created_at.eq(DbTime(datetime!(1969-12-31 23:59:59.999999 UTC))))
+        .count()
+        .get_result(conn)
+        .unwrap();
+    step("sub-microsecond instants round down", floored.to_string());
     // Every column that schema.rs declares exists with a compatible type.
     step(
         "sessions columns",
@@ -139,6 +148,7 @@ fn expected() -> Vec<(String, String)> {
         ("same email, deleted", "ok"),
         ("search live users", "1"),
         ("time comparisons at microsecond precision", "exact=1 newer=1"),
+        ("sub-microsecond instants round down", "1"),
         ("sessions columns", "ok"),
         ("attempts columns", "ok"),
         ("users columns", "ok"),

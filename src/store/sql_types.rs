@@ -130,7 +130,8 @@ impl FromSql<Uuid, Sqlite> for DbUuid {
 
 impl ToSql<Instant, Pg> for DbTime {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        let unix_micros = i64::try_from(self.0.unix_timestamp_nanos() / 1_000)?;
+        // Floor, as the SQLite text does: the same instant on both backends, before 1970 too.
+        let unix_micros = i64::try_from(self.0.unix_timestamp_nanos().div_euclid(1_000))?;
         out.write_all(&(unix_micros - PG_EPOCH_OFFSET_MICROS).to_be_bytes())?;
         Ok(IsNull::No)
     }

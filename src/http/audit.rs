@@ -186,9 +186,9 @@ struct Impersonated {
 }
 
 /// Any Authorization header counts: a request refused for carrying several is
-/// still logged in the session of the impersonation token among them.
-fn impersonated(req: &ServiceRequest, state: &AppState) -> Option<Impersonated> {
-    bearer_tokens(req.request()).find_map(|token| impersonation_token(state, token))
+/// still logged in the session of each impersonation token among them.
+fn impersonated(req: &ServiceRequest, state: &AppState) -> Vec<Impersonated> {
+    bearer_tokens(req.request()).filter_map(|token| impersonation_token(state, token)).collect()
 }
 
 fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
@@ -204,14 +204,16 @@ fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
 /// the session (a gateway introspecting every call would double its log).
 /// The body is read here and handed on; `Err` is a body too large to read.
 async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Result<Option<Impersonated>, ApiError> {
-    let is_form = req.path().starts_with("/oauth/")
+    // The path as routed (`/%6fauth/revoke` is `/oauth/revoke` too).
+    let path = req.match_info().as_str();
+    let is_form = path.starts_with("/oauth/")
         && req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
     if !is_form {
         return Ok(None);
     }
     let body = read_body(req).await?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let revoking = req.path() == "/oauth/revoke";
+    let revoking = req.match_info().as_str() == "/oauth/revoke";
     req.set_payload(Payload::from(body));
     Ok(pairs
         .iter()
@@ -271,17 +273,25 @@ where
             return Box::pin(async move { Ok(service.call(req).await?.map_into_left_body()) });
         };
         Box::pin(async move {
-            let who = match impersonated(&req, &state) {
-                Some(who) => Some(who),
-                None => match impersonated_in_form(&mut req, &state).await {
-                    Ok(who) => who,
-                    Err(refusal) => {
-                        let response = error_response(req.path(), refusal);
-                        return Ok(req.into_response(response).map_into_right_body());
-                    }
-                },
+            let mut sessions = impersonated(&req, &state);
+            let form_refusal = match impersonated_in_form(&mut req, &state).await {
+                Ok(found) => {
+                    sessions.extend(found);
+                    None
+                }
+                Err(refusal) => Some(refusal),
             };
-            let Some(who) = who else { return Ok(service.call(req).await?.map_into_left_body()) };
+            let mut seen = std::collections::HashSet::new();
+            sessions.retain(|who| seen.insert(who.session_id));
+            let Some(who) = sessions.pop() else {
+                return Ok(match form_refusal {
+                    Some(refusal) => {
+                        let response = error_response(req.match_info().as_str(), refusal);
+                        req.into_response(response).map_into_right_body()
+                    }
+                    None => service.call(req).await?.map_into_left_body(),
+                });
+            };
             let started = Instant::now();
             let at = state.clock.now();
             state.metrics.impersonated_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -290,7 +300,7 @@ where
             span.record("session_id", tracing::field::display(who.session_id));
 
             let client = ClientInfo::of(req.request());
-            let path = req.path().to_owned();
+            let path = req.match_info().as_str().to_owned();
             let mut entry = RequestEntry {
                 session_id: who.session_id,
                 at,
@@ -304,16 +314,30 @@ where
                 body: None,
             };
             let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let body = match read_body(&mut req).await {
+            let read = match form_refusal {
+                Some(refusal) => Err(refusal),
+                None => read_body(&mut req).await,
+            };
+            let body = match read {
                 Ok(body) => body,
                 Err(refusal) => {
                     entry.status = refusal.status.as_u16();
                     entry.body = Some(format!("[body not read: {}]", refusal.detail));
-                    return answer_alone(&state, &who, entry, started, req, refusal).await;
+                    return answer_alone(&state, &[who], entry, started, req, refusal).await;
                 }
             };
             entry.body = redact_body(&body, content_type.as_deref());
             req.set_payload(Payload::from(body));
+            if !sessions.is_empty() {
+                // Whose session would it act in? Neither: refused, and logged in each.
+                let refusal = ApiError::bad_request(
+                    "several_sessions",
+                    "this request carries the tokens of several impersonation sessions; send one",
+                );
+                entry.status = refusal.status.as_u16();
+                sessions.push(who);
+                return answer_alone(&state, &sessions, entry, started, req, refusal).await;
+            }
 
             // Fail closed: a handler that cannot open the transaction cannot
             // read or change anything, and without the row the answer is 503.
@@ -331,7 +355,7 @@ where
                 (Ok(()), Ok(res)) => Ok(res.map_into_left_body()),
                 (Ok(()), Err(error)) => Err(error),
                 (Err(error), Ok(res)) => {
-                    let response = error_response(res.request().path(), error);
+                    let response = error_response(res.request().match_info().as_str(), error);
                     Ok(res.into_response(response).map_into_right_body())
                 }
                 (Err(error), Err(_)) => Err(actix_web::error::InternalError::from_response(
@@ -396,19 +420,25 @@ fn append_and_commit(
     })
 }
 
-/// Logs a request that was refused before reaching the handler, in its own transaction.
+/// Logs a request that was refused before reaching the handler, in its own
+/// transaction, in the log of each session it names.
 async fn answer_alone<B: 'static>(
     state: &AppState,
-    who: &Impersonated,
+    sessions: &[Impersonated],
     mut entry: RequestEntry,
     started: Instant,
     req: ServiceRequest,
     refusal: ApiError,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     entry.duration_ms = started.elapsed().as_millis() as u64;
-    let shared = Arc::new(Mutex::new(RequestTransaction::new(state, who)));
-    let logged = finish(shared, entry, true).await;
-    let error = logged.err().unwrap_or(refusal);
-    let response = error_response(req.path(), error);
+    let mut error = refusal;
+    for who in sessions {
+        let shared = Arc::new(Mutex::new(RequestTransaction::new(state, who)));
+        let entry = RequestEntry { session_id: who.session_id, ..entry.clone() };
+        if let Err(unlogged) = finish(shared, entry, true).await {
+            error = unlogged;
+        }
+    }
+    let response = error_response(req.match_info().as_str(), error);
     Ok(req.into_response(response).map_into_right_body())
 }

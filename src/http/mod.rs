@@ -290,14 +290,14 @@ async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<Htt
         Err(error) => error,
     };
     // SPEC §6: everything under /oauth/ answers errors the RFC 6749 way.
-    if req.path().starts_with("/oauth/") {
+    if req.match_info().as_str().starts_with("/oauth/") {
         return Err(controllers::oauth::OAuthError::routing(error).into());
     }
     Err(error.into())
 }
 
 fn unrouted(req: &HttpRequest, routes: &RouteTable) -> Result<HttpResponse, ApiError> {
-    let Some(methods) = routes.allowed(req.path()) else {
+    let Some(methods) = routes.allowed(req.match_info().as_str()) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

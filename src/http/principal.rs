@@ -286,7 +286,7 @@ pub async fn authenticate_requests(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if req.headers().contains_key(header::AUTHORIZATION) && reads_the_caller(req.path()) {
+    if req.headers().contains_key(header::AUTHORIZATION) && reads_the_caller(req.match_info().as_str()) {
         // The clone must be gone before the request moves on: actix needs
         // exclusive access to it while routing.
         let outcome = {

@@ -100,6 +100,7 @@ impl RequestLogRow {
 }
 
 /// A request, already redacted, to append to the log.
+#[derive(Clone)]
 pub struct RequestEntry {
     pub session_id: Uuid,
     pub at: OffsetDateTime,

@@ -615,6 +615,9 @@ async fn spas_on_allowed_origins_get_cors_headers() {
         let asked = preflight(allowed, "authorization").await;
         assert_eq!(asked.status.as_u16(), 200, "{}", asked.text);
         assert_eq!(asked.header("access-control-allow-origin").as_deref(), Some(allowed));
+        // Preflights are answered like any other request: traceable, hardened.
+        assert!(asked.header("x-request-id").is_some());
+        assert_eq!(asked.header("x-content-type-options").as_deref(), Some("nosniff"));
         let token = app.admin().await;
         let res = app
             .send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://app.example.com")])
@@ -626,9 +629,11 @@ async fn spas_on_allowed_origins_get_cors_headers() {
         // Tracing headers an SPA's instrumentation adds are fine.
         let traced = preflight(allowed, "authorization, traceparent, x-request-id").await;
         assert_eq!(traced.status.as_u16(), 200, "{}", traced.text);
-        // A preflight from an origin not allowed is refused as a problem.
+        // A preflight from an origin not allowed is refused as a problem that says why.
         let refused = preflight("https://evil.example", "").await;
-        refused.assert_problem(400, "bad_request");
+        refused.assert_problem(400, "cors_refused");
+        assert!(refused.body["detail"].as_str().unwrap().contains("ACTAS_CORS_ALLOWED_ORIGINS"));
+        assert!(refused.header("x-request-id").is_some());
     }
 }
 

@@ -23,12 +23,15 @@ pub fn problem_for_every_error<B: 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(to_problem)
 }
 
-fn to_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res.response().headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+fn is_json<B>(res: &ServiceResponse<B>) -> bool {
+    res.response().headers().get(header::CONTENT_TYPE).is_some_and(|v| {
         let v = v.as_bytes();
         v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
-    });
-    if is_json {
+    })
+}
+
+fn to_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    if is_json(&res) {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let status = res.status();
@@ -42,6 +45,25 @@ fn to_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerRespo
         response.headers_mut().insert(name, value);
     }
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, response).map_into_right_body()))
+}
+
+/// The CORS layer refuses with a bare 400 (an origin not configured, or a
+/// preflight asking for a method the API has not): said as a problem that
+/// names the cause. Every error from further in is problem+json already.
+pub fn problem_for_cors_refusals<B: 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        if is_json(&res) || res.status() != StatusCode::BAD_REQUEST {
+            return to_problem(res);
+        }
+        let (req, _) = res.into_parts();
+        let refusal = ApiError::bad_request(
+            "cors_refused",
+            "this browser origin, or the method it asks for, is not allowed; \
+             the allowed origins are set in ACTAS_CORS_ALLOWED_ORIGINS",
+        );
+        let response = ServiceResponse::new(req, refusal.error_response()).map_into_right_body();
+        Ok(ErrorHandlerResponse::Response(response))
+    })
 }
 
 pub(crate) fn generic_error(status: StatusCode) -> ApiError {

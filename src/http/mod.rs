@@ -118,11 +118,12 @@ pub fn app(
         .wrap(from_fn(middleware::catch_panic))
         .wrap(middleware::problem_for_every_error())
         .wrap(audit::AuditTrail)
-        .wrap(from_fn(middleware::security_headers))
-        .wrap(from_fn(middleware::request_span))
         .wrap(actix_web::middleware::Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
         // The CORS layer's own refusals (an origin not allowed) are problems too.
-        .wrap(middleware::problem_for_every_error())
+        .wrap(middleware::problem_for_cors_refusals())
+        // Preflights and CORS refusals carry these like every other response.
+        .wrap(from_fn(middleware::security_headers))
+        .wrap(from_fn(middleware::request_span))
 }
 
 /// CORS for single-page apps served from the configured origins. Tokens travel

@@ -17,8 +17,9 @@ use super::DbConnection;
 pub enum Scope {
     LoginEmail,
     LoginIp,
-    PasswordChange,
-    /// An impersonator confirming their password to start a session.
+    /// A logged-in user confirming their own password: to start an
+    /// impersonation (or token exchange), or to change it. One count for
+    /// both, so that a stolen login token buys no extra guesses per action.
     Reauthentication,
 }
 
@@ -27,7 +28,6 @@ impl Scope {
         match self {
             Scope::LoginEmail => "login_email",
             Scope::LoginIp => "login_ip",
-            Scope::PasswordChange => "password_change",
             Scope::Reauthentication => "reauthentication",
         }
     }

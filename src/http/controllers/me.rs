@@ -161,7 +161,7 @@ pub async fn change_password(
     }
     let user_id = *principal.user.id;
     let subject = user_id.to_string();
-    let attempt = attempts::admit(&state, &[(Scope::PasswordChange, subject.clone())]).await?;
+    let attempt = attempts::admit(&state, &[(Scope::Reauthentication, subject.clone())]).await?;
     if !attempt.verify(&state, current_password, Some(principal.user.password_hash.clone())).await? {
         attempt.failed(&state).await;
         return Err(ApiError::forbidden("reauthentication_failed", "the current password is incorrect"));
@@ -196,7 +196,7 @@ pub async fn change_password(
                     let changed = "the current password was changed by another request meanwhile";
                     return Ok(Err(ApiError::forbidden("reauthentication_failed", changed)));
                 }
-                attempt_store::clear(conn, Scope::PasswordChange, &subject)?;
+                attempt_store::clear(conn, Scope::Reauthentication, &subject)?;
                 users::set_password_hash(conn, user_id, &hash, now)?;
                 // Impersonations started from the sessions that end, end too.
                 audit::end_sessions(

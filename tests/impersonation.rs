@@ -73,7 +73,11 @@ async fn consent_is_granted_read_replaced_and_revoked(app: TestApp) {
     // Granting again replaces it; the earlier grant stays in history.
     let again = grant(&app, ada, json!(168)).await;
     assert_eq!(again.assert_status(200)["duration_hours"], 168);
-    app.sql(&format!("SELECT 1 FROM consents WHERE user_id = '{}' AND superseded_at IS NOT NULL", w.acme_member.0));
+    let history = |condition: &str| {
+        let query = format!("SELECT COUNT(*) AS n FROM consents WHERE user_id = '{}' {condition}", w.acme_member.0);
+        app.scalar(&query)
+    };
+    assert_eq!((history(""), history("AND superseded_at IS NOT NULL")), (2, 1));
 
     app.delete("/api/v1/me/impersonation-consent", Some(ada)).await.assert_status(204);
     let revoked = app.get("/api/v1/me/impersonation-consent", Some(ada)).await;
@@ -81,6 +85,27 @@ async fn consent_is_granted_read_replaced_and_revoked(app: TestApp) {
     assert!(revoked.body["revoked_at"].is_string());
     // Revoking nothing is fine.
     app.delete("/api/v1/me/impersonation-consent", Some(ada)).await.assert_status(204);
+    assert_eq!((history(""), history("AND revoked_at IS NOT NULL")), (2, 1));
+}
+
+/// SPEC §1: a reason is optional free text of at most 500 characters (not
+/// bytes); text that reorders how it displays is refused too.
+async fn reasons_are_at_most_500_characters_of_plain_text(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let with_reason = |reason: String| {
+        let body = json!({"target_user_id": w.acme_member.0, "password": ADMIN_PASSWORD, "reason": reason});
+        app.post("/api/v1/impersonations", Some(&w.admin), body)
+    };
+    for refused in ["é".repeat(501), "ticket \u{202E}24# tekcit".to_owned()] {
+        let res = with_reason(refused).await;
+        res.assert_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], "reason");
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
+    let res = with_reason("é".repeat(500)).await;
+    let id = res.assert_status(201)["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(session(&app, &w, &id).await["reason"].as_str().unwrap().chars().count(), 500);
 }
 
 async fn consent_durations_outside_1_to_168_whole_hours_are_refused(app: TestApp) {
@@ -703,6 +728,7 @@ async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
 }
 
 backend_tests!(
+    reasons_are_at_most_500_characters_of_plain_text,
     an_end_is_timed_when_its_turn_comes,
     a_password_changed_during_a_start_refuses_it,
     an_owner_organization_member_may_impersonate_customers,

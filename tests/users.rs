@@ -82,6 +82,14 @@ async fn invalid_users_are_refused_field_by_field(app: TestApp) {
     let fields: HashSet<&str> =
         res.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, HashSet::from(["email", "name", "password"]));
+    // A look-alike of an existing address (an invisible character inside),
+    // and a name that reorders how it displays.
+    let body = json!({"email": "ada\u{200B}@acme.example", "name": "Ada \u{202E}nimda", "password": PASSWORD});
+    let res = app.post("/api/v1/users", Some(&w.admin), body).await;
+    res.assert_problem(422, "validation_failed");
+    let fields: HashSet<&str> =
+        res.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, HashSet::from(["email", "name"]));
     let res = app.post("/api/v1/users", Some(&w.admin), json!({"email": "x@y.example", "name": "X"})).await;
     res.assert_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "password");

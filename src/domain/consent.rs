@@ -42,7 +42,7 @@ pub fn parse_reason(raw: Option<&str>) -> Result<Option<String>, Invalid> {
     if reason.chars().count() > 500 {
         return Err(Invalid { field: "reason", message: "must be at most 500 characters".into() });
     }
-    if reason.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if reason.chars().any(|c| (c.is_control() && c != '\n' && c != '\t') || crate::domain::types::is_bidi_control(c)) {
         return Err(Invalid { field: "reason", message: "must not contain control characters".into() });
     }
     Ok(Some(reason.to_owned()))
@@ -72,5 +72,6 @@ mod tests {
         assert_eq!(parse_reason(Some(" ticket #42 ")), Ok(Some("ticket #42".into())));
         assert!(parse_reason(Some(&"x".repeat(500))).is_ok());
         assert!(parse_reason(Some(&"x".repeat(501))).is_err());
+        assert!(parse_reason(Some("ticket \u{202E}24# tekcit")).is_err());
     }
 }

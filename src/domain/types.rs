@@ -73,6 +73,20 @@ impl UserStatus {
     }
 }
 
+/// Bidirectional overrides, embeddings and isolates: they reorder how the
+/// text around them is shown, so a name or reason could display as something
+/// other than what it says ("Trojan Source").
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that show as nothing: two emails differing only by them would
+/// look the same to whoever reads them.
+fn is_invisible(c: char) -> bool {
+    is_bidi_control(c)
+        || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
 /// A syntactically plausible email address, trimmed and lowercased so that
 /// uniqueness is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +103,8 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = Self::normalize(raw);
         let invalid = || Invalid::new("email", "must be an email address such as ada@example.com");
-        if email.is_empty() || email.len() > Self::MAX_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        let unseen = |c: char| c.is_whitespace() || c.is_control() || is_invisible(c);
+        if email.is_empty() || email.len() > Self::MAX_LEN || email.chars().any(unseen) {
             return Err(invalid());
         }
         let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
@@ -129,7 +143,7 @@ impl Name {
         if chars == 0 || chars > Self::MAX_CHARS {
             return Err(Invalid::new(field, format!("must be 1 to {} characters", Self::MAX_CHARS)));
         }
-        if name.chars().any(char::is_control) {
+        if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
             return Err(Invalid::new(field, "must not contain control characters"));
         }
         Ok(Self(name.to_owned()))
@@ -184,6 +198,11 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@x.io", "a".repeat(250))).is_err());
+        // Invisible characters would make two addresses look alike.
+        for invisible in ['\u{200B}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{00AD}', '\u{202E}'] {
+            assert!(Email::parse(&format!("ada{invisible}@x.io")).is_err(), "{invisible:?} accepted");
+        }
+        assert!(Email::parse("adä@exämple.de").is_ok());
     }
 
     #[test]
@@ -193,6 +212,10 @@ mod tests {
         assert!(Name::parse("name", &"x".repeat(200)).is_ok());
         assert!(Name::parse("name", &"x".repeat(201)).is_err());
         assert!(Name::parse("name", "a\u{0}b").is_err());
+        // Display reordering is refused; joiners that scripts need are not.
+        assert!(Name::parse("name", "Ada \u{202E}nimda").is_err());
+        assert!(Name::parse("name", "a\u{2067}b").is_err());
+        assert!(Name::parse("name", "می\u{200C}خواهم").is_ok());
     }
 
     #[test]

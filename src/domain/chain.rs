@@ -79,7 +79,9 @@ impl<Id> Verifier<Id> {
     }
 }
 
-/// Walks rows in `seq` order from the start of the chain.
+/// Walks rows in `seq` order from the start of the chain (the store feeds a
+/// [`Verifier`] in batches instead).
+#[cfg(test)]
 pub fn verify<Id>(rows: impl IntoIterator<Item = Stored<Id>>) -> Verdict<Id> {
     let mut verifier = Verifier::default();
     for row in rows {

@@ -228,7 +228,8 @@ impl EndReason {
 pub enum SessionStatus {
     /// Running: the token works.
     Ongoing,
-    /// Stopped by the impersonator or by logging out.
+    /// Stopped by the impersonator (stop, logout, token revocation), or by a
+    /// role change of either user (`end_reason` `stopped` or `logout`).
     Ended,
     /// Reached its expiry.
     Expired,

@@ -97,8 +97,8 @@ pub async fn login(
     if email.is_empty() || password.is_empty() {
         return Err(ApiError::invalid_field(if email.is_empty() { "email" } else { "password" }, "must not be empty"));
     }
-    if email.chars().count() > Email::MAX_LEN {
-        return Err(ApiError::invalid_field("email", format!("must be at most {} characters", Email::MAX_LEN)));
+    if email.len() > Email::MAX_LEN {
+        return Err(ApiError::invalid_field("email", format!("must be at most {} bytes", Email::MAX_LEN)));
     }
     // No password this long can be set: wrong, without hashing it.
     if password.len() > NewPassword::MAX_BYTES {

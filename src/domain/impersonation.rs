@@ -223,6 +223,27 @@ impl EndReason {
     }
 }
 
+/// A change to a user that ends every session they take part in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandingChange {
+    Suspended,
+    Deleted,
+    /// Their tokens name the old role: they start again under the new one.
+    RoleChanged,
+}
+
+impl StandingChange {
+    /// How the user's running impersonations end: `[as the target, as the impersonator]`.
+    pub fn end_reasons(self) -> [EndReason; 2] {
+        match self {
+            StandingChange::Suspended => [EndReason::TargetSuspended, EndReason::ImpersonatorSuspended],
+            StandingChange::Deleted => [EndReason::TargetDeleted, EndReason::ImpersonatorSuspended],
+            // Nobody is to blame and nothing was revoked: shown as ended.
+            StandingChange::RoleChanged => [EndReason::Stopped, EndReason::Stopped],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
@@ -288,6 +309,17 @@ impl SessionReader {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_users_change_ends_their_sessions_with_matching_reasons() {
+        use super::{EndReason::*, SessionStatus, StandingChange};
+        assert_eq!(StandingChange::Suspended.end_reasons(), [TargetSuspended, ImpersonatorSuspended]);
+        assert_eq!(StandingChange::Deleted.end_reasons(), [TargetDeleted, ImpersonatorSuspended]);
+        assert_eq!(StandingChange::RoleChanged.end_reasons(), [Stopped, Stopped]);
+        for change in [StandingChange::Suspended, StandingChange::Deleted] {
+            assert!(change.end_reasons().iter().all(|r| r.status() == SessionStatus::Revoked));
+        }
+    }
+
     use super::*;
     use time::macros::datetime;
 

@@ -122,10 +122,10 @@ impl ApiError {
         Self::validation(vec![FieldError { field: field.to_owned(), message: message.into() }])
     }
 
-    /// 401 with an RFC 6750 challenge.
+    /// 401 with an RFC 6750 challenge (see [`bearer_challenge`]).
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         let detail = detail.into();
-        let challenge = format!(r#"Bearer error="invalid_token", error_description="{}""#, detail.replace('"', "'"));
+        let challenge = bearer_challenge(&detail);
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
             .with_header(header::WWW_AUTHENTICATE, challenge)
     }
@@ -313,6 +313,12 @@ impl From<diesel::r2d2::PoolError> for ApiError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         ApiError::unavailable(error)
     }
+}
+
+/// An RFC 6750 §3 challenge for a bad token. The description is a quoted
+/// string: a `"` in it would end it early.
+pub fn bearer_challenge(description: &str) -> String {
+    format!(r#"Bearer error="invalid_token", error_description="{}""#, description.replace(['"', '\\'], "'"))
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use uuid::Uuid;
 use super::consents;
 use super::impersonations::{self, ImpersonationSession, Running};
 use super::schema::{audit_chain_heads as heads, audit_events as events, impersonation_sessions, request_log};
+use super::sessions::{self, LoginEnd};
 use super::sql_types::{sqlite_time_text, DbTime, DbUuid};
 use super::DbConnection;
 use crate::domain::chain::{self, Stored};
-use crate::domain::impersonation::EndReason;
+use crate::domain::impersonation::{EndReason, StandingChange};
 
 /// The two hash chains: the request log and the audit events are linked separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -339,6 +340,26 @@ fn record_end(
         detail["cause"] = json!("role_changed");
     }
     record(conn, ctx, kind, *session.target_id, Some(*session.id), detail).map(|_| ())
+}
+
+/// Ends every session a user takes part in, login and impersonation, on
+/// either side, as `change` requires.
+pub fn end_user_sessions(
+    conn: &mut DbConnection,
+    user_id: Uuid,
+    change: StandingChange,
+    ctx: &EventContext,
+) -> QueryResult<()> {
+    let [as_target, as_impersonator] = change.end_reasons();
+    let (login_end, cause) = match change {
+        StandingChange::Suspended => (LoginEnd::UserSuspended, Cause::Reason),
+        StandingChange::Deleted => (LoginEnd::UserDeleted, Cause::Reason),
+        StandingChange::RoleChanged => (LoginEnd::RoleChanged, Cause::RoleChanged),
+    };
+    let both_sides = vec![(Running::Target(user_id), as_target), (Running::Impersonator(user_id), as_impersonator)];
+    end_sessions_all(conn, both_sides, cause, ctx)?;
+    sessions::end_all_for_user(conn, user_id, None, login_end, ctx.at)?;
+    Ok(())
 }
 
 /// Revokes a user's consent and ends every running impersonation of them,

@@ -17,7 +17,7 @@ use crate::http::controllers::auth::end_token_session;
 use crate::http::controllers::impersonations::start_session;
 use crate::http::json::MAX_JSON_BYTES;
 use crate::http::principal::{authenticate_token, carries_impersonation_token, Principal};
-use crate::http::problem::ApiError;
+use crate::http::problem::{bearer_challenge, ApiError};
 use crate::http::views::TokenType;
 use crate::state::AppState;
 
@@ -121,10 +121,7 @@ impl ResponseError for OAuthError {
             res.insert_header((name.clone(), value.clone()));
         }
         if self.challenge {
-            res.insert_header((
-                header::WWW_AUTHENTICATE,
-                format!(r#"Bearer error="invalid_token", error_description="{}""#, self.body.error_description),
-            ));
+            res.insert_header((header::WWW_AUTHENTICATE, bearer_challenge(&self.body.error_description)));
         }
         res.json(&self.body)
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::impersonation::EndReason;
+use crate::domain::impersonation::StandingChange;
 use crate::domain::policy::OrgPath;
 use crate::domain::policy::{Subject, UserChanges};
 use crate::domain::types::{Email, Name, NewPassword, Role, UserStatus};
@@ -17,16 +17,12 @@ use crate::http::principal::Principal;
 use crate::http::problem::{denied, ApiError, Problem};
 use crate::http::views::{UserItem, UserView};
 use crate::state::AppState;
-use crate::store::audit::{self, Cause, EventContext};
+use crate::store::audit;
 use crate::store::consents::{self, Consent};
-use crate::store::impersonations::Running;
 use crate::store::organizations::{self, Organization};
-use crate::store::sessions::{self, LoginEnd};
 use crate::store::sql_types::{DbTime, DbUuid};
 use crate::store::users::{self, RowLock, User};
-use crate::store::DbConnection;
 use crate::store::{is_unique_violation, write_transaction};
-use diesel::QueryResult;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -363,17 +359,12 @@ pub async fn update_user(
                 let update = users::Update { name: name.as_deref(), role: body.role, status: body.status, now };
                 users::update(conn, user_id, update)?;
                 if body.status == Some(UserStatus::Suspended) && user.status() != UserStatus::Suspended {
-                    end_everything(conn, user_id, UserStatus::Suspended, &ctx)?;
+                    audit::end_user_sessions(conn, user_id, StandingChange::Suspended, &ctx)?;
                 }
                 if body.role.is_some_and(|role| role != user.role()) {
-                    let both_sides = vec![
-                        (Running::Target(user_id), EndReason::Stopped),
-                        (Running::Impersonator(user_id), EndReason::Stopped),
-                    ];
-                    audit::end_sessions_all(conn, both_sides, Cause::RoleChanged, &ctx)?;
                     // Their tokens name the old role: no longer accepted here
                     // or by introspection. They log in again.
-                    sessions::end_all_for_user(conn, user_id, None, LoginEnd::RoleChanged, now)?;
+                    audit::end_user_sessions(conn, user_id, StandingChange::RoleChanged, &ctx)?;
                 }
                 let Some(found) = users::find_with_org(conn, user_id)? else { return Ok(None) };
                 let consent = consents::active_for(conn, &[user_id], now)?.pop();
@@ -386,19 +377,6 @@ pub async fn update_user(
     tracing::info!(user_id = %user_id, by = %by, "user updated");
     let caller_org = principal.organization.org_path();
     Ok(web::Json(item(&principal, &caller_org, &user, &org, consent.as_ref(), now)))
-}
-
-/// Ends every session a suspended or deleted user takes part in.
-fn end_everything(conn: &mut DbConnection, user_id: Uuid, status: UserStatus, ctx: &EventContext) -> QueryResult<()> {
-    let (login_end, as_target) = match status {
-        UserStatus::Deleted => (LoginEnd::UserDeleted, EndReason::TargetDeleted),
-        _ => (LoginEnd::UserSuspended, EndReason::TargetSuspended),
-    };
-    let both_sides =
-        vec![(Running::Target(user_id), as_target), (Running::Impersonator(user_id), EndReason::ImpersonatorSuspended)];
-    audit::end_sessions_all(conn, both_sides, Cause::Reason, ctx)?;
-    sessions::end_all_for_user(conn, user_id, None, login_end, ctx.at)?;
-    Ok(())
 }
 
 /// Delete a user (soft): they can no longer log in and all their sessions end.
@@ -439,7 +417,7 @@ pub async fn delete_user(
                 }
                 let update = users::Update { name: None, role: None, status: Some(UserStatus::Deleted), now };
                 users::update(conn, user_id, update)?;
-                end_everything(conn, user_id, UserStatus::Deleted, &ctx)?;
+                audit::end_user_sessions(conn, user_id, StandingChange::Deleted, &ctx)?;
                 Ok(true)
             })
         })

@@ -105,7 +105,13 @@ async fn reasons_are_at_most_500_characters_of_plain_text(app: TestApp) {
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
     let res = with_reason("é".repeat(500)).await;
     let id = res.assert_status(201)["session_id"].as_str().unwrap().to_owned();
-    assert_eq!(session(&app, &w, &id).await["reason"].as_str().unwrap().chars().count(), 500);
+    let shown = session(&app, &w, &id).await;
+    assert_eq!(shown["reason"].as_str().unwrap().chars().count(), 500);
+    // With SPEC §1's field names: who, whom, and under which consent.
+    let admin_id = app.get("/api/v1/me", Some(&w.admin)).await.body["user"]["id"].clone();
+    assert_eq!((&shown["impersonator_id"], &shown["target_id"]), (&admin_id, &json!(w.acme_member.0)));
+    let consent = format!("SELECT COUNT(*) AS n FROM consents WHERE id = '{}'", shown["consent_id"].as_str().unwrap());
+    assert_eq!(app.scalar(&consent), 1);
 }
 
 async fn consent_durations_outside_1_to_168_whole_hours_are_refused(app: TestApp) {

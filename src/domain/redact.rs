@@ -77,7 +77,7 @@ pub fn redact_query(query: &str) -> String {
             let (raw_key, _) = pair.split_once('=').unwrap_or((pair, ""));
             let key = percent_decode(&raw_key.replace('+', " "));
             if is_sensitive(&key) || is_sensitive(&unescape_for_scrubbing(&key)) {
-                format!("{raw_key}=%5BREDACTED%5D{separator}")
+                format!("{raw_key}={REDACTED}{separator}")
             } else {
                 piece.to_owned()
             }
@@ -462,7 +462,7 @@ mod tests {
         }
         let json = serde_json::from_str::<Value>("{\"to\\u212aen\": \"S1\", \"\\u017fecret\": \"S2\"}").unwrap();
         assert_eq!(redact_json(&json), json!({"to\u{212A}en": REDACTED, "\u{17F}ecret": REDACTED}));
-        assert_eq!(redact_query("pas%C5%BFword=S3&q=1"), "pas%C5%BFword=%5BREDACTED%5D&q=1");
+        assert_eq!(redact_query("pas%C5%BFword=S3&q=1"), "pas%C5%BFword=[REDACTED]&q=1");
         let scrubbed = scrub_text("note: x\npa\u{DF}word: S4\n");
         assert!(!scrubbed.contains("S4"), "{scrubbed}");
     }
@@ -512,12 +512,12 @@ mod tests {
 
     #[test]
     fn queries_and_forms_are_redacted_by_parameter_name() {
-        assert_eq!(redact_query("q=ada&access_token=abc&limit=5"), "q=ada&access_token=%5BREDACTED%5D&limit=5");
-        assert_eq!(redact_query("pass%77ord=x"), "pass%77ord=%5BREDACTED%5D");
-        assert_eq!(redact_query("flag&Api_Key="), "flag&Api_Key=%5BREDACTED%5D");
+        assert_eq!(redact_query("q=ada&access_token=abc&limit=5"), "q=ada&access_token=[REDACTED]&limit=5");
+        assert_eq!(redact_query("pass%77ord=x"), "pass%77ord=[REDACTED]");
+        assert_eq!(redact_query("flag&Api_Key="), "flag&Api_Key=[REDACTED]");
         let form = redact_body(b"grant_type=x&subject_token=abc&password=p", Some("application/x-www-form-urlencoded"))
             .unwrap();
-        assert_eq!(form, "grant_type=x&subject_token=%5BREDACTED%5D&password=%5BREDACTED%5D");
+        assert_eq!(form, "grant_type=x&subject_token=[REDACTED]&password=[REDACTED]");
     }
 
     #[test]
@@ -566,7 +566,7 @@ mod tests {
             let stored = redact_body(body.as_bytes(), Some(form)).unwrap();
             assert!(!stored.contains("SECRET"), "{body} stored as {stored}");
         }
-        assert_eq!(redact_query("a=1;password=x;b=2&c=3"), "a=1;password=%5BREDACTED%5D;b=2&c=3");
+        assert_eq!(redact_query("a=1;password=x;b=2&c=3"), "a=1;password=[REDACTED];b=2&c=3");
         let text = redact_body(b"see token%3DPCT21SECRET here", Some("text/plain")).unwrap();
         assert!(!text.contains("PCT21SECRET"), "{text}");
     }
@@ -669,7 +669,7 @@ mod tests {
     #[test]
     fn odd_encodings_do_not_panic_or_leak() {
         assert_eq!(redact_query("%€=x&%E2%82%AC=y&%=z&%4"), "%€=x&%E2%82%AC=y&%=z&%4");
-        assert_eq!(redact_query("new+password=hunter2"), "new+password=%5BREDACTED%5D");
+        assert_eq!(redact_query("new+password=hunter2"), "new+password=[REDACTED]");
         let upper = redact_body(b"password=hunter2", Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8")).unwrap();
         assert!(!upper.contains("hunter2"), "{upper}");
     }

@@ -72,6 +72,9 @@ pub struct StartImpersonationResponse {
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({
     "id": "0193a5d0-1111-7222-8333-944455556666",
+    "impersonator_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31",
+    "target_id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b",
+    "consent_id": "0193a5cf-0000-7000-8000-0000000000a1",
     "impersonator": {"id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e31", "email": "sam@support.example", "name": "Sam Support"},
     "target": {"id": "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b", "email": "ada@acme.example", "name": "Ada Lovelace"},
     "reason": "Ticket #4711",
@@ -85,7 +88,13 @@ pub struct StartImpersonationResponse {
 }))]
 pub struct ImpersonationView {
     pub id: Uuid,
+    pub impersonator_id: Uuid,
+    pub target_id: Uuid,
+    /// The consent the session was started under.
+    pub consent_id: Uuid,
+    /// The impersonator's name and email, for display.
     pub impersonator: PersonRef,
+    /// The target's name and email, for display.
     pub target: PersonRef,
     #[schema(required = true)]
     pub reason: Option<String>,
@@ -113,6 +122,9 @@ impl ImpersonationView {
         let (status, ended) = session.state(now);
         Self {
             id: *session.id,
+            impersonator_id: *session.impersonator_id,
+            target_id: *session.target_id,
+            consent_id: *session.consent_id,
             impersonator: PersonRef::of(users.get(&session.impersonator_id), *session.impersonator_id),
             target: PersonRef::of(users.get(&session.target_id), *session.target_id),
             reason: session.reason.clone(),

@@ -301,6 +301,49 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
     assert!(dump.contains("actor_token=[REDACTED]"), "{dump}");
 }
 
+/// Every way a session ends is an event naming its reason: logout, and each
+/// side suspended or deleted (the other ways are in the test above).
+async fn every_ending_is_an_event_with_its_reason(app: TestApp) {
+    let w = app.world().await;
+    for (_, token) in [&w.acme_member, &w.acme_eu_member, &w.globex_member] {
+        grant(&app, token, 2).await;
+    }
+    let staff = format!("/api/v1/users/{}", w.owner_staff.0);
+    let start = |target: Uuid, token: String| {
+        let app = &app;
+        async move {
+            let body = json!({"target_user_id": target, "password": common::PASSWORD});
+            let res = app.post("/api/v1/impersonations", Some(&token), body).await;
+            res.assert_status(201)["session_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let by_staff = start(w.acme_member.0, w.owner_staff.1.clone()).await;
+    app.post("/api/v1/auth/logout", Some(&w.owner_staff.1), json!({})).await.assert_status(204);
+    let staff_token = app.login("sam@owner.example", common::PASSWORD).await;
+    let of_eu = start(w.acme_eu_member.0, staff_token.clone()).await;
+    let of_globex = start(w.globex_member.0, staff_token.clone()).await;
+    let by_suspended = start(w.acme_member.0, staff_token).await;
+    app.patch(&format!("/api/v1/users/{}", w.acme_eu_member.0), Some(&w.admin), json!({"status": "suspended"}))
+        .await
+        .assert_status(200);
+    app.delete(&format!("/api/v1/users/{}", w.globex_member.0), Some(&w.admin)).await.assert_status(204);
+    app.patch(&staff, Some(&w.admin), json!({"status": "suspended"})).await.assert_status(200);
+    for (session, reason) in [
+        (by_staff, "logout"),
+        (of_eu, "target_suspended"),
+        (of_globex, "target_deleted"),
+        (by_suspended, "impersonator_suspended"),
+    ] {
+        let events = app.get(&format!("/api/v1/audit/events?session_id={session}"), Some(&w.admin)).await;
+        let ended = events.body["items"][0].clone();
+        assert_eq!(
+            (ended["kind"].as_str(), ended["detail"]["end_reason"].as_str()),
+            (Some("impersonation_ended"), Some(reason))
+        );
+        assert_eq!(events.body["items"].as_array().unwrap().len(), 2, "{}", events.text);
+    }
+}
+
 async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     let w = app.world().await;
     let (ada_id, ada) = &w.acme_member;
@@ -512,17 +555,23 @@ async fn tampering_is_refused_and_detected(app: TestApp) {
     assert_eq!(report["chains"][0]["first_bad_id"], victim);
     assert_eq!(report["chains"][1]["ok"], true);
 
-    // The command line says the same, and fails.
-    if app.backend == Backend::Sqlite {
-        let out = Command::new(env!("CARGO_BIN_EXE_actas"))
-            .args(["audit", "verify"])
-            .env("ACTAS_DATABASE_URL", format!("sqlite://{}", app.data_dir.join("actas.db").display()))
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!((printed["ok"].as_bool(), printed["first_bad_id"].as_str()), (Some(false), Some(victim.as_str())));
-    }
+    // The command line says the same, and fails, on either backend.
+    let out = Command::new(env!("CARGO_BIN_EXE_actas"))
+        .args(["audit", "verify"])
+        .env("ACTAS_DATABASE_URL", &app.state.config.database_url)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((printed["ok"].as_bool(), printed["first_bad_id"].as_str()), (Some(false), Some(victim.as_str())));
+    // Migrating a migrated database is a no-op that succeeds, and changes no row.
+    let out = Command::new(env!("CARGO_BIN_EXE_actas"))
+        .arg("migrate")
+        .env("ACTAS_DATABASE_URL", &app.state.config.database_url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(verify(&app, &w.admin).await["first_bad_id"], victim);
 }
 
 async fn rows_added_behind_the_service_are_reported(app: TestApp) {
@@ -690,6 +739,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    every_ending_is_an_event_with_its_reason,
     a_second_authorization_header_is_refused_and_logged,
     compressed_bodies_are_refused_not_acted_on_unread,
     rows_added_behind_the_service_are_reported,

@@ -327,3 +327,23 @@ async fn proxied_logins_count_the_proxy_s_address(app: TestApp) {
     login("b@x.example".into(), "2.2.2.2, 9.9.9.9").await.assert_problem(429, "rate_limited");
     login("c@x.example".into(), "9.9.9.9, 8.8.8.8").await.assert_problem(401, "invalid_credentials");
 }
+
+/// SPEC §7: the token lifetime and audience are configurable (a token for
+/// another audience is refused: see the token hardening tests).
+#[actix_web::test]
+async fn token_lifetime_and_audience_follow_the_configuration() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let env = [("ACTAS_ACCESS_TOKEN_MINUTES", "5"), ("ACTAS_AUDIENCE", "support-api")];
+        let Some(app) = TestApp::with_env(backend, &env).await else { continue };
+        let res = app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let body = res.assert_status(200);
+        assert_eq!(body["expires_in"], 300);
+        let token = body["access_token"].as_str().unwrap().to_owned();
+        let claims = jwt_part(&token, 1);
+        assert_eq!(claims["aud"], "support-api");
+        assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300);
+        app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+        app.state.clock.advance(Duration::minutes(5));
+        app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    }
+}

@@ -25,7 +25,7 @@ fn help_lists_the_verbs() {
     let out = actas().arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for verb in ["serve", "migrate", "openapi"] {
+    for verb in ["serve", "migrate", "openapi", "audit"] {
         assert!(help.contains(verb), "--help does not mention {verb}");
     }
 }

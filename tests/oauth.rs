@@ -314,7 +314,7 @@ async fn introspection_says_active_only_while_the_session_lives(app: TestApp) {
     let a = active.assert_status(200).clone();
     let c = claims(&token);
     assert_eq!(a["active"], true);
-    for field in ["sub", "sid", "exp", "iat", "iss", "aud"] {
+    for field in ["sub", "sid", "exp", "iat", "iss", "aud", "client_id"] {
         assert_eq!(a[field], c[field], "{field}");
     }
     assert_eq!(a["act"], json!({"sub": c["act"]["sub"], "email": ADMIN_EMAIL}));

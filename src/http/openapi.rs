@@ -49,7 +49,10 @@ impl Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("An `access_token` from `POST /api/v1/auth/login` (EdDSA JWT, `typ: at+jwt`)."))
+                    .description(Some(
+                        "An `access_token` from `POST /api/v1/auth/login` (EdDSA JWT, `typ: at+jwt`); to act \
+                         as a customer, paste an impersonation token from `POST /api/v1/impersonations` instead.",
+                    ))
                     .build(),
             ),
         );

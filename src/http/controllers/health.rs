@@ -31,7 +31,7 @@ pub enum HealthStatus {
 #[utoipa::path(
     tag = "health",
     responses(
-        (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4", body = String,
+        (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String,
             example = "# TYPE actas_impersonation_sessions_active gauge\nactas_impersonation_sessions_active 3\n"),
         (status = 503, description = "Database unreachable (`service_unavailable`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:actas:problem:service_unavailable", "title": "Service unavailable", "status": 503, "detail": "the service is busy or cannot reach its database; try again shortly", "code": "service_unavailable"})),

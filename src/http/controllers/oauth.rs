@@ -453,6 +453,10 @@ pub struct IntrospectionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub scope: Option<&'static str>,
+    /// The client the token was issued to: always actas' own, `actas`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub client_id: Option<String>,
 }
 
 fn inactive_token_example() -> serde_json::Value {
@@ -466,7 +470,7 @@ fn active_token_example() -> serde_json::Value {
         "sid": "0193a5d0-1111-7222-8333-944455556666", "exp": 1795244400, "iat": 1795242600, "nbf": 1795242600,
         "iss": "https://actas.example.com", "aud": "actas", "scope": "actas impersonation", "token_type": "Bearer",
         "username": "ada@acme.example", "jti": "8d7f3c2e-41a5-4b7e-9c1d-2e3f4a5b6c7d",
-        "org": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member"
+        "org": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "role": "member", "client_id": "actas"
     })
 }
 
@@ -549,6 +553,7 @@ pub async fn introspect(
         scope: Some(if claims.act.is_some() { IMPERSONATION_SCOPE } else { LOGIN_SCOPE }),
         iss: Some(claims.iss),
         aud: Some(claims.aud),
+        client_id: Some(claims.client_id),
     }))
 }
 

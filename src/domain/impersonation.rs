@@ -169,8 +169,14 @@ pub fn token_expiry(
     cap: Option<Duration>,
 ) -> Option<OffsetDateTime> {
     let capped = cap.map_or(consent_expires_at, |cap| consent_expires_at.min(started_at + cap));
-    let whole = OffsetDateTime::from_unix_timestamp(capped.unix_timestamp()).ok()?;
+    let whole = whole_seconds(capped);
     (whole > started_at).then_some(whole)
+}
+
+/// An expiry as handed out, in whole seconds, rounded down (never later than
+/// what bounds it).
+pub fn whole_seconds(at: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(at.unix_timestamp()).unwrap_or(at)
 }
 
 /// How a session ended; stored as `end_reason`.

@@ -11,7 +11,7 @@ use super::schema::{impersonation_sessions as sessions, login_sessions, organiza
 use super::sql_types::{DbTime, DbUuid};
 use super::users::{self as users_store, User};
 use super::DbConnection;
-use crate::domain::impersonation::{session_state, EndReason, SessionStatus};
+use crate::domain::impersonation::{session_state, whole_seconds, EndReason, SessionStatus};
 use crate::domain::types::UserStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -262,6 +262,6 @@ pub fn clamp_expiry_for_target(
             .filter(sessions::expires_at.gt(DbTime(latest_end.max(now)))),
     )
     // Whole seconds, like every expiry handed out (JWT `exp` has no fractions).
-    .set(sessions::expires_at.eq(DbTime(latest_end.replace_nanosecond(0).unwrap_or(latest_end))))
+    .set(sessions::expires_at.eq(DbTime(whole_seconds(latest_end))))
     .execute(conn)
 }

@@ -367,7 +367,34 @@ async fn a_caller_suspended_mid_request_changes_nobody(app: TestApp) {
     }
 }
 
+/// A caller whose login runs out while the change waits for its turn is
+/// judged when the turn comes: too late.
+async fn a_login_that_expires_while_waiting_changes_nobody(app: TestApp) {
+    let w = app.world().await;
+    let member = format!("/api/v1/users/{}", w.acme_member.0);
+    app.state.clock.advance(time::Duration::minutes(59));
+    let admin = app.login("boss@acme.example", PASSWORD).await;
+    app.state.clock.advance(time::Duration::minutes(59));
+    // Someone else holds the member's row (PostgreSQL) or the writer (SQLite).
+    let mut holder = app.state.pool.get().unwrap();
+    let begin = match app.backend {
+        Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
+        Backend::Postgres => format!("BEGIN; SELECT id FROM users WHERE id = '{}' FOR UPDATE", w.acme_member.0),
+    };
+    diesel::connection::SimpleConnection::batch_execute(&mut *holder, &begin).unwrap();
+    let change = app.patch(&member, Some(&admin), json!({"status": "suspended"}));
+    let release = async {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
+        app.state.clock.advance(time::Duration::minutes(2));
+        diesel::connection::SimpleConnection::batch_execute(&mut *holder, "COMMIT").unwrap();
+    };
+    let (res, ()) = futures_util::future::join(change, release).await;
+    res.assert_problem(401, "unauthorized");
+    assert_eq!(app.get(&member, Some(&app.admin().await)).await.body["status"], "active");
+}
+
 backend_tests!(
+    a_login_that_expires_while_waiting_changes_nobody,
     a_caller_suspended_mid_request_changes_nobody,
     members_cannot_change_or_delete_others,
     customer_admins_cannot_create_super_admins,

@@ -323,7 +323,8 @@ where
                 Err(refusal) => {
                     entry.status = refusal.status.as_u16();
                     entry.body = Some(format!("[body not read: {}]", refusal.detail));
-                    return answer_alone(&state, &[who], entry, started, req, refusal).await;
+                    sessions.push(who);
+                    return answer_alone(&state, &sessions, entry, started, req, refusal).await;
                 }
             };
             entry.body = redact_body(&body, content_type.as_deref());

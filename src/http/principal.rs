@@ -11,7 +11,6 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::problem::ApiError;
@@ -19,7 +18,7 @@ use crate::crypto::tokens::{Claims, TokenError};
 use crate::domain::impersonation::{Party, Refusal, SessionReader};
 use crate::domain::policy::{Actor, OrgPath};
 use crate::domain::types::Role;
-use crate::state::AppState;
+use crate::state::{AppState, Clock};
 use crate::store::impersonations::{self, ImpersonationSession};
 use crate::store::organizations::Organization;
 use crate::store::pool::DbConnection;
@@ -121,16 +120,13 @@ pub struct Standing {
 
 impl Standing {
     /// Locks `rows` together with the caller's own row (held, in one id
-    /// order), then confirms the caller's session is still live as it was.
-    pub fn lock_with(
-        self,
-        conn: &mut DbConnection,
-        rows: &[(Uuid, RowLock)],
-        now: OffsetDateTime,
-    ) -> Result<(), ApiError> {
+    /// order), then confirms the caller's session is still live as it was,
+    /// at the time the locks were had.
+    pub fn lock_with(self, conn: &mut DbConnection, rows: &[(Uuid, RowLock)], clock: &Clock) -> Result<(), ApiError> {
         let mut all = rows.to_vec();
         all.push((self.user_id, RowLock::Hold));
         users::lock_each(conn, &all)?;
+        let now = clock.now();
         if self.impersonated {
             // The request's own transaction checked its session when it
             // opened, and holds it (`impersonations::hold_live`).

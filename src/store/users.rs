@@ -212,8 +212,11 @@ impl RowLock {
 }
 
 /// Locks several users' rows, each in its own mode, in id order (a row named
-/// twice gets the stronger mode): an edit that also holds its caller's row
-/// then never meets another one in a lock cycle.
+/// twice gets the stronger mode): two such calls never wait for each other in
+/// a circle. An impersonated request holds its users' rows from its start
+/// (`impersonations::hold_live`), outside this order: one that changes a user
+/// who at that moment changes the impersonated user can meet it in a cycle,
+/// which PostgreSQL breaks within a second; the loser answers 503 to retry.
 pub fn lock_each(conn: &mut DbConnection, rows: &[(Uuid, RowLock)]) -> QueryResult<()> {
     let mut rows = rows.to_vec();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));

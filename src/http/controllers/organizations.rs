@@ -81,11 +81,11 @@ pub async fn create_organization(
     let now = state.clock.now();
     let org = Organization::new_child(Some(&parent), name.into_string(), now);
     let stored = org.clone();
-    let caller = principal.standing();
+    let (caller, clock) = (principal.standing(), state.clock.clone());
     state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                caller.lock_with(conn, &[], now)?;
+                caller.lock_with(conn, &[], &clock)?;
                 Ok(organizations::insert(conn, &stored)?)
             })
         })

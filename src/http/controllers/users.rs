@@ -163,11 +163,11 @@ pub async fn create_user(
         deleted_at: None,
     };
     let stored = user.clone();
-    let caller = principal.standing();
+    let (caller, clock) = (principal.standing(), state.clock.clone());
     state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                caller.lock_with(conn, &[], now)?;
+                caller.lock_with(conn, &[], &clock)?;
                 match users::insert(conn, &stored) {
                     Err(e) if is_unique_violation(&e) => {
                         Err(ApiError::conflict("email_taken", "a user with this email already exists"))
@@ -346,7 +346,7 @@ pub async fn update_user(
                 // impersonate whom.
                 let mode =
                     if changes.role.is_some() || changes.status.is_some() { RowLock::Change } else { RowLock::Edit };
-                caller.lock_with(conn, &[(user_id, mode)], clock.now())?;
+                caller.lock_with(conn, &[(user_id, mode)], &clock)?;
                 // Timed after the locks: the requests it waited for came first.
                 let now = clock.now();
                 let ctx = client.event(real_user, now);
@@ -407,7 +407,7 @@ pub async fn delete_user(
     let deleted = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                caller.lock_with(conn, &[(user_id, RowLock::Change)], clock.now())?;
+                caller.lock_with(conn, &[(user_id, RowLock::Change)], &clock)?;
                 let now = clock.now();
                 let ctx = client.event(real_user, now);
                 let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;

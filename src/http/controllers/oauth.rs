@@ -584,7 +584,7 @@ fn unauthorized(description: String) -> OAuthError {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
+        (status = 400, description = "Not a form, no `token`, or besides it the token of another impersonation session in `Authorization` (`invalid_request`; codes `validation_failed`, `several_sessions`)", body = OAuthErrorBody,
             example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
     )
 )]

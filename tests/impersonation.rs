@@ -740,7 +740,25 @@ async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
     assert!(at("ended_at") - at("started_at") >= Duration::minutes(5), "{ended}");
 }
 
+/// A read whose token was checked just before its session ended, but whose
+/// row comes after the end, is refused: no call is answered (or logged as
+/// answered) after its session's end.
+async fn a_read_racing_the_end_of_its_session_is_refused(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let end =
+        format!("UPDATE impersonation_sessions SET ended_at = started_at, end_reason = 'stopped' WHERE id = '{id}'");
+    let session_row = ("impersonation_sessions", id.parse().unwrap());
+    let reading = app.get("/api/v1/me", Some(&token));
+    let res = commit_during(&app, session_row, &end, StdDuration::from_millis(500), reading, || {}).await;
+    res.assert_problem(401, "unauthorized");
+    let logged = |status: u16| app.scalar(&format!("SELECT COUNT(*) AS n FROM request_log WHERE status = {status}"));
+    assert_eq!((logged(200), logged(401)), (0, 1));
+}
+
 backend_tests!(
+    a_read_racing_the_end_of_its_session_is_refused,
     reasons_are_at_most_500_characters_of_plain_text,
     an_end_is_timed_when_its_turn_comes,
     a_password_changed_during_a_start_refuses_it,

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::client::ClientInfo;
 use super::controllers::oauth::OAuthError;
 use super::json::MAX_JSON_BYTES;
-use super::principal::{bearer_tokens, impersonation_claims};
+use super::principal::{bearer_tokens, impersonation_claims, reads_the_caller};
 use super::problem::ApiError;
 use crate::domain::redact::{redact_body, redact_query};
 use crate::state::{AppState, Clock, SessionTurns};
@@ -353,9 +353,9 @@ where
             let keep_changes = !status.is_server_error();
             let logged = finish(shared, entry, keep_changes).await;
             match (logged, result) {
-                (Ok(()), Ok(res)) => Ok(res.map_into_left_body()),
-                (Ok(()), Err(error)) => Err(error),
-                (Err(error), Ok(res)) => {
+                (Ok(Logged::AsAnswered), Ok(res)) => Ok(res.map_into_left_body()),
+                (Ok(_), Err(error)) => Err(error),
+                (Ok(Logged::EndedFirst(error)) | Err(error), Ok(res)) => {
                     let response = error_response(res.request().match_info().as_str(), error);
                     Ok(res.into_response(response).map_into_right_body())
                 }
@@ -383,8 +383,16 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
     Ok(body.freeze())
 }
 
+/// How a request's row went in: with the answer as the handler gave it, or,
+/// for an answer made without the transaction, as the 401 it became because
+/// the session ended first.
+enum Logged {
+    AsAnswered,
+    EndedFirst(ApiError),
+}
+
 /// Appends the row and commits, on a blocking thread inside the request's span.
-async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<(), ApiError> {
+async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<Logged, ApiError> {
     let span = tracing::Span::current();
     let turn = RequestTransaction::wait_turn(&shared).await?;
     web::block(move || {
@@ -398,13 +406,31 @@ async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: boo
 /// On any failure nothing of the request stays, and the answer becomes 503.
 fn append_and_commit(
     shared: SharedConnection,
-    turn: Option<Turn>,
-    entry: RequestEntry,
+    mut turn: Option<Turn>,
+    mut entry: RequestEntry,
     keep_changes: bool,
-) -> Result<(), ApiError> {
+) -> Result<Logged, ApiError> {
     // A panic in a handler's database work leaves the lock poisoned; the
     // transaction is rolled back below (a 5xx keeps nothing), so go on.
     let mut guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut logged = Logged::AsAnswered;
+    // An answer made without the transaction (a read the token's check
+    // already served, like `GET /me`) is ordered against the session's end
+    // only here: ended meanwhile, the request is refused after all, so that
+    // no call is ever answered, or logged, after its session's end. (Probes
+    // and public documents answer whoever asks; the OAuth endpoints answer
+    // about tokens, ended ones included: revoking one is always 200.)
+    let answers_as_the_session = reads_the_caller(&entry.path) && !entry.path.starts_with("/oauth/");
+    if guard.open.is_none() && entry.status < 400 && answers_as_the_session {
+        match guard.conn(turn.take()) {
+            Ok(_) => {}
+            Err(ended) if ended.status == actix_web::http::StatusCode::UNAUTHORIZED => {
+                entry.status = ended.status.as_u16();
+                logged = Logged::EndedFirst(ended);
+            }
+            Err(error) => return Err(error),
+        }
+    }
     let conn = guard.conn_for_log(turn)?;
     let appended = (|| {
         if !keep_changes {
@@ -415,7 +441,7 @@ fn append_and_commit(
         audit::append_request(conn, entry)?;
         pool::commit(conn)
     })();
-    appended.map_err(|e: diesel::result::Error| {
+    appended.map(|()| logged).map_err(|e: diesel::result::Error| {
         let _ = pool::rollback(conn);
         ApiError::audit_unavailable(format!("writing the request log failed: {e}"))
     })

@@ -234,7 +234,7 @@ impl FromRequest for NotChained {
 /// Probes, public documents and the UI never look at the caller: a token
 /// sent to them costs no database round trip (and cannot slow a probe down
 /// while the database is away).
-fn reads_the_caller(path: &str) -> bool {
+pub fn reads_the_caller(path: &str) -> bool {
     !matches!(path, "/healthz" | "/readyz" | "/metrics")
         && !["/.well-known/", "/swagger-ui", "/api-docs/"].iter().any(|prefix| path.starts_with(prefix))
 }

@@ -757,7 +757,28 @@ async fn a_read_racing_the_end_of_its_session_is_refused(app: TestApp) {
     assert_eq!((logged(200), logged(401)), (0, 1));
 }
 
+/// A frontend firing parallel changes as one customer: they take turns, and
+/// each gets its own answer, never a 503 from colliding with its sibling.
+async fn parallel_changes_in_one_session_take_turns(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let own = format!("/api/v1/users/{}", w.acme_member.0);
+    let changes = (0..24).map(|i| {
+        let (app, own, token) = (&app, &own, &token);
+        async move {
+            // Refused (nobody changes their own status), but only after the rows are locked.
+            let body = if i % 2 == 0 { json!({"status": "suspended"}) } else { json!({"name": format!("Ada {i}")}) };
+            app.patch(own, Some(token), body).await
+        }
+    });
+    for res in futures_util::future::join_all(changes).await {
+        assert!(matches!(res.status.as_u16(), 200 | 403), "{}", res.text);
+    }
+}
+
 backend_tests!(
+    parallel_changes_in_one_session_take_turns,
     a_read_racing_the_end_of_its_session_is_refused,
     reasons_are_at_most_500_characters_of_plain_text,
     an_end_is_timed_when_its_turn_comes,

@@ -62,12 +62,27 @@ pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<Impersonati
 /// another holding the row. On SQLite the single writer serializes all this.
 /// `people` are the impersonator and the target, as the session's token names them.
 pub fn hold_live(conn: &mut DbConnection, id: Uuid, people: [Uuid; 2], now: OffsetDateTime) -> QueryResult<bool> {
+    if let DbConnection::Postgresql(pg) = conn {
+        // The session's requests queue here, before holding any user's row:
+        // one waiting for the session's row while holding its users' rows
+        // would keep the running one from changing those users (a cycle
+        // PostgreSQL breaks by failing one of them). Nothing else takes this
+        // lock, so it closes no cycle with enders.
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind::<diesel::sql_types::Integer, _>(SESSION_QUEUE_LOCK_CLASS)
+            .bind::<diesel::sql_types::Text, _>(id.to_string())
+            .execute(pg)?;
+    }
     users_store::hold_unchanged(conn, &people)?;
     lock(conn, id)?;
     // The token's names must still be the session's: checked again here.
     let live = find_live(conn, id, now)?;
     Ok(live.is_some_and(|(_, target, _, impersonator)| [*impersonator.id, *target.id] == people))
 }
+
+/// First key of the advisory locks that queue a session's requests (the
+/// second is the session id's hash); the two-key space is ours alone.
+const SESSION_QUEUE_LOCK_CLASS: i32 = 0x6163_7473;
 
 /// Locks one session's row (PostgreSQL) until the transaction ends: it waits
 /// for the session's requests in flight, which hold it (`hold_live`).

@@ -112,6 +112,13 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
         "the request body is larger than 65536 bytes",
     ),
     (
+        "LoggedBodyTooLarge",
+        "413",
+        "With an impersonation token, any body over 64 KiB, even one this operation ignores: every request of the session is logged with its body (`payload_too_large`)",
+        "payload_too_large",
+        "the request body is larger than 65536 bytes",
+    ),
+    (
         "UnsupportedMediaType",
         "415",
         "The body is not `application/json`, or is compressed (`Content-Encoding`; `unsupported_media_type`)",
@@ -298,6 +305,9 @@ fn add_shared(op: &mut Operation, not_found: Option<&str>, schemas: &BTreeMap<St
     }
     if secured {
         wanted.push("Unauthorized");
+        if !has_body {
+            wanted.push("LoggedBodyTooLarge");
+        }
     }
     wanted.extend(not_found);
     wanted.push("InternalError");

@@ -225,10 +225,16 @@ async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Res
         .find_map(|(_, value)| impersonation_token(state, value)))
 }
 
-/// Errors under `/oauth/` are said the RFC 6749 way, everywhere else as problem+json.
+/// Errors under `/oauth/` are said the RFC 6749 way, everywhere else as
+/// problem+json. A 401 here is always about the bearer token.
 fn error_response(path: &str, error: ApiError) -> actix_web::HttpResponse {
     if path.starts_with("/oauth/") {
-        OAuthError::from_api(error).error_response()
+        match error.status {
+            actix_web::http::StatusCode::UNAUTHORIZED => {
+                OAuthError::invalid_bearer(error.detail.clone()).error_response()
+            }
+            _ => OAuthError::from_api(error).error_response(),
+        }
     } else {
         error.error_response()
     }
@@ -355,7 +361,7 @@ where
             match (logged, result) {
                 (Ok(Logged::AsAnswered), Ok(res)) => Ok(res.map_into_left_body()),
                 (Ok(_), Err(error)) => Err(error),
-                (Ok(Logged::EndedFirst(error)) | Err(error), Ok(res)) => {
+                (Ok(Logged::Replaced(error)) | Err(error), Ok(res)) => {
                     let response = error_response(res.request().match_info().as_str(), error);
                     Ok(res.into_response(response).map_into_right_body())
                 }
@@ -384,11 +390,12 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
 }
 
 /// How a request's row went in: with the answer as the handler gave it, or,
-/// for an answer made without the transaction, as the 401 it became because
-/// the session ended first.
+/// for an answer made without the transaction, as the error it became when
+/// the transaction opened (the session ended first: 401; the check could not
+/// be made: 503).
 enum Logged {
     AsAnswered,
-    EndedFirst(ApiError),
+    Replaced(ApiError),
 }
 
 /// Appends the row and commits, on a blocking thread inside the request's span.
@@ -408,7 +415,7 @@ fn append_and_commit(
     shared: SharedConnection,
     mut turn: Option<Turn>,
     mut entry: RequestEntry,
-    keep_changes: bool,
+    mut keep_changes: bool,
 ) -> Result<Logged, ApiError> {
     // A panic in a handler's database work leaves the lock poisoned; the
     // transaction is rolled back below (a 5xx keeps nothing), so go on.
@@ -418,17 +425,16 @@ fn append_and_commit(
     // already served, like `GET /me`) is ordered against the session's end
     // only here: ended meanwhile, the request is refused after all, so that
     // no call is ever answered, or logged, after its session's end. (Probes
-    // and public documents answer whoever asks; the OAuth endpoints answer
-    // about tokens, ended ones included: revoking one is always 200.)
-    let answers_as_the_session = reads_the_caller(&entry.path) && !entry.path.starts_with("/oauth/");
+    // and public documents answer whoever asks; revoking a token, an ended
+    // one included, is always 200.)
+    let answers_as_the_session = reads_the_caller(&entry.path) && entry.path != "/oauth/revoke";
     if guard.open.is_none() && entry.status < 400 && answers_as_the_session {
-        match guard.conn(turn.take()) {
-            Ok(_) => {}
-            Err(ended) if ended.status == actix_web::http::StatusCode::UNAUTHORIZED => {
-                entry.status = ended.status.as_u16();
-                logged = Logged::EndedFirst(ended);
-            }
-            Err(error) => return Err(error),
+        if let Err(refusal) = guard.conn(turn.take()) {
+            // Logged as what it became; a failed check (a lock not had in
+            // time) leaves the transaction to be begun again for the row.
+            entry.status = refusal.status.as_u16();
+            keep_changes = false;
+            logged = Logged::Replaced(refusal);
         }
     }
     let conn = guard.conn_for_log(turn)?;

@@ -91,6 +91,12 @@ impl OAuthError {
         }
     }
 
+    /// The caller's own bearer token is not (or no longer) valid: 401 with
+    /// an RFC 6750 challenge.
+    pub fn invalid_bearer(description: String) -> Self {
+        Self { challenge: true, ..unauthorized(description) }
+    }
+
     /// Our error, said the OAuth way.
     pub fn from_api(error: ApiError) -> Self {
         let (status, kind) = match (error.status.as_u16(), error.code) {
@@ -514,7 +520,7 @@ pub async fn introspect(
     match Principal::outcome(&req) {
         Some(Ok(_)) => {}
         Some(Err(e)) if e.status.is_server_error() => return Err(OAuthError::from_api(e)),
-        Some(Err(e)) => return Err(OAuthError { challenge: true, ..unauthorized(e.detail.clone()) }),
+        Some(Err(e)) => return Err(OAuthError::invalid_bearer(e.detail.clone())),
         // No credentials: a bare challenge, without an error code (RFC 6750 §3.1).
         None => {
             return Err(OAuthError {

@@ -341,17 +341,24 @@ pub async fn update_user(
     let updated = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
-                // Decide on the rows as they are now, and hold them until
-                // done. Only a status or role change affects who may
+                let decide = |conn: &mut _| {
+                    let (user, org) =
+                        users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+                    actor.may_change_user(&subject(&user, &org.org_path()), &changes).map_err(|d| denied("user", d))?;
+                    Ok::<_, ApiError>(user)
+                };
+                // A change refused as the rows are now takes no lock (nor
+                // waits for one). Otherwise decide again on the rows held
+                // until done; only a status or role change affects who may
                 // impersonate whom.
+                decide(conn)?;
                 let mode =
                     if changes.role.is_some() || changes.status.is_some() { RowLock::Change } else { RowLock::Edit };
                 caller.lock_with(conn, &[(user_id, mode)], &clock)?;
                 // Timed after the locks: the requests it waited for came first.
                 let now = clock.now();
                 let ctx = client.event(real_user, now);
-                let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
-                actor.may_change_user(&subject(&user, &org.org_path()), &changes).map_err(|d| denied("user", d))?;
+                let user = decide(conn)?;
                 if user.status() == UserStatus::Deleted {
                     return Err(ApiError::conflict("user_deleted", "the user is deleted and cannot be changed"));
                 }
@@ -407,11 +414,18 @@ pub async fn delete_user(
     let deleted = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
+                let decide = |conn: &mut _| {
+                    let (user, org) =
+                        users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
+                    actor.may_delete_user(&subject(&user, &org.org_path())).map_err(|d| denied("user", d))?;
+                    Ok::<_, ApiError>(user)
+                };
+                // Refused as the rows are now: no lock taken. Else decided again under them.
+                decide(conn)?;
                 caller.lock_with(conn, &[(user_id, RowLock::Change)], &clock)?;
                 let now = clock.now();
                 let ctx = client.event(real_user, now);
-                let (user, org) = users::find_with_org(conn, user_id)?.ok_or_else(|| ApiError::not_found("user"))?;
-                actor.may_delete_user(&subject(&user, &org.org_path())).map_err(|d| denied("user", d))?;
+                let user = decide(conn)?;
                 if user.status() == UserStatus::Deleted {
                     return Ok(false);
                 }

@@ -994,8 +994,9 @@ async fn a_stalled_lock_holder_delays_others_briefly_not_forever() {
     app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
 }
 
-/// PostgreSQL: a read whose session's turn does not come in time (another
-/// request of the session stuck) answers 503 to retry, and is logged as such.
+/// PostgreSQL: a read that cannot be ordered against its session's end in
+/// time (a change of the session stuck holding its row) answers 503 to retry,
+/// and is logged as such.
 #[actix_web::test]
 async fn a_read_that_cannot_be_ordered_in_time_is_a_logged_503() {
     let Some(app) = TestApp::postgres().await else { return };
@@ -1003,8 +1004,8 @@ async fn a_read_that_cannot_be_ordered_in_time_is_a_logged_503() {
     grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
     let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
     let mut stuck = app.state.pool.get().unwrap();
-    let queue = format!("BEGIN; SELECT pg_advisory_xact_lock({}, hashtext('{id}'))", 0x6163_7473);
-    diesel::connection::SimpleConnection::batch_execute(&mut *stuck, &queue).unwrap();
+    let holding = format!("BEGIN; SELECT id FROM impersonation_sessions WHERE id = '{id}' FOR UPDATE");
+    diesel::connection::SimpleConnection::batch_execute(&mut *stuck, &holding).unwrap();
     let res = app.get("/api/v1/me", Some(&token)).await;
     res.assert_problem(503, "service_unavailable");
     diesel::connection::SimpleConnection::batch_execute(&mut *stuck, "ROLLBACK").unwrap();

@@ -429,7 +429,14 @@ fn append_and_commit(
     // one included, is always 200.)
     let answers_as_the_session = reads_the_caller(&entry.path) && entry.path != "/oauth/revoke";
     if guard.open.is_none() && entry.status < 400 && answers_as_the_session {
-        if let Err(refusal) = guard.conn(turn.take()) {
+        let (session_id, now) = (guard.session_id, guard.clock.now());
+        let checked = guard.conn_for_log(turn.take()).and_then(|conn| {
+            match impersonations::share_if_open(conn, session_id, now).map_err(ApiError::unavailable)? {
+                true => Ok(()),
+                false => Err(ApiError::unauthorized("the impersonation session has ended")),
+            }
+        });
+        if let Err(refusal) = checked {
             // Logged as what it became; a failed check (a lock not had in
             // time) leaves the transaction to be begun again for the row.
             entry.status = refusal.status.as_u16();

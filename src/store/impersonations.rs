@@ -95,6 +95,24 @@ pub fn lock(conn: &mut DbConnection, id: Uuid) -> QueryResult<()> {
     Ok(())
 }
 
+/// Whether a session is still open, holding its row shared until the
+/// transaction ends (PostgreSQL): every ending updates that row, so an ender
+/// waits for the holder, while holders do not wait for each other. For a
+/// request that only reads: it is then ordered against the session's end
+/// without queueing behind the session's other reads.
+pub fn share_if_open(conn: &mut DbConnection, id: Uuid, now: OffsetDateTime) -> QueryResult<bool> {
+    let open = sessions::table
+        .filter(sessions::id.eq(DbUuid(id)))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::expires_at.gt(DbTime(now)))
+        .select(sessions::id);
+    let found = match conn {
+        DbConnection::Postgresql(pg) => open.for_share().first::<DbUuid>(pg).optional()?,
+        DbConnection::Sqlite(sqlite) => open.first::<DbUuid>(sqlite).optional()?,
+    };
+    Ok(found.is_some())
+}
+
 /// A running session with its target (and organization) and its impersonator,
 /// provided both users are active and the impersonator's login session is open.
 pub fn find_live(

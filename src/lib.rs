@@ -4,6 +4,7 @@
 //! (diesel). `crypto` holds keys, tokens and password hashing.
 
 pub mod bootstrap;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use uuid::Uuid;
 
 use crate::config::Config;
@@ -14,25 +14,7 @@ use crate::crypto::tokens::TokenIssuer;
 use crate::domain::rate_limit::Limit;
 use crate::store::pool::{Backend, Pool};
 
-/// The service's notion of "now", truncated to microseconds so that both
-/// backends store exactly what was computed. Tests may move it forward.
-#[derive(Clone, Default)]
-pub struct Clock {
-    offset: Arc<Mutex<Duration>>,
-}
-
-impl Clock {
-    pub fn now(&self) -> OffsetDateTime {
-        let offset = *self.offset.lock().unwrap_or_else(|e| e.into_inner());
-        let now = OffsetDateTime::now_utc() + offset;
-        now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000).expect("truncating nanoseconds stays in range")
-    }
-
-    /// Moves this clock (and every clone of it) forward; for tests of expiry.
-    pub fn advance(&self, by: Duration) {
-        *self.offset.lock().unwrap_or_else(|e| e.into_inner()) += by;
-    }
-}
+pub use crate::clock::Clock;
 
 /// Counters of this node, for `GET /metrics`.
 #[derive(Default)]

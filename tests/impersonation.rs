@@ -738,6 +738,25 @@ async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
             .unwrap()
     };
     assert!(at("ended_at") - at("started_at") >= Duration::minutes(5), "{ended}");
+
+    // Likewise an end that reaches the session through its users (a logout
+    // here): timed once it holds the session's row, after the calls in flight.
+    let (id, _) = impersonate(&app, &w, w.acme_member.0).await;
+    let in_flight = ("impersonation_sessions", id.parse().unwrap());
+    let logging_out = post_empty(&app, "/api/v1/auth/logout", &w.admin);
+    let later = || app.state.clock.advance(Duration::minutes(5));
+    let res = commit_during(&app, in_flight, "SELECT 1", StdDuration::from_millis(500), logging_out, later).await;
+    res.assert_status(204);
+    let admin = app.admin().await;
+    let ended = app.get(&format!("/api/v1/impersonations/{id}"), Some(&admin)).await.assert_status(200).clone();
+    assert_eq!(ended["end_reason"], "logout");
+    assert!(at_of(&ended, "ended_at") - at_of(&ended, "started_at") >= Duration::minutes(5), "{ended}");
+    let events = app.get(&format!("/api/v1/audit/events?session_id={id}"), Some(&admin)).await;
+    assert_eq!(events.body["items"][0]["at"].as_str(), ended["ended_at"].as_str(), "the event has the same time");
+}
+
+fn at_of(value: &Value, field: &str) -> time::OffsetDateTime {
+    time::OffsetDateTime::parse(value[field].as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
 }
 
 /// A read whose token was checked just before its session ended, but whose

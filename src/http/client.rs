@@ -7,6 +7,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::problem::ApiError;
+use crate::clock::Clock;
 use crate::state::AppState;
 use crate::store::audit::EventContext;
 
@@ -34,8 +35,16 @@ impl ClientInfo {
     }
 
     /// Who, from where, and when, for an audit event.
+    /// Who, from where, and when, for an audit event.
     pub fn event(&self, actor_id: uuid::Uuid, at: time::OffsetDateTime) -> EventContext {
-        EventContext { actor_id: Some(actor_id), ip: self.ip.clone(), user_agent: self.user_agent.clone(), at }
+        let (ip, user_agent) = (self.ip.clone(), self.user_agent.clone());
+        EventContext { actor_id: Some(actor_id), ip, user_agent, at, clock: None }
+    }
+
+    /// Like `event`, for ending sessions: timed now, and again once the
+    /// sessions' rows are held.
+    pub fn ending(&self, actor_id: uuid::Uuid, clock: &Clock) -> EventContext {
+        EventContext { clock: Some(clock.clone()), ..self.event(actor_id, clock.now()) }
     }
 
     /// The key rate limits count per address. An IPv6 client usually holds a

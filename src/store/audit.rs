@@ -16,6 +16,7 @@ use super::schema::{audit_chain_heads as heads, audit_events as events, imperson
 use super::sessions::{self, LoginEnd};
 use super::sql_types::{sqlite_time_text, DbTime, DbUuid};
 use super::DbConnection;
+use crate::clock::Clock;
 use crate::domain::chain::{self, Stored};
 use crate::domain::impersonation::{EndReason, StandingChange};
 
@@ -240,19 +241,22 @@ impl EventRow {
 }
 
 /// Who caused an event, from where, and when.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EventContext {
     /// The user who really acted (the impersonator, when impersonating); `None` for the service itself.
     pub actor_id: Option<Uuid>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub at: OffsetDateTime,
+    /// To time an ending again once the sessions' rows are held: reads of a
+    /// session that slipped in before then come before its end.
+    pub clock: Option<Clock>,
 }
 
 impl EventContext {
-    /// Events the service causes by itself (expiry).
+    /// Events the service causes by itself (expiry), at a given time.
     pub fn service(at: OffsetDateTime) -> Self {
-        Self { actor_id: None, ip: None, user_agent: None, at }
+        Self { actor_id: None, ip: None, user_agent: None, at, clock: None }
     }
 }
 
@@ -317,9 +321,10 @@ pub fn end_sessions_all(
     cause: Cause,
     ctx: &EventContext,
 ) -> QueryResult<Vec<ImpersonationSession>> {
-    let ended = impersonations::end(conn, &selections, ctx.at)?;
+    let (ended, at) = impersonations::end(conn, &selections, ctx.at, ctx.clock.as_ref())?;
+    let ctx = EventContext { at, ..ctx.clone() };
     for (session, reason) in &ended {
-        record_end(conn, ctx, session, *reason, cause)?;
+        record_end(conn, &ctx, session, *reason, cause)?;
     }
     Ok(ended.into_iter().map(|(s, _)| s).collect())
 }
@@ -367,7 +372,9 @@ pub fn end_user_sessions(
 /// `end_sessions_all`). Returns the sessions ended.
 pub fn revoke_consent(conn: &mut DbConnection, user_id: Uuid, ctx: &EventContext) -> QueryResult<usize> {
     let revoked = consents::revoke(conn, user_id, ctx.at)?;
-    let ended = impersonations::end(conn, &[(Running::Target(user_id), EndReason::ConsentRevoked)], ctx.at)?;
+    let revoking = [(Running::Target(user_id), EndReason::ConsentRevoked)];
+    let (ended, at) = impersonations::end(conn, &revoking, ctx.at, ctx.clock.as_ref())?;
+    let ctx = &EventContext { at, ..ctx.clone() };
     if let Some(consent) = revoked {
         let detail = json!({"consent_granted_at": canonical_time_text(*consent.granted_at)});
         record(conn, ctx, EventKind::ConsentRevoked, user_id, None, detail)?;

@@ -11,6 +11,7 @@ use super::schema::{impersonation_sessions as sessions, login_sessions, organiza
 use super::sql_types::{DbTime, DbUuid};
 use super::users::{self as users_store, User};
 use super::DbConnection;
+use crate::clock::Clock;
 use crate::domain::impersonation::{session_state, whole_seconds, EndReason, SessionStatus};
 use crate::domain::types::UserStatus;
 
@@ -214,11 +215,15 @@ pub enum Running {
 /// Ends the running sessions that match any selection, each with the reason of
 /// the first selection it matches; returns them with their reasons. Use
 /// `audit::end_sessions`, which also records the events.
+/// `now` selects what is still running; with a `clock`, the end is timed
+/// again once the sessions' rows are held (PostgreSQL), after the reads of
+/// them in flight. Returns the time recorded too.
 pub fn end(
     conn: &mut DbConnection,
     selections: &[(Running, EndReason)],
     now: OffsetDateTime,
-) -> QueryResult<Vec<(ImpersonationSession, EndReason)>> {
+    clock: Option<&Clock>,
+) -> QueryResult<(Vec<(ImpersonationSession, EndReason)>, OffsetDateTime)> {
     let mut matched = std::collections::BTreeMap::new();
     for (which, reason) in selections {
         let running = sessions::table
@@ -241,22 +246,33 @@ pub fn end(
     }
     // Row locks in id order, as in every statement that ends several sessions:
     // two transactions never wait for each other in a circle.
+    if let DbConnection::Postgresql(pg) = conn {
+        let ids: Vec<Uuid> = matched.keys().copied().collect();
+        if !ids.is_empty() {
+            diesel::sql_query("SELECT id FROM impersonation_sessions WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+                .execute(pg)?;
+        }
+    }
+    let now = clock.map_or(now, Clock::now).max(now);
     let mut ended = Vec::new();
     for (mut session, reason) in matched.into_values() {
+        // A session that ran out while its end waited ended by then.
+        let ended_at = now.min(*session.expires_at);
         // Only if still open: when another transaction ended it meanwhile
         // (PostgreSQL re-checks the condition after waiting for its row
         // lock), it is not ours to report.
         let updated =
             diesel::update(sessions::table.filter(sessions::id.eq(session.id)).filter(sessions::ended_at.is_null()))
-                .set((sessions::ended_at.eq(Some(DbTime(now))), sessions::end_reason.eq(Some(reason.as_str()))))
+                .set((sessions::ended_at.eq(Some(DbTime(ended_at))), sessions::end_reason.eq(Some(reason.as_str()))))
                 .execute(conn)?;
         if updated == 1 {
-            session.ended_at = Some(DbTime(now));
+            session.ended_at = Some(DbTime(ended_at));
             session.end_reason = Some(reason.as_str().to_owned());
             ended.push((session, reason));
         }
     }
-    Ok(ended)
+    Ok((ended, now))
 }
 
 /// Sessions past their expiry that nobody ended.

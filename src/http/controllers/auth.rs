@@ -205,14 +205,14 @@ pub async fn end_token_session(state: &AppState, principal: &Principal, client: 
             Ok(write_transaction(conn, |conn| {
                 if impersonating {
                     impersonations::lock(conn, session_id)?;
-                    let ctx = client.event(user_id, clock.now());
+                    let ctx = client.ending(user_id, &clock);
                     audit::end_sessions(conn, Running::Id(session_id), EndReason::Stopped, &ctx)?;
                 } else {
                     // Serialized with starts by this user, so none slips past the logout.
                     users::lock(conn, &[user_id])?;
                     // Timed after the locks: the requests it waited for came before the end.
                     let now = clock.now();
-                    let ctx = client.event(user_id, now);
+                    let ctx = client.ending(user_id, &clock);
                     audit::end_sessions(conn, Running::LoginSession(session_id), EndReason::Logout, &ctx)?;
                     sessions::end(conn, session_id, LoginEnd::Logout, now)?;
                 }

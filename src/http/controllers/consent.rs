@@ -145,7 +145,7 @@ pub async fn revoke_consent(
             Ok(write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
                 // Timed after the lock: the requests it waited for came before the revocation.
-                let ctx = client.event(user_id, clock.now());
+                let ctx = client.ending(user_id, &clock);
                 audit::revoke_consent(conn, user_id, &ctx)
             })?)
         })

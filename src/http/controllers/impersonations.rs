@@ -381,7 +381,7 @@ pub async fn stop(
             Ok(write_transaction(conn, |conn| {
                 // Timed after the session's own requests in flight have committed.
                 impersonations::lock(conn, id)?;
-                let ctx = client.event(caller, clock.now());
+                let ctx = client.ending(caller, &clock);
                 audit::end_sessions(conn, Running::Id(id), EndReason::Stopped, &ctx)
             })?)
         })

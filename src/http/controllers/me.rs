@@ -182,7 +182,7 @@ pub async fn change_password(
             write_transaction(conn, |conn| {
                 users::lock(conn, &[user_id])?;
                 let now = clock.now();
-                let ctx = client.event(user_id, now);
+                let ctx = client.ending(user_id, &clock);
                 // The password was right: its attempt is settled, not a failure,
                 // even if the change itself is refused below.
                 attempt_store::forget(conn, &attempt_ids)?;

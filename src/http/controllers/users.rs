@@ -357,7 +357,7 @@ pub async fn update_user(
                 caller.lock_with(conn, &[(user_id, mode)], &clock)?;
                 // Timed after the locks: the requests it waited for came first.
                 let now = clock.now();
-                let ctx = client.event(real_user, now);
+                let ctx = client.ending(real_user, &clock);
                 let user = decide(conn)?;
                 if user.status() == UserStatus::Deleted {
                     return Err(ApiError::conflict("user_deleted", "the user is deleted and cannot be changed"));
@@ -424,7 +424,7 @@ pub async fn delete_user(
                 decide(conn)?;
                 caller.lock_with(conn, &[(user_id, RowLock::Change)], &clock)?;
                 let now = clock.now();
-                let ctx = client.event(real_user, now);
+                let ctx = client.ending(real_user, &clock);
                 let user = decide(conn)?;
                 if user.status() == UserStatus::Deleted {
                     return Ok(false);

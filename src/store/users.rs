@@ -178,13 +178,6 @@ pub fn lock(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
     lock_rows(conn, ids, RowLock::Change.sql())
 }
 
-/// Locks users' rows for an edit that does not change who may impersonate
-/// whom (a new name): it excludes other edits and `lock`, but does not wait
-/// for the requests that merely rely on the rows.
-pub fn lock_for_edit(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> {
-    lock_rows(conn, ids, RowLock::Edit.sql())
-}
-
 /// Keeps users' rows from a `lock` until the transaction ends, without
 /// excluding anyone else: impersonated requests of different sessions hold
 /// the same impersonator at once, and still edit each other's targets, with
@@ -193,11 +186,16 @@ pub fn hold_unchanged(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<()> 
     lock_rows(conn, ids, RowLock::Hold.sql())
 }
 
-/// The row locks above, from weakest to strongest.
+/// How strongly a user's row is locked, from weakest to strongest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RowLock {
+    /// As `hold_unchanged`: keeps out a `Change`, excludes nobody else.
     Hold,
+    /// For an edit that does not change who may impersonate whom (a new
+    /// name): excludes other edits and changes, but does not wait for the
+    /// requests that merely rely on the row.
     Edit,
+    /// As `lock`: for a change of who may impersonate whom.
     Change,
 }
 

@@ -676,32 +676,6 @@ async fn concurrent_grants_leave_one_open_consent_in_order(app: TestApp) {
     assert_eq!(view.assert_status(200)["active"], true);
 }
 
-/// Runs `statements` in a write transaction of its own on a side connection,
-/// holding a row as the service does (PostgreSQL: `SELECT … FOR UPDATE` from
-/// `table`), and commits once `request` has been on its way for `delay`
-/// (after `meanwhile` has run).
-async fn commit_during<T>(
-    app: &TestApp,
-    (table, id): (&str, Uuid),
-    statements: &str,
-    delay: StdDuration,
-    request: impl std::future::Future<Output = T>,
-    meanwhile: impl FnOnce(),
-) -> T {
-    let mut side = app.state.pool.get().unwrap();
-    let begin = match app.backend {
-        Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
-        Backend::Postgres => format!("BEGIN; SELECT id FROM {table} WHERE id = '{id}' FOR UPDATE"),
-    };
-    diesel::connection::SimpleConnection::batch_execute(&mut *side, &format!("{begin}; {statements}")).unwrap();
-    let commit = async {
-        actix_web::rt::time::sleep(delay).await;
-        meanwhile();
-        diesel::connection::SimpleConnection::batch_execute(&mut *side, "COMMIT").unwrap();
-    };
-    futures_util::future::join(request, commit).await.0
-}
-
 /// A password change that commits while a start is confirming with the old
 /// password wins: the start is refused, whichever finishes first.
 async fn a_password_changed_during_a_start_refuses_it(app: TestApp) {
@@ -714,8 +688,7 @@ async fn a_password_changed_during_a_start_refuses_it(app: TestApp) {
     );
     let starting = start(&app, &w.owner_staff.1, w.acme_member.0, PASSWORD);
     let res =
-        commit_during(&app, ("users", w.owner_staff.0), &new_hash, StdDuration::from_millis(500), starting, || {})
-            .await;
+        app.commit_during(("users", w.owner_staff.0), &new_hash, StdDuration::from_millis(500), starting, || {}).await;
     res.assert_problem(403, "reauthentication_failed");
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
 }
@@ -730,7 +703,7 @@ async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
     let stop = format!("/api/v1/impersonations/{id}/stop");
     let stopping = post_empty(&app, &stop, &w.admin);
     let later = || app.state.clock.advance(Duration::minutes(5));
-    let res = commit_during(&app, in_flight, "SELECT 1", StdDuration::from_millis(500), stopping, later).await;
+    let res = app.commit_during(in_flight, "SELECT 1", StdDuration::from_millis(500), stopping, later).await;
     res.assert_status(204);
     let ended = session(&app, &w, &id).await;
     let at = |field: &str| {
@@ -745,7 +718,7 @@ async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
     let in_flight = ("impersonation_sessions", id.parse().unwrap());
     let logging_out = post_empty(&app, "/api/v1/auth/logout", &w.admin);
     let later = || app.state.clock.advance(Duration::minutes(5));
-    let res = commit_during(&app, in_flight, "SELECT 1", StdDuration::from_millis(500), logging_out, later).await;
+    let res = app.commit_during(in_flight, "SELECT 1", StdDuration::from_millis(500), logging_out, later).await;
     res.assert_status(204);
     let admin = app.admin().await;
     let ended = app.get(&format!("/api/v1/impersonations/{id}"), Some(&admin)).await.assert_status(200).clone();
@@ -777,7 +750,7 @@ async fn a_read_racing_the_end_of_its_session_is_refused(app: TestApp) {
         let body = (round == 1).then(|| ("application/x-www-form-urlencoded", form.clone()));
         let method = if round == 0 { Method::GET } else { Method::POST };
         let reading = app.send(method, path, Some(&token), body);
-        let res = commit_during(&app, session_row, &end, StdDuration::from_millis(500), reading, || {}).await;
+        let res = app.commit_during(session_row, &end, StdDuration::from_millis(500), reading, || {}).await;
         assert_eq!(res.status.as_u16(), 401, "{path}: {}", res.text);
         assert_eq!((logged(200), logged(401)), (0, round as i64 + 1), "{path}");
     }
@@ -873,9 +846,9 @@ async fn a_start_is_judged_when_it_is_written_not_when_it_began() {
     // By then the request has passed its checks and confirmed the password,
     // and waits for the target's row; the consent has a minute left.
     let later = || app.state.clock.advance(Duration::minutes(2));
-    let res =
-        commit_during(&app, ("users", w.acme_member.0), "SELECT 1", StdDuration::from_millis(1500), starting, later)
-            .await;
+    let res = app
+        .commit_during(("users", w.acme_member.0), "SELECT 1", StdDuration::from_millis(1500), starting, later)
+        .await;
     res.assert_problem(403, "consent_required");
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
 }

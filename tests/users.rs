@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{Backend, TestApp, PASSWORD};
+use common::{TestApp, PASSWORD};
 use serde_json::{json, Value};
 
 fn ids(list: &Value) -> Vec<String> {
@@ -342,19 +342,10 @@ async fn search_folds_case_beyond_ascii(app: TestApp) {
 async fn a_caller_suspended_mid_request_changes_nobody(app: TestApp) {
     let w = app.world().await;
     let member = format!("/api/v1/users/{}", w.acme_member.0);
-    let mut suspender = app.state.pool.get().unwrap();
-    let begin = match app.backend {
-        Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
-        Backend::Postgres => format!("BEGIN; SELECT id FROM users WHERE id = '{}' FOR UPDATE", w.acme_admin.0),
-    };
-    let suspend = format!("{begin}; UPDATE users SET status = 'suspended' WHERE id = '{}'", w.acme_admin.0);
-    diesel::connection::SimpleConnection::batch_execute(&mut *suspender, &suspend).unwrap();
+    let suspend = format!("UPDATE users SET status = 'suspended' WHERE id = '{}'", w.acme_admin.0);
     let change = app.patch(&member, Some(&w.acme_admin.1), json!({"status": "suspended"}));
-    let commit = async {
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
-        diesel::connection::SimpleConnection::batch_execute(&mut *suspender, "COMMIT").unwrap();
-    };
-    let (res, ()) = futures_util::future::join(change, commit).await;
+    let delay = std::time::Duration::from_millis(500);
+    let res = app.commit_during(("users", w.acme_admin.0), &suspend, delay, change, || {}).await;
     res.assert_problem(401, "unauthorized");
     let member = app.get(&member, Some(&w.admin)).await;
     assert_eq!(member.assert_status(200)["status"], "active");
@@ -376,19 +367,10 @@ async fn a_login_that_expires_while_waiting_changes_nobody(app: TestApp) {
     let admin = app.login("boss@acme.example", PASSWORD).await;
     app.state.clock.advance(time::Duration::minutes(59));
     // Someone else holds the member's row (PostgreSQL) or the writer (SQLite).
-    let mut holder = app.state.pool.get().unwrap();
-    let begin = match app.backend {
-        Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
-        Backend::Postgres => format!("BEGIN; SELECT id FROM users WHERE id = '{}' FOR UPDATE", w.acme_member.0),
-    };
-    diesel::connection::SimpleConnection::batch_execute(&mut *holder, &begin).unwrap();
     let change = app.patch(&member, Some(&admin), json!({"status": "suspended"}));
-    let release = async {
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(500)).await;
-        app.state.clock.advance(time::Duration::minutes(2));
-        diesel::connection::SimpleConnection::batch_execute(&mut *holder, "COMMIT").unwrap();
-    };
-    let (res, ()) = futures_util::future::join(change, release).await;
+    let delay = std::time::Duration::from_millis(500);
+    let later = || app.state.clock.advance(time::Duration::minutes(2));
+    let res = app.commit_during(("users", w.acme_member.0), "SELECT 1", delay, change, later).await;
     res.assert_problem(401, "unauthorized");
     assert_eq!(app.get(&member, Some(&app.admin().await)).await.body["status"], "active");
 }

@@ -321,6 +321,32 @@ impl TestApp {
         conn.batch_execute(statement)
     }
 
+    /// Runs `statements` in a write transaction of its own on a side
+    /// connection, holding a row as the service does (PostgreSQL: `SELECT …
+    /// FOR UPDATE` from `table`; SQLite: the write lock), and commits once
+    /// `request` has been on its way for `delay` (after `meanwhile` has run).
+    pub async fn commit_during<T>(
+        &self,
+        (table, id): (&str, Uuid),
+        statements: &str,
+        delay: Duration,
+        request: impl std::future::Future<Output = T>,
+        meanwhile: impl FnOnce(),
+    ) -> T {
+        let mut side = self.state.pool.get().unwrap();
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
+            Backend::Postgres => format!("BEGIN; SELECT id FROM {table} WHERE id = '{id}' FOR UPDATE"),
+        };
+        side.batch_execute(&format!("{begin}; {statements}")).unwrap();
+        let commit = async {
+            actix_web::rt::time::sleep(delay).await;
+            meanwhile();
+            side.batch_execute("COMMIT").unwrap();
+        };
+        futures_util::future::join(request, commit).await.0
+    }
+
     /// The single integer a query returns (`SELECT COUNT(*) AS n …`), read directly.
     pub fn scalar(&self, query: &str) -> i64 {
         #[derive(diesel::QueryableByName)]

@@ -53,7 +53,8 @@ pub enum Backend {
     Postgres,
 }
 
-/// Where the test's database lives, removed when the test ends.
+/// Where the test's database and data directory (signing key) live, both
+/// removed when the test ends.
 enum TestDb {
     Sqlite {
         dir: PathBuf,
@@ -61,6 +62,7 @@ enum TestDb {
     Postgres {
         admin_url: String,
         schema: String,
+        dir: PathBuf,
     },
     /// Another node's own data directory; the database belongs to the first.
     NodeDir(PathBuf),
@@ -72,7 +74,8 @@ impl Drop for TestDb {
             TestDb::Sqlite { dir } | TestDb::NodeDir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            TestDb::Postgres { admin_url, schema } => {
+            TestDb::Postgres { admin_url, schema, dir } => {
+                let _ = std::fs::remove_dir_all(dir);
                 if let Ok(mut conn) = diesel::PgConnection::establish(admin_url) {
                     let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
                 }
@@ -160,11 +163,12 @@ impl TestApp {
                 if let Err(e) = created {
                     assert!(!in_ci(), "CI=true but PostgreSQL at ACTAS_TEST_POSTGRES_URL is unreachable: {e}");
                     eprintln!("skipping PostgreSQL test: {e}");
+                    let _ = std::fs::remove_dir_all(&dir);
                     return None;
                 }
                 let sep = if admin_url.contains('?') { '&' } else { '?' };
                 let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
-                (url, TestDb::Postgres { admin_url, schema })
+                (url, TestDb::Postgres { admin_url, schema, dir: dir.clone() })
             }
         };
         let mut vars: Vec<(String, String)> = vec![

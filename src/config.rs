@@ -153,17 +153,10 @@ impl Config {
                     .map(str::trim)
                     .filter(|o| !o.is_empty())
                     .map(|origin| {
-                        let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
-                            && !origin.trim_end_matches('/').contains(['*', ' '])
-                            && origin.matches('/').count() == 2;
-                        if valid {
-                            Ok(origin.trim_end_matches('/').to_owned())
-                        } else {
-                            Err(ConfigError {
-                                name: "ACTAS_CORS_ALLOWED_ORIGINS",
-                                message: format!("{origin:?} is not an origin like https://app.example.com"),
-                            })
-                        }
+                        browser_origin(origin).map_err(|why| ConfigError {
+                            name: "ACTAS_CORS_ALLOWED_ORIGINS",
+                            message: format!("{origin:?} is not an origin like https://app.example.com: {why}"),
+                        })
                     })
                     .collect::<Result<_, _>>()?,
             },
@@ -182,6 +175,28 @@ impl Config {
     pub fn signing_key_path(&self) -> PathBuf {
         self.signing_key_file.clone().unwrap_or_else(|| self.data_dir.join("signing-key.pem"))
     }
+}
+
+/// An origin as browsers send it in `Origin` (lowercase scheme and host, no
+/// default port, no path), so the configured form matches theirs exactly.
+fn browser_origin(origin: &str) -> Result<String, &'static str> {
+    let lower = origin.to_ascii_lowercase();
+    let (scheme, rest) = lower.split_once("://").ok_or("it needs a scheme, http:// or https://")?;
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return Err("the scheme must be http:// or https://"),
+    };
+    // A single trailing slash is how origins are often pasted from the address bar.
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.contains('/') {
+        return Err("an origin has no path");
+    }
+    if authority.is_empty() || authority.contains(['*', ' ', '?', '#', '@']) {
+        return Err("it needs a plain host name, no wildcards");
+    }
+    let authority = authority.strip_suffix(default_port).unwrap_or(authority);
+    Ok(format!("{scheme}://{authority}"))
 }
 
 #[cfg(test)]
@@ -212,6 +227,28 @@ mod tests {
         assert_eq!((c.rate_limit_max_failures, c.rate_limit_window_minutes), (5, 15));
         assert_eq!(c.signing_key_path(), PathBuf::from("actas-data/signing-key.pem"));
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn cors_origins_are_kept_as_browsers_send_them() {
+        let origins = |list: &str| config(&[("ACTAS_CORS_ALLOWED_ORIGINS", list)]).map(|c| c.cors_allowed_origins);
+        let kept =
+            origins("HTTP://LocalHost:5173/, https://app.example.com:443,http://a.example:80,https://b.example:8443");
+        assert_eq!(
+            kept.unwrap(),
+            ["http://localhost:5173", "https://app.example.com", "http://a.example", "https://b.example:8443"]
+        );
+        for (bad, why) in [
+            ("https://app.example.com/app", "no path"),
+            ("app.example.com", "scheme"),
+            ("ftp://app.example.com", "scheme"),
+            ("https://*.example.com", "wildcards"),
+            ("https://", "plain host"),
+        ] {
+            let err = origins(bad).err().unwrap();
+            assert_eq!(err.name, "ACTAS_CORS_ALLOWED_ORIGINS");
+            assert!(err.message.contains(why), "{bad}: {}", err.message);
+        }
     }
 
     #[test]

@@ -112,9 +112,13 @@ async fn missing_garbage_and_foreign_tokens_are_refused(app: TestApp) {
     assert!(res.header("www-authenticate").unwrap().contains("invalid_token"));
     let res = app.send(awc::http::Method::GET, "/api/v1/me", None, None).await;
     res.assert_problem(401, "unauthorized");
+    // "Bearer" pasted into Swagger UI's Authorize, which adds it again: said so.
+    let token = app.admin().await;
+    let res = app.get("/api/v1/me", Some(&format!("Bearer {token}"))).await;
+    res.assert_problem(401, "unauthorized");
+    assert!(res.body["detail"].as_str().unwrap().contains("\"Bearer\" appears twice"), "{}", res.text);
 
     // A well-formed token for a live session, signed by a key that is not ours.
-    let token = app.admin().await;
     let claims = jwt_part(&token, 1);
     let foreign = SigningKeys::ephemeral();
     let now = OffsetDateTime::now_utc();

@@ -17,7 +17,19 @@ async fn malformed_bodies_get_precise_problems(app: TestApp) {
     assert_eq!(res.header("content-type").as_deref(), Some("application/problem+json"));
     let res = app.post(login, None, json!({"email": "a@b.example"})).await;
     res.assert_problem(422, "validation_failed");
-    assert_eq!(res.body["errors"][0]["field"], "password");
+    assert_eq!(res.body["errors"], json!([{"field": "password", "message": "is required"}]));
+    // Every missing field in one answer, not one per round trip.
+    let res = app.post(login, None, json!({})).await;
+    res.assert_problem(422, "validation_failed");
+    let fields: Vec<&str> =
+        res.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["email", "password"]);
+    let admin = app.admin().await;
+    let res = app.post("/api/v1/users", Some(&admin), json!({"email": "x@acme.example", "rank": 1})).await;
+    res.assert_problem(422, "validation_failed");
+    let fields: Vec<&str> =
+        res.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["rank", "name", "password"]);
     let res = app.post(login, None, json!({"email": 42, "password": "x"})).await;
     res.assert_problem(422, "validation_failed");
     let res = app.post(login, None, json!({"email": "a@b.example", "password": "x".repeat(70 * 1024)})).await;
@@ -29,6 +41,14 @@ async fn unknown_routes_and_wrong_methods(app: TestApp) {
     res.assert_problem(404, "not_found");
     let res = app.get("/", None).await;
     res.assert_problem(404, "not_found");
+    // A stray trailing slash is named, with the path that exists.
+    let res = app.get("/api/v1/me/", None).await;
+    res.assert_problem(404, "not_found");
+    assert!(res.body["detail"].as_str().unwrap().ends_with("did you mean /api/v1/me (without the trailing slash)?"));
+    let res = app.send(Method::POST, "/oauth/introspect/", None, None).await;
+    assert_eq!(res.status.as_u16(), 404);
+    assert!(res.text.contains("did you mean /oauth/introspect"), "{}", res.text);
+    assert!(!app.get("/api/v1/nothing/", None).await.text.contains("did you mean"));
     let res = app.delete("/api/v1/auth/login", None).await;
     res.assert_problem(405, "method_not_allowed");
     assert_eq!(res.header("allow").as_deref(), Some("POST"));

@@ -599,7 +599,8 @@ async fn a_previous_key_file_that_is_no_key_stops_the_start() {
 #[actix_web::test]
 async fn spas_on_allowed_origins_get_cors_headers() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        let env = [("ACTAS_CORS_ALLOWED_ORIGINS", "https://app.example.com")];
+        // Configured as pasted from an address bar; matched as browsers send it.
+        let env = [("ACTAS_CORS_ALLOWED_ORIGINS", "HTTPS://App.example.com/")];
         let Some(app) = TestApp::with_env(backend, &env).await else { continue };
         let preflight = |origin: &'static str, headers: &'static str| {
             let app = &app;
@@ -626,6 +627,17 @@ async fn spas_on_allowed_origins_get_cors_headers() {
         let other =
             app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &[("origin", "https://evil.example")]).await;
         assert!(other.header("access-control-allow-origin").is_none());
+        // The headers an error carries are readable by the SPA's script.
+        let origin = [("origin", allowed)];
+        let wrong_method = app.send_with(Method::DELETE, "/api/v1/me", Some(&token), None, &origin).await;
+        wrong_method.assert_problem(405, "method_not_allowed");
+        let unauthenticated = app.send_with(Method::GET, "/api/v1/me", None, None, &origin).await;
+        unauthenticated.assert_problem(401, "unauthorized");
+        for (res, exposed) in [(wrong_method, "allow"), (unauthenticated, "www-authenticate")] {
+            assert!(res.header(exposed).is_some());
+            let list = res.header("access-control-expose-headers").unwrap_or_default().to_ascii_lowercase();
+            assert!(list.split(',').any(|h| h.trim() == exposed), "{exposed} not in {list:?}");
+        }
         // Tracing headers an SPA's instrumentation adds are fine.
         let traced = preflight(allowed, "authorization, traceparent, x-request-id").await;
         assert_eq!(traced.status.as_u16(), 200, "{}", traced.text);

@@ -43,7 +43,7 @@ impl Refusal {
             Refusal::TargetPrivileged => "super admins cannot be impersonated",
             Refusal::TargetInactive => "the user is suspended or deleted",
             Refusal::ConsentRequired => {
-                "the user has not granted impersonation consent, or it has expired or been revoked"
+                "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again"
             }
         }
     }

@@ -7,6 +7,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+use utoipa::PartialSchema;
 
 use super::problem::{ApiError, FieldError};
 
@@ -45,8 +48,10 @@ pub fn body_encoding(req: &HttpRequest) -> Option<String> {
 }
 
 /// Turns a deserialization failure into 400 (not JSON) or 422 (wrong shape).
-/// A shape error met before a syntax error further on is still a 400.
-pub fn body_error(error: serde_path_to_error::Error<serde_json::Error>, body: &[u8]) -> ApiError {
+/// A shape error met before a syntax error further on is still a 400. A 422
+/// also lists every required field of `T`'s documented schema the body lacks:
+/// serde stops at the first, a client fixing its request wants them all.
+pub fn body_error<T: PartialSchema>(error: serde_path_to_error::Error<serde_json::Error>, body: &[u8]) -> ApiError {
     let path = error.path().to_string();
     let inner = error.into_inner();
     if !inner.is_data() {
@@ -57,7 +62,25 @@ pub fn body_error(error: serde_path_to_error::Error<serde_json::Error>, body: &[
     }
     let message = inner.to_string();
     let message = message.split(" at line ").next().unwrap_or(&message);
-    ApiError::validation(vec![shape_error(&path, message)])
+    let mut errors = vec![shape_error(&path, message)];
+    for missing in missing_required::<T>(body) {
+        if !errors.iter().any(|e| e.field == missing.field) {
+            errors.push(missing);
+        }
+    }
+    ApiError::validation(errors)
+}
+
+/// The top-level fields `T`'s schema requires that a JSON object body lacks.
+fn missing_required<T: PartialSchema>(body: &[u8]) -> Vec<FieldError> {
+    let Ok(serde_json::Value::Object(present)) = serde_json::from_slice(body) else { return Vec::new() };
+    let RefOr::T(Schema::Object(schema)) = T::schema() else { return Vec::new() };
+    schema
+        .required
+        .into_iter()
+        .filter(|name| !present.contains_key(name))
+        .map(|field| FieldError { field, message: "is required".into() })
+        .collect()
 }
 
 /// The field a serde message is about, and the message in our words: a
@@ -129,7 +152,7 @@ fn nul_path(value: &serde_json::Value, at: &str) -> Option<String> {
     }
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+impl<T: DeserializeOwned + PartialSchema + 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
@@ -184,7 +207,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 }]));
             }
             let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| body_error(e, &bytes))?;
+            let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| body_error::<T>(e, &bytes))?;
             deserializer.end().map_err(|e| {
                 ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {e}"))
             })?;
@@ -197,28 +220,37 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize, Debug)]
+    #[derive(serde::Deserialize, utoipa::ToSchema, Debug)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
     struct Grant {
         duration_hours: i64,
+        note: String,
         reason: Option<String>,
+    }
+
+    fn fields(e: &ApiError) -> Vec<(&str, &str)> {
+        e.errors.as_ref().unwrap().iter().map(|e| (e.field.as_str(), e.message.as_str())).collect()
     }
 
     fn error_for(body: &str) -> ApiError {
         let mut de = serde_json::Deserializer::from_str(body);
-        body_error(serde_path_to_error::deserialize::<_, Grant>(&mut de).unwrap_err(), body.as_bytes())
+        body_error::<Grant>(serde_path_to_error::deserialize::<_, Grant>(&mut de).unwrap_err(), body.as_bytes())
     }
 
     #[test]
     fn errors_name_the_field() {
-        let e = error_for(r#"{"duration_hours": 1.5}"#);
+        let e = error_for(r#"{"duration_hours": 1.5, "note": "n"}"#);
         assert_eq!((e.status.as_u16(), e.errors.as_ref().unwrap()[0].field.as_str()), (422, "duration_hours"));
+        // Every missing required field at once, not one per round trip.
         let e = error_for(r#"{}"#);
-        assert_eq!(e.errors.as_ref().unwrap()[0].field, "duration_hours");
-        assert_eq!(e.errors.as_ref().unwrap()[0].message, "is required");
+        assert_eq!(fields(&e), [("duration_hours", "is required"), ("note", "is required")]);
+        let e = error_for(r#"{"note": "n"}"#);
+        assert_eq!(fields(&e), [("duration_hours", "is required")]);
         let e = error_for(r#"{"duration_hours": 1, "admin": true}"#);
-        assert_eq!(e.errors.as_ref().unwrap()[0].field, "admin");
+        assert_eq!(fields(&e), [("admin", "is not a known field"), ("note", "is required")]);
+        let e = error_for(r#"{"duration_hours": "x"}"#);
+        assert_eq!(fields(&e)[1], ("note", "is required"));
         let e = error_for(r#"{"duration_hours": "#);
         assert_eq!((e.status.as_u16(), e.code), (400, "malformed_json"));
         // Broken JSON is broken JSON, whatever serde tripped over first.

@@ -135,6 +135,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         // cookies, a header grants a script nothing.
         .allow_any_header()
         .expose_headers([
+            header::ALLOW,
             header::LOCATION,
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
@@ -298,13 +299,15 @@ async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<Htt
 }
 
 fn unrouted(req: &HttpRequest, routes: &RouteTable) -> Result<HttpResponse, ApiError> {
-    let Some(methods) = routes.allowed(req.match_info().as_str()) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not found",
-            format!("no route for {} {}", req.method(), req.path()),
-        ));
+    let path = req.match_info().as_str();
+    let Some(methods) = routes.allowed(path) else {
+        let mut detail = format!("no route for {} {}", req.method(), req.path());
+        // Paths are exact; a stray trailing slash is the usual slip.
+        let trimmed = path.trim_end_matches('/');
+        if trimmed.len() < path.len() && !trimmed.is_empty() && routes.allowed(trimmed).is_some() {
+            detail.push_str(&format!("; did you mean {trimmed} (without the trailing slash)?"));
+        }
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail));
     };
     let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
     if req.method() == Method::OPTIONS {

@@ -85,7 +85,15 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
         return Err(ApiError::unauthorized("send one Authorization header, not several"));
     }
     let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
-    parse_bearer(value).map(Some).ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))
+    let token =
+        parse_bearer(value).ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?;
+    // The usual slip when pasting into Swagger UI's Authorize, which adds the word itself.
+    if parse_bearer(token).is_some() {
+        return Err(ApiError::unauthorized(
+            "\"Bearer\" appears twice: send `Authorization: Bearer <token>` with it once",
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// Every bearer token a request carries, one per Authorization header.

@@ -30,7 +30,7 @@ pub struct FieldError {
     "type": "urn:actas:problem:consent_required",
     "title": "Forbidden",
     "status": 403,
-    "detail": "the user has not granted impersonation consent, or it has expired or been revoked",
+    "detail": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again",
     "code": "consent_required"
 }))]
 pub struct Problem {

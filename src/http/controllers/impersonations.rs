@@ -198,7 +198,7 @@ fn check_rules(
         (status = 403, description = "Refused. `code` says why: `not_permitted`, `self_impersonation`, `target_privileged`, `target_inactive`, `consent_required`, `chained_impersonation` (with an impersonation token; problem type `impersonation-restricted`), `reauthentication_failed` (wrong password)",
             body = Problem, content_type = "application/problem+json",
             examples(
-                ("consent_required" = (value = json!({"type": "urn:actas:problem:consent_required", "title": "Forbidden", "status": 403, "detail": "the user has not granted impersonation consent, or it has expired or been revoked", "code": "consent_required"}))),
+                ("consent_required" = (value = json!({"type": "urn:actas:problem:consent_required", "title": "Forbidden", "status": 403, "detail": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again", "code": "consent_required"}))),
                 ("not_permitted" = (value = json!({"type": "urn:actas:problem:not_permitted", "title": "Forbidden", "status": 403, "detail": "you may not impersonate this user", "code": "not_permitted"}))),
                 ("self_impersonation" = (value = json!({"type": "urn:actas:problem:self_impersonation", "title": "Forbidden", "status": 403, "detail": "you cannot impersonate yourself", "code": "self_impersonation"}))),
                 ("target_privileged" = (value = json!({"type": "urn:actas:problem:target_privileged", "title": "Forbidden", "status": 403, "detail": "super admins cannot be impersonated", "code": "target_privileged"}))),

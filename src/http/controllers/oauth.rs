@@ -26,7 +26,7 @@ pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_tok
 pub const USER_ID_TOKEN_TYPE: &str = "urn:actas:params:oauth:token-type:user-id";
 /// An RFC 6749 §5.2 error response.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked", "code": "consent_required"}))]
+#[schema(example = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again", "code": "consent_required"}))]
 pub struct OAuthErrorBody {
     pub error: OAuthErrorKind,
     pub error_description: String,
@@ -281,10 +281,11 @@ pub struct TokenExchangeResponse {
             ("Cache-Control" = String, description = "`no-store`: the body holds a token (RFC 6749 §5.1)"),
             ("Pragma" = String, description = "`no-cache`"),
         )),
-        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`", body = OAuthErrorBody, examples(
-            ("consent_required" = (value = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked", "code": "consent_required"}))),
+        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`, `invalid_request` with `code` unsupported_media_type for a body that is not form-encoded (JSON included)", body = OAuthErrorBody, examples(
+            ("consent_required" = (value = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again", "code": "consent_required"}))),
             ("reauthentication_failed" = (value = json!({"error": "invalid_grant", "error_description": "the password is incorrect", "code": "reauthentication_failed"}))),
             ("unsupported_grant_type" = (value = json!({"error": "unsupported_grant_type", "error_description": "only urn:ietf:params:oauth:grant-type:token-exchange is supported", "code": "unsupported_grant_type"}))),
+            ("unsupported_media_type" = (value = json!({"error": "invalid_request", "error_description": "the body must be application/x-www-form-urlencoded", "code": "unsupported_media_type"}))),
         )),
         (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody,
             headers(

@@ -215,6 +215,33 @@ async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 1);
 }
 
+/// A request whose turn to write its row does not come in time (the SQLite
+/// writer, or every turn of its session, held by requests stuck elsewhere)
+/// is refused as unlogged: the fail-closed answer, saying so, not a vague
+/// "busy". Once the turn is free again, the same call is answered and logged.
+async fn a_request_whose_row_waits_too_long_is_refused_as_unlogged(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (session, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let writer = match app.state.sqlite_writer.clone() {
+        Some(writer) => Some(writer.lock_owned().await),
+        None => None,
+    };
+    let mut turns = Vec::new();
+    for _ in 0..actas::state::SessionTurns::CONNECTED {
+        turns.push(app.state.session_turns.wait(session.parse().unwrap()).await);
+    }
+    let res = app.get("/api/v1/me", Some(&token)).await;
+    res.assert_problem(503, "service_unavailable");
+    let detail = res.body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("the audit log could not record this request"), "{detail}");
+    assert!(res.header("retry-after").is_some());
+    assert!(log_of(&app, &w.admin, &session).await.is_empty());
+    drop((writer, turns));
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    assert_eq!(statuses(&log_of(&app, &w.admin, &session).await), [("GET /api/v1/me".to_owned(), 200)]);
+}
+
 async fn a_server_error_keeps_its_log_row_but_none_of_its_changes(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, 2).await;
@@ -739,6 +766,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    a_request_whose_row_waits_too_long_is_refused_as_unlogged,
     every_ending_is_an_event_with_its_reason,
     a_second_authorization_header_is_refused_and_logged,
     compressed_bodies_are_refused_not_acted_on_unread,

@@ -44,13 +44,23 @@ const MAX_CAPTURED_BODY: usize = MAX_JSON_BYTES;
 /// SQLite writer, before it gets 503 "try again".
 const TURN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A turn not had within `TURN_TIMEOUT`: 503, "try again" (for a request's
+/// log row: refused as unlogged).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} was not free in time")]
+pub struct TurnTimeout(&'static str);
+
+impl From<TurnTimeout> for ApiError {
+    fn from(timeout: TurnTimeout) -> Self {
+        ApiError::unavailable(timeout)
+    }
+}
+
 /// The SQLite writer, waited for at most `TURN_TIMEOUT`.
 pub(crate) async fn take_writer(
     writer: Arc<tokio::sync::Mutex<()>>,
-) -> Result<tokio::sync::OwnedMutexGuard<()>, ApiError> {
-    tokio::time::timeout(TURN_TIMEOUT, writer.lock_owned())
-        .await
-        .map_err(|_| ApiError::unavailable("the SQLite writer was not free in time"))
+) -> Result<tokio::sync::OwnedMutexGuard<()>, TurnTimeout> {
+    tokio::time::timeout(TURN_TIMEOUT, writer.lock_owned()).await.map_err(|_| TurnTimeout("the SQLite writer"))
 }
 
 /// A pooled connection holding an impersonated request's open transaction.
@@ -97,7 +107,7 @@ impl RequestTransaction {
     /// never wait for a turn: its holder may need one to finish.) A session
     /// turn not free within `TURN_TIMEOUT` (its holder stuck behind a lock)
     /// is a 503 to retry, as a connection not free in time would be.
-    pub async fn wait_turn(shared: &SharedConnection) -> Result<Option<Turn>, ApiError> {
+    pub async fn wait_turn(shared: &SharedConnection) -> Result<Option<Turn>, TurnTimeout> {
         let (writer, turns, session_id) = {
             let guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if guard.open.is_some() {
@@ -110,7 +120,7 @@ impl RequestTransaction {
             None => Turn::Session(
                 tokio::time::timeout(TURN_TIMEOUT, turns.wait(session_id))
                     .await
-                    .map_err(|_| ApiError::unavailable("an impersonation session's turn was not free in time"))?,
+                    .map_err(|_| TurnTimeout("an impersonation session's turn"))?,
             ),
         }))
     }
@@ -401,7 +411,8 @@ enum Logged {
 /// Appends the row and commits, on a blocking thread inside the request's span.
 async fn finish(shared: SharedConnection, entry: RequestEntry, keep_changes: bool) -> Result<Logged, ApiError> {
     let span = tracing::Span::current();
-    let turn = RequestTransaction::wait_turn(&shared).await?;
+    // No turn in time, no row: the request is refused as unlogged.
+    let turn = RequestTransaction::wait_turn(&shared).await.map_err(ApiError::audit_unavailable)?;
     web::block(move || {
         let _in_request = span.enter();
         append_and_commit(shared, turn, entry, keep_changes)

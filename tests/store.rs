@@ -228,3 +228,29 @@ async fn a_deadlock_is_a_conflict_to_retry_not_an_internal_error() {
     let answer = actas::http::problem::ApiError::from(lost);
     assert_eq!(actix_web::ResponseError::status_code(&answer).as_u16(), 503);
 }
+
+/// Deadlocks and lock timeouts are recognized by their English message, so
+/// the service asks PostgreSQL for English whatever the server's default.
+#[actix_web::test]
+async fn postgres_connections_report_errors_in_english() {
+    if TestApp::postgres().await.is_none() {
+        return;
+    }
+    let admin_url = common::postgres_admin_url();
+    let schema = format!("t_{}", Uuid::new_v4().simple());
+    let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(&mut admin, &format!("CREATE SCHEMA {schema}")).unwrap();
+    // A server whose default is another locale (as far as this machine has one).
+    let sep = if admin_url.contains('?') { '&' } else { '?' };
+    let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}%20-clc_messages%3DC.UTF-8");
+    let (pool, _) = actas::store::pool::connect_and_migrate(&url).unwrap();
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        lc_messages: String,
+    }
+    let setting = diesel::sql_query("SHOW lc_messages").get_result::<Setting>(&mut pool.get().unwrap());
+    drop(pool);
+    let _ = diesel::connection::SimpleConnection::batch_execute(&mut admin, &format!("DROP SCHEMA {schema} CASCADE"));
+    assert_eq!(setting.unwrap().lc_messages, "C");
+}

@@ -34,8 +34,7 @@ pub fn is_unique_violation(error: &diesel::result::Error) -> bool {
 /// Whether a transaction lost to a concurrent one and may simply be tried
 /// again: a serialization failure, or a deadlock PostgreSQL broke by aborting
 /// this side. (diesel reports no SQLSTATE for deadlocks, only the message,
-/// which is English unless the server's `lc_messages` says otherwise; then a
-/// deadlock is a 500 again.)
+/// which each connection asks to be English; see `pool`.)
 pub fn is_conflict_with_concurrent(error: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match error {

@@ -86,6 +86,11 @@ impl DatabaseTarget {
                 let mut conn = diesel::PgConnection::establish(&self.conninfo)?;
                 conn.batch_execute(POSTGRES_SESSION_LIMITS)
                     .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+                // Deadlocks and lock timeouts are recognized by their English
+                // message (diesel gives no SQLSTATE for them). Setting this
+                // takes a superuser or a grant; without, the server's default
+                // stays, and `connect_and_migrate` warns if it is not English.
+                let _ = conn.batch_execute("SET lc_messages = 'C'");
                 Ok(DbConnection::Postgresql(conn))
             }
             Backend::Sqlite => {
@@ -202,6 +207,9 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
         conn.batch_execute("PRAGMA journal_mode = WAL;").map_err(|e| DbSetupError::Connect(e.to_string()))?;
     }
     run_migrations(&mut first)?;
+    if let DbConnection::Postgresql(conn) = &mut first {
+        warn_unless_english_messages(conn);
+    }
     drop(first);
 
     // Both backends: on SQLite readers run beside the one writer (WAL) and
@@ -215,6 +223,27 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
         .build(ConnectionManager { target })
         .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
     Ok((pool, backend))
+}
+
+/// Says at start when PostgreSQL's messages are not English: deadlocks and
+/// lock timeouts, recognized by their message, would then answer 500 instead
+/// of 503 "try again".
+fn warn_unless_english_messages(conn: &mut diesel::PgConnection) {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        lc_messages: String,
+    }
+    let Ok(setting) = diesel::sql_query("SHOW lc_messages").get_result::<Setting>(conn) else { return };
+    let language = setting.lc_messages.to_ascii_lowercase();
+    if !(language.is_empty() || language == "c" || language == "posix" || language.starts_with("en")) {
+        tracing::warn!(
+            lc_messages = %setting.lc_messages,
+            "PostgreSQL reports errors in another language than English: deadlocks and lock timeouts will \
+             answer 500 instead of 503; let actas' role set it (GRANT SET ON PARAMETER lc_messages TO <role>, \
+             run by a superuser)"
+        );
+    }
 }
 
 /// Key of the PostgreSQL advisory lock held while migrating, so that nodes

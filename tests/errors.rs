@@ -10,6 +10,13 @@ async fn malformed_bodies_get_precise_problems(app: TestApp) {
     let login = "/api/v1/auth/login";
     let res = app.send(Method::POST, login, None, Some(("application/json", b"{\"email\":".to_vec()))).await;
     res.assert_problem(400, "malformed_json");
+    for broken in [&b"["[..], b"[1,", b"nul"] {
+        let res = app.send(Method::POST, login, None, Some(("application/json", broken.to_vec()))).await;
+        res.assert_problem(400, "malformed_json");
+    }
+    let res = app.post(login, None, json!(["a@b.example", "password"])).await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["message"], "must be a JSON object");
     let res = app.send(Method::POST, login, None, Some(("text/plain", b"{}".to_vec()))).await;
     res.assert_problem(415, "unsupported_media_type");
     let res = app.send(Method::POST, login, None, None).await;

@@ -111,6 +111,23 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
                     content.into_iter().any(|c| c.get("example").is_some() || c.get("examples").is_some());
                 assert!(shared || exemplified, "{name} {status} has no example");
             }
+            // Every answer that says "try again later" says when.
+            for status in ["429", "503"].into_iter().filter(|s| responses.contains_key(*s)) {
+                let response = resolve(&doc, &responses[status]);
+                assert!(response["headers"].get("Retry-After").is_some(), "{name} {status} lacks Retry-After");
+            }
+            // Every JSON success body shows an example: its own or its schema's.
+            for (status, response) in responses.iter().filter(|(s, _)| s.starts_with('2')) {
+                let Some(json) = response["content"].get("application/json") else { continue };
+                let schema = resolve(&doc, &json["schema"]);
+                let exemplified =
+                    ["example", "examples"].iter().any(|k| json.get(k).is_some() || schema.get(k).is_some());
+                assert!(exemplified, "{name} {status} has no example");
+            }
+            // A body says what it is for.
+            if let Some(body) = op.get("requestBody") {
+                assert!(body["description"].is_string(), "{name}: the request body has no description");
+            }
             // A malformed id in a path is 404; 422 only where a body or query can be invalid.
             let has_query = op["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["in"] == "query"));
             if op.get("requestBody").is_none() && !has_query {
@@ -128,5 +145,13 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
             &content["application/problem+json"]["example"]
         };
         assert!(example["code"].is_string(), "{name} lacks an example");
+    }
+}
+
+/// The object a `$ref` points to within the document, or the value itself.
+fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str().and_then(|r| r.strip_prefix('#')) {
+        Some(pointer) => doc.pointer(pointer).unwrap_or(&Value::Null),
+        None => value,
     }
 }

@@ -90,6 +90,11 @@ async fn invalid_users_are_refused_field_by_field(app: TestApp) {
     let fields: HashSet<&str> =
         res.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, HashSet::from(["email", "name"]));
+    // A full-width look-alike, which mail systems deliver to the same mailbox.
+    let body = json!({"email": "ａｄａ@acme.example", "name": "Ada", "password": PASSWORD});
+    let res = app.post("/api/v1/users", Some(&w.admin), body).await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "email");
     let res = app.post("/api/v1/users", Some(&w.admin), json!({"email": "x@y.example", "name": "X"})).await;
     res.assert_problem(422, "validation_failed");
     assert_eq!(res.body["errors"][0]["field"], "password");

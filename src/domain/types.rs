@@ -87,6 +87,13 @@ fn is_invisible(c: char) -> bool {
         || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
+/// Full- and half-width forms, and the dots IDNA reads as `.`: mail systems
+/// fold them to ordinary characters, so `ａｄａ@acme.example` would be a
+/// second account for someone's mailbox, looking like theirs.
+fn is_width_variant(c: char) -> bool {
+    matches!(c, '\u{FF00}'..='\u{FFEF}' | '\u{3002}')
+}
+
 /// A syntactically plausible email address, trimmed and lowercased so that
 /// uniqueness is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +113,12 @@ impl Email {
         let unseen = |c: char| c.is_whitespace() || c.is_control() || is_invisible(c);
         if email.is_empty() || email.len() > Self::MAX_LEN || email.chars().any(unseen) {
             return Err(invalid());
+        }
+        if email.chars().any(is_width_variant) {
+            return Err(Invalid::new(
+                "email",
+                "must be typed in ordinary characters, not full-width ones (ａ, ＠, ．)",
+            ));
         }
         let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
         if local.is_empty()
@@ -203,6 +216,11 @@ mod tests {
             assert!(Email::parse(&format!("ada{invisible}@x.io")).is_err(), "{invisible:?} accepted");
         }
         assert!(Email::parse("adä@exämple.de").is_ok());
+        // Look-alikes that mail systems fold to ASCII are refused.
+        for variant in ["ａｄａ@acme.example", "ada＠acme.example", "ada@acme．example", "ada@acme。example"] {
+            let err = Email::parse(variant).unwrap_err();
+            assert!(err.message.contains("full-width"), "{variant:?}: {}", err.message);
+        }
     }
 
     #[test]

@@ -189,10 +189,11 @@ impl<T: DeserializeOwned + PartialSchema + 'static> FromRequest for JsonBody<T> 
                 Some(PayloadError::Overflow) => ApiError::payload_too_large(),
                 _ => ApiError::bad_request("malformed_body", "the request body could not be read"),
             })?;
-            // Only an object: serde would also take `["a@b", "pw"]` for a struct.
+            // Only an object: serde would also take `["a@b", "pw"]` for a
+            // struct. (Not JSON at all, like a lone `[`, is a 400 below.)
             let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-            let not_an_object = first.is_some_and(|b| *b == b'[')
-                || first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok();
+            let not_an_object =
+                first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
             if not_an_object {
                 return Err(ApiError::validation(vec![FieldError {
                     field: "body".into(),

@@ -177,7 +177,18 @@ fn shared_response(description: &str, status: &str, code: &str, detail: &str) ->
             .description(Some("`Bearer` (RFC 6750), with `error=\"invalid_token\"` when a token was sent"));
         response = response.header("WWW-Authenticate", challenge.build());
     }
+    if status_num == 503 {
+        response = response.header("Retry-After", retry_after());
+    }
     response.build()
+}
+
+/// Every 503 says when to try again.
+fn retry_after() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(Object::with_type(Type::Integer)))
+        .description(Some("Seconds to wait before trying again"))
+        .build()
 }
 
 fn title_for(status: u16) -> &'static str {
@@ -192,9 +203,11 @@ pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
     for (name, status, description, code, detail) in SHARED {
         components.responses.insert((*name).to_owned(), RefOr::T(shared_response(description, status, code, detail)));
     }
-    for (name, _, error, code, description, example) in OAUTH_SHARED {
-        components.responses.insert((*name).to_owned(), RefOr::T(oauth_response(error, code, description, example)));
+    for (name, status, error, code, description, example) in OAUTH_SHARED {
+        let response = oauth_response(*status, error, code, description, example);
+        components.responses.insert((*name).to_owned(), RefOr::T(response));
     }
+    add_page_examples(&mut components.schemas);
     let schemas = &components.schemas;
     for (path, item) in doc.paths.paths.iter_mut() {
         let oauth = path.starts_with("/oauth/");
@@ -215,6 +228,43 @@ pub fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
         }
     }
     doc
+}
+
+/// A `next_cursor` as the lists hand them out (opaque to clients).
+const EXAMPLE_CURSOR: &str = "AQGTpcSMHn0inzprHS4_Sls";
+
+/// Gives every list page (`{items, next_cursor}`) an example built from its
+/// item's, so that each list shows one without repeating the item example.
+fn add_page_examples(schemas: &mut BTreeMap<String, RefOr<Schema>>) {
+    use utoipa::openapi::schema::ArrayItems;
+    let item_example = |schemas: &BTreeMap<String, RefOr<Schema>>, page: &Object| {
+        let RefOr::T(Schema::Array(items)) = page.properties.get("items")? else { return None };
+        let ArrayItems::RefOrSchema(item) = &items.items else { return None };
+        let RefOr::Ref(reference) = item.as_ref() else { return None };
+        match schemas.get(reference.ref_location.rsplit('/').next()?)? {
+            RefOr::T(Schema::Object(item)) => item.example.clone(),
+            RefOr::T(Schema::AllOf(item)) => item.example.clone(),
+            _ => None,
+        }
+    };
+    let pages: Vec<(String, serde_json::Value)> = schemas
+        .iter()
+        .filter_map(|(name, schema)| match schema {
+            RefOr::T(Schema::Object(page))
+                if page.example.is_none()
+                    && page.properties.len() == 2
+                    && page.properties.contains_key("next_cursor") =>
+            {
+                item_example(schemas, page).map(|item| (name.clone(), item))
+            }
+            _ => None,
+        })
+        .collect();
+    for (name, item) in pages {
+        if let Some(RefOr::T(Schema::Object(page))) = schemas.get_mut(&name) {
+            page.example = Some(serde_json::json!({"items": [item], "next_cursor": EXAMPLE_CURSOR}));
+        }
+    }
 }
 
 /// The first required field of an operation's JSON body, for its 422 example.
@@ -264,15 +314,16 @@ const OAUTH_SHARED: &[(&str, u16, &str, &str, &str, &str)] = &[
     ),
 ];
 
-fn oauth_response(error: &str, code: &str, description: &str, example_description: &str) -> Response {
+fn oauth_response(status: u16, error: &str, code: &str, description: &str, example_description: &str) -> Response {
     let example = serde_json::json!({"error": error, "error_description": example_description, "code": code});
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new().schema(Some(Ref::from_schema_name("OAuthErrorBody"))).example(Some(example)).build(),
-        )
-        .build()
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new().schema(Some(Ref::from_schema_name("OAuthErrorBody"))).example(Some(example)).build(),
+    );
+    if status == 503 {
+        response = response.header("Retry-After", retry_after());
+    }
+    response.build()
 }
 
 fn add_oauth_shared(op: &mut Operation) {

@@ -291,8 +291,35 @@ pub struct AuditEventView {
     pub ip: Option<String>,
     #[schema(required = true)]
     pub user_agent: Option<String>,
-    /// Kind-specific facts: `end_reason`, `duration_hours`, `reason`, `expires_at`, …
+    #[schema(value_type = EventDetail)]
     pub detail: serde_json::Value,
+}
+
+/// Kind-specific facts of an event; which keys appear depends on `kind`.
+/// (Documentation of the stored JSON, which is passed through as recorded.)
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventDetail {
+    /// `consent_granted`: for how many hours.
+    #[schema(nullable = false)]
+    duration_hours: Option<i64>,
+    /// `consent_granted`: when the consent ends; `impersonation_started`: when the session does.
+    #[schema(nullable = false)]
+    expires_at: Option<OffsetDateTime>,
+    /// `consent_revoked`: when the revoked consent had been granted.
+    #[schema(nullable = false)]
+    consent_granted_at: Option<OffsetDateTime>,
+    /// `impersonation_*`: who impersonated.
+    #[schema(nullable = false)]
+    impersonator_id: Option<Uuid>,
+    /// `impersonation_started`: the reason the impersonator gave, if any.
+    reason: Option<String>,
+    /// `impersonation_stopped`, `impersonation_ended`: why it ended.
+    #[schema(nullable = false)]
+    end_reason: Option<EndReason>,
+    /// `impersonation_ended`: `role_changed` when a role change ended it (`end_reason` is then `stopped`).
+    #[schema(nullable = false)]
+    cause: Option<String>,
 }
 
 impl From<&EventRow> for AuditEventView {

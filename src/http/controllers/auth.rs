@@ -71,7 +71,7 @@ fn invalid_credentials() -> ApiError {
 /// account all answer the same `invalid_credentials`, in the same time.
 #[utoipa::path(
     tag = "auth",
-    request_body = LoginRequest,
+    request_body(content = LoginRequest, description = "Your email (any case) and password"),
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 401, description = "Wrong email or password (`invalid_credentials`)", body = Problem, content_type = "application/problem+json",

@@ -77,7 +77,7 @@ pub async fn get_consent(state: web::Data<AppState>, principal: Principal) -> Re
 #[utoipa::path(
     tag = "consent",
     security(("bearer" = [])),
-    request_body = GrantConsentRequest,
+    request_body(content = GrantConsentRequest, description = "For how many whole hours (1 to 168) support may act as you"),
     responses(
         (status = 200, description = "Consent granted", body = ConsentView),
         (status = 403, description = "Not allowed with an impersonation token (`impersonation-restricted`)", body = Problem, content_type = "application/problem+json",

@@ -34,7 +34,7 @@ pub enum HealthStatus {
         (status = 200, description = "Metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String,
             example = "# TYPE actas_impersonation_sessions_active gauge\nactas_impersonation_sessions_active 3\n"),
         (status = 503, description = "Database unreachable (`service_unavailable`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
-            example = json!({"type": "urn:actas:problem:service_unavailable", "title": "Service unavailable", "status": 503, "detail": "the service is busy or cannot reach its database; try again shortly", "code": "service_unavailable"})),
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")), example = json!({"type": "urn:actas:problem:service_unavailable", "title": "Service unavailable", "status": 503, "detail": "the service is busy or cannot reach its database; try again shortly", "code": "service_unavailable"})),
     )
 )]
 #[get("/metrics")]
@@ -114,7 +114,7 @@ pub async fn healthz() -> web::Json<Health> {
     responses(
         (status = 200, description = "Ready", body = Health, example = json!({"status": "ready"})),
         (status = 503, description = "Database unreachable (`service_unavailable`)", body = crate::http::problem::Problem, content_type = "application/problem+json",
-            example = json!({"type": "urn:actas:problem:service_unavailable", "title": "Service unavailable", "status": 503, "detail": "the service is busy or cannot reach its database; try again shortly", "code": "service_unavailable"})),
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")), example = json!({"type": "urn:actas:problem:service_unavailable", "title": "Service unavailable", "status": 503, "detail": "the service is busy or cannot reach its database; try again shortly", "code": "service_unavailable"})),
     )
 )]
 #[get("/readyz")]

@@ -191,7 +191,7 @@ fn check_rules(
     operation_id = "start_impersonation",
     tag = "impersonations",
     security(("bearer" = [])),
-    request_body = StartImpersonationRequest,
+    request_body(content = StartImpersonationRequest, description = "Whom to act as, your own password to confirm, and optionally why"),
     responses(
         (status = 201, description = "Session started", body = StartImpersonationResponse,
             headers(("Location" = String, description = "URL of the session"))),

@@ -130,7 +130,7 @@ pub struct ChangePasswordRequest {
 #[utoipa::path(
     tag = "me",
     security(("bearer" = [])),
-    request_body = ChangePasswordRequest,
+    request_body(content = ChangePasswordRequest, description = "Your current password and the new one"),
     responses(
         (status = 204, description = "Password changed; other sessions ended"),
         (status = 403, description = "The current password is wrong (`reauthentication_failed`), or the token is an impersonation token (`impersonation-restricted`)", body = Problem, content_type = "application/problem+json",

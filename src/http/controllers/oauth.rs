@@ -275,7 +275,7 @@ pub struct TokenExchangeResponse {
 #[utoipa::path(
     operation_id = "token_exchange",
     tag = "oauth",
-    request_body(content = TokenExchangeRequest, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenExchangeRequest, content_type = "application/x-www-form-urlencoded", description = "RFC 8693 token exchange, form-encoded: your access token as actor, the user id as subject, your password"),
     responses(
         (status = 200, description = "Exchanged", body = TokenExchangeResponse, headers(
             ("Cache-Control" = String, description = "`no-store`: the body holds a token (RFC 6749 §5.1)"),
@@ -501,7 +501,7 @@ pub struct Actor {
     operation_id = "introspect_token",
     tag = "oauth",
     security(("bearer" = [])),
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded", description = "The token to look at, form-encoded (RFC 7662)"),
     responses(
         (status = 200, description = "Introspection result", body = IntrospectionResponse),
         (status = 400, description = "Not a form, or no `token` (`invalid_request`)", body = OAuthErrorBody,
@@ -588,7 +588,7 @@ fn unauthorized(description: String) -> OAuthError {
 #[utoipa::path(
     operation_id = "revoke_token",
     tag = "oauth",
-    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded", description = "The token to revoke, form-encoded (RFC 7009)"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "Not a form, no `token`, or besides it the token of another impersonation session in `Authorization` (`invalid_request`; codes `validation_failed`, `several_sessions`)", body = OAuthErrorBody,

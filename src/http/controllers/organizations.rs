@@ -53,7 +53,7 @@ pub struct OrganizationList {
 #[utoipa::path(
     tag = "organizations",
     security(("bearer" = [])),
-    request_body = CreateOrganizationRequest,
+    request_body(content = CreateOrganizationRequest, description = "The new organization's name and, optionally, its parent (default: the caller's organization)"),
     responses(
         (status = 201, description = "Created", body = OrganizationView, headers(("Location" = String, description = "URL of the new organization"))),
         (status = 403, description = "Not an administrator (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json",

@@ -110,7 +110,7 @@ fn subject<'a>(user: &User, org_path: &'a OrgPath) -> Subject<'a> {
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
-    request_body = CreateUserRequest,
+    request_body(content = CreateUserRequest, description = "The new user: email, name, initial password, and optionally organization and role"),
     responses(
         (status = 201, description = "Created", body = UserView, headers(("Location" = String, description = "URL of the new user"))),
         (status = 403, description = "Not an administrator, or the role is above yours (`forbidden`)", body = Problem, content_type = "application/problem+json",
@@ -312,7 +312,7 @@ pub async fn get_user(
     tag = "users",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
-    request_body = UpdateUserRequest,
+    request_body(content = UpdateUserRequest, description = "Only the fields to change: name, role, status"),
     responses(
         (status = 200, description = "The updated user, as `GET` shows it", body = UserItem),
         (status = 403, description = "Not allowed to make this change (`forbidden`)", body = Problem, content_type = "application/problem+json",

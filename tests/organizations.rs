@@ -76,7 +76,30 @@ async fn invalid_organizations_are_refused(app: TestApp) {
         .assert_problem(404, "not_found");
 }
 
+/// Nesting is bounded, the same on both backends (a path too long to index
+/// would otherwise be a PostgreSQL error).
+async fn organizations_nest_at_most_sixteen_levels(app: TestApp) {
+    let w = app.world().await;
+    // Acme EU is at depth 2; Acme's admin builds below it down to depth 16.
+    let mut parent = w.acme_eu;
+    for depth in 3..=16 {
+        let body = json!({"name": format!("Level {depth}"), "parent_id": parent});
+        let res = app.post("/api/v1/organizations", Some(&w.acme_admin.1), body).await;
+        let org = res.assert_status(201);
+        assert_eq!(org["depth"], depth);
+        parent = org["id"].as_str().unwrap().parse().unwrap();
+    }
+    let res = app.post("/api/v1/organizations", Some(&w.admin), json!({"name": "Too deep", "parent_id": parent})).await;
+    res.assert_problem(422, "validation_failed");
+    assert_eq!(res.body["errors"][0]["field"], "parent_id");
+    // Users still go anywhere in the tree.
+    let user =
+        json!({"email": "deep@acme.example", "name": "Deep", "password": common::PASSWORD, "organization_id": parent});
+    app.post("/api/v1/users", Some(&w.admin), user).await.assert_status(201);
+}
+
 backend_tests!(
+    organizations_nest_at_most_sixteen_levels,
     super_admin_builds_a_tree_under_the_owner,
     admins_work_only_in_their_subtree,
     members_cannot_manage_organizations,

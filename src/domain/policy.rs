@@ -43,6 +43,22 @@ impl OrgPath {
         (self.0.matches('/').count() as i32 - 2).max(0)
     }
 
+    /// How deep organizations may nest below the owner organization: enough
+    /// for any real hierarchy, and paths stay small enough to index.
+    pub const MAX_DEPTH: i32 = 16;
+
+    /// Whether an organization may be created below this one.
+    pub fn has_room_below(&self) -> Result<(), Invalid> {
+        if self.depth() < Self::MAX_DEPTH {
+            Ok(())
+        } else {
+            Err(Invalid::new(
+                "parent_id",
+                format!("organizations nest at most {} levels below the owner organization", Self::MAX_DEPTH),
+            ))
+        }
+    }
+
     pub fn is_owner(&self) -> bool {
         self.depth() == 0
     }
@@ -230,6 +246,12 @@ mod tests {
         let t = tree();
         assert!(t.owner.is_owner() && !t.acme.is_owner());
         assert_eq!((t.owner.depth(), t.acme.depth(), t.acme_eu.depth()), (0, 1, 2));
+        let mut deepest = t.acme_eu.clone();
+        while deepest.depth() < OrgPath::MAX_DEPTH {
+            assert!(deepest.has_room_below().is_ok(), "depth {}", deepest.depth());
+            deepest = deepest.child(Uuid::now_v7());
+        }
+        assert_eq!(deepest.has_room_below().unwrap_err().field, "parent_id");
         assert!(t.acme.contains(&t.acme_eu) && t.acme.contains(&t.acme));
         assert!(!t.acme.contains(&t.globex) && !t.acme_eu.contains(&t.acme));
         assert!(t.owner.is_ancestor_of(&t.acme) && !t.acme.is_ancestor_of(&t.acme));

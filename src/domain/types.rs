@@ -13,7 +13,7 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self { field, message: message.into() }
     }
 }

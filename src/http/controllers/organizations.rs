@@ -21,7 +21,7 @@ use crate::store::write_transaction;
 pub struct CreateOrganizationRequest {
     #[schema(schema_with = crate::http::openapi::display_name_schema)]
     pub name: String,
-    /// Defaults to the caller's organization. Must be one you administer.
+    /// Defaults to the caller's organization. Must be one you administer, at most 15 levels below the owner organization (organizations nest 16 deep; deeper is 422).
     pub parent_id: Option<Uuid>,
 }
 
@@ -78,6 +78,7 @@ pub async fn create_organization(
         .await?
         .ok_or_else(|| ApiError::not_found("parent organization"))?;
     actor.may_create_org(&parent.org_path()).map_err(|d| denied("parent organization", d))?;
+    parent.org_path().has_room_below()?;
     let now = state.clock.now();
     let org = Organization::new_child(Some(&parent), name.into_string(), now);
     let stored = org.clone();

@@ -4,6 +4,7 @@
 //! workers would stall every other request, and running unbounded numbers at
 //! once would let a login flood exhaust memory. Unknown users are verified
 //! against a dummy hash so that they take the same time as a wrong password.
+//! New passwords get at most half the places, so logins always have some.
 
 use std::sync::Arc;
 
@@ -35,6 +36,9 @@ const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// Hashing new passwords (creating users, changing passwords) may take
+    /// at most half the places: the others stay for logins and confirmations.
+    new_password_permits: Arc<Semaphore>,
     wait_for_turn: std::time::Duration,
     dummy_hash: Arc<str>,
 }
@@ -44,8 +48,10 @@ impl PasswordHasher {
     pub fn new(max_concurrent: usize) -> Self {
         let dummy = hash_blocking("a password nobody has: only its cost matters")
             .expect("hashing a constant password cannot fail");
+        let places = max_concurrent.clamp(1, MAX_CONCURRENT);
         Self {
-            permits: Arc::new(Semaphore::new(max_concurrent.clamp(1, MAX_CONCURRENT))),
+            permits: Arc::new(Semaphore::new(places)),
+            new_password_permits: Arc::new(Semaphore::new((places / 2).max(1))),
             wait_for_turn: WAIT_FOR_TURN,
             dummy_hash: dummy.into(),
         }
@@ -54,8 +60,14 @@ impl PasswordHasher {
     /// A permit, waiting at most `WAIT_FOR_TURN`: under a flood of logins a
     /// request is told "busy" rather than queued without end.
     async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
-        let acquire = Arc::clone(&self.permits).acquire_owned();
-        match tokio::time::timeout(self.wait_for_turn, acquire).await {
+        Self::place(&self.permits, self.wait_for_turn).await
+    }
+
+    async fn place(
+        places: &Arc<Semaphore>,
+        wait: std::time::Duration,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
+        match tokio::time::timeout(wait, Arc::clone(places).acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(closed)) => Err(HashError::Failed(closed.to_string())),
             Err(_) => Err(HashError::Busy),
@@ -63,7 +75,11 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let permit = self.turn().await?;
+        let started = tokio::time::Instant::now();
+        let share = Self::place(&self.new_password_permits, self.wait_for_turn).await?;
+        let left = self.wait_for_turn.saturating_sub(started.elapsed());
+        let permit = Self::place(&self.permits, left).await?;
+        let permit = (share, permit);
         // The permit travels with the hash: a client that hangs up drops this
         // future, not the running hash, so the bound must not be released early.
         tokio::task::spawn_blocking(move || {
@@ -118,6 +134,20 @@ mod tests {
         assert_eq!(hasher.permits.available_permits(), 0, "the running hash still holds the only permit");
         hasher.hash("another password".into()).await.unwrap();
         assert_eq!(hasher.permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn new_passwords_never_take_the_places_logins_need() {
+        let hasher = PasswordHasher { wait_for_turn: std::time::Duration::from_millis(50), ..PasswordHasher::new(4) };
+        // Two new passwords hashing (half the places): a third waits, a login does not.
+        let _hashing = [
+            Arc::clone(&hasher.new_password_permits).acquire_owned().await.unwrap(),
+            Arc::clone(&hasher.new_password_permits).acquire_owned().await.unwrap(),
+        ];
+        let _running = Arc::clone(&hasher.permits).acquire_many_owned(2).await.unwrap();
+        assert!(hasher.hash("a password".into()).await.is_err_and(|e| matches!(e, HashError::Busy)));
+        assert!(!hasher.verify("a password".into(), None).await.unwrap());
+        assert_eq!(PasswordHasher::new(1).new_password_permits.available_permits(), 1);
     }
 
     #[tokio::test]

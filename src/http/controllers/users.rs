@@ -147,6 +147,12 @@ pub async fn create_user(
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
     actor.may_create_user(&org.org_path(), role).map_err(|d| denied("organization", d))?;
+    // A taken email is refused before the costly hash (the insert checks
+    // again): a stream of duplicates would otherwise keep hashing places busy.
+    let wanted = email.as_str().to_owned();
+    if state.db_own(move |conn| Ok(users::find_live_by_email(conn, &wanted)?)).await?.is_some() {
+        return Err(email_taken());
+    }
     let hash = state.hasher.hash(password.expose().to_owned()).await?;
 
     let now = state.clock.now();
@@ -169,9 +175,7 @@ pub async fn create_user(
             write_transaction(conn, |conn| {
                 caller.lock_with(conn, &[], &clock)?;
                 match users::insert(conn, &stored) {
-                    Err(e) if is_unique_violation(&e) => {
-                        Err(ApiError::conflict("email_taken", "a user with this email already exists"))
-                    }
+                    Err(e) if is_unique_violation(&e) => Err(email_taken()),
                     other => Ok(other?),
                 }
             })
@@ -181,6 +185,10 @@ pub async fn create_user(
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/api/v1/users/{}", *user.id)))
         .json(UserView::from(&user)))
+}
+
+fn email_taken() -> ApiError {
+    ApiError::conflict("email_taken", "a user with this email already exists")
 }
 
 /// List the users you can see, newest first.

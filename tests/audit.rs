@@ -52,6 +52,9 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
     app.delete("/api/v1/me/impersonation-consent", Some(&token)).await.assert_problem(403, "impersonation-restricted");
     app.patch(&ada, Some(&token), json!({"name": ""})).await.assert_problem(422, "validation_failed");
     app.get("/api/v1/nowhere", Some(&token)).await.assert_problem(404, "not_found");
+    // An encoded control character is logged as sent (PostgreSQL text holds no NUL).
+    app.get("/api/v1/no%00where", Some(&token)).await.assert_problem(404, "not_found");
+    app.get("/.well-known/oauth-authorization-server/%00", Some(&token)).await.assert_problem(404, "not_found");
     app.send(Method::PUT, "/api/v1/me", Some(&token), None).await.assert_problem(405, "method_not_allowed");
     app.send(Method::POST, &format!("/api/v1/impersonations/{id}/stop"), Some(&token), None).await.assert_status(204);
     app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
@@ -63,6 +66,8 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
         ("GET /api/v1/me".to_owned(), 401),
         (format!("POST /api/v1/impersonations/{id}/stop"), 204),
         ("PUT /api/v1/me".to_owned(), 405),
+        ("GET /.well-known/oauth-authorization-server/%00".to_owned(), 404),
+        ("GET /api/v1/no%00where".to_owned(), 404),
         ("GET /api/v1/nowhere".to_owned(), 404),
         (format!("PATCH {ada}"), 422),
         ("DELETE /api/v1/me/impersonation-consent".to_owned(), 403),
@@ -70,7 +75,7 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
         ("GET /api/v1/me".to_owned(), 200),
     ];
     assert_eq!(statuses(&rows), expected);
-    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 8);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 10);
     let first = rows.last().unwrap();
     assert_eq!(first["ip"], "127.0.0.1");
     assert!(first["at"].is_string() && first["duration_ms"].as_i64().unwrap() >= 0);

@@ -85,6 +85,24 @@ pub fn redact_query(query: &str) -> String {
         .collect()
 }
 
+/// A request's path as stored: control characters a client percent-encoded
+/// (`%00`, decoded for routing) are encoded again, so that the path is
+/// readable and storable (PostgreSQL text holds no NUL).
+pub fn path_for_log(path: &str) -> String {
+    let mut stored = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c.is_control() {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                stored.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            stored.push(c);
+        }
+    }
+    stored
+}
+
 /// What a request body is stored as.
 pub fn redact_body(body: &[u8], content_type: Option<&str>) -> Option<String> {
     if body.is_empty() {
@@ -432,6 +450,13 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_paths_are_stored_encoded() {
+        assert_eq!(path_for_log("/api/v1/me\0x"), "/api/v1/me%00x");
+        assert_eq!(path_for_log("/a\nb\u{85}/é"), "/a%0Ab%C2%85/é");
+        assert_eq!(path_for_log("/api/v1/users/0193a5c4"), "/api/v1/users/0193a5c4");
+    }
     use serde_json::json;
 
     #[test]

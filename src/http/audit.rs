@@ -29,7 +29,7 @@ use super::controllers::oauth::OAuthError;
 use super::json::MAX_JSON_BYTES;
 use super::principal::{bearer_tokens, impersonation_claims, reads_the_caller};
 use super::problem::ApiError;
-use crate::domain::redact::{redact_body, redact_query};
+use crate::domain::redact::{path_for_log, redact_body, redact_query};
 use crate::state::{AppState, Clock, SessionTurns};
 use crate::store::audit::{self, RequestEntry};
 use crate::store::impersonations;
@@ -321,7 +321,7 @@ where
                 session_id: who.session_id,
                 at,
                 method: req.method().to_string(),
-                path: path.clone(),
+                path: path_for_log(&path),
                 query: Some(req.query_string()).filter(|q| !q.is_empty()).map(redact_query),
                 status: 0,
                 duration_ms: 0,

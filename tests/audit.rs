@@ -305,6 +305,14 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
         )
         .await;
     assert_eq!((chained.status.as_u16(), chained.body["code"].as_str()), (400, Some("chained_impersonation")));
+    // The same attempt in an encoding the endpoint refuses is still the session's.
+    let as_json = serde_json::to_vec(&json!({"grant_type": "x", "actor_token": token, "password": "SECRET-PW-2"}));
+    let json_body = app.send(Method::POST, "/oauth/token", None, Some(("application/json", as_json.unwrap()))).await;
+    assert_eq!((json_body.status.as_u16(), json_body.body["code"].as_str()), (400, Some("unsupported_media_type")));
+    let multipart = format!("--b\r\nContent-Disposition: form-data; name=\"actor_token\"\r\n\r\n{token}\r\n--b--\r\n");
+    let as_multipart = ("multipart/form-data; boundary=b", multipart.into_bytes());
+    let multipart = app.send(Method::POST, "/oauth/revoke", None, Some(as_multipart)).await;
+    assert_eq!(multipart.status.as_u16(), 400);
     // A service asking about the token does not use it: not in the session's log.
     let introspected =
         app.send(Method::POST, "/oauth/introspect", Some(&w.admin), Some(form(&[("token", &token)]))).await;
@@ -322,14 +330,20 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
     app.send(Method::POST, "/oauth/revoke", None, Some(form(&[("token", &w.acme_member.1)]))).await;
 
     let rows = log_of(&app, &w.admin, &id).await;
-    let expected = [("POST /oauth/revoke", 200), ("POST /oauth/revoke", 400), ("POST /oauth/token", 400)];
+    let expected = [
+        ("POST /oauth/revoke", 200),
+        ("POST /oauth/revoke", 400),
+        ("POST /oauth/revoke", 400),
+        ("POST /oauth/token", 400),
+        ("POST /oauth/token", 400),
+    ];
     assert_eq!(statuses(&rows), expected.map(|(call, status)| (call.to_owned(), status)));
     let other_rows = log_of(&app, &w.admin, &other_id).await;
     let expected = [("GET /api/v1/me", 200), ("POST /oauth/revoke", 400)];
     assert_eq!(statuses(&other_rows), expected.map(|(call, status)| (call.to_owned(), status)));
-    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 5);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 7);
     let dump = app.request_log_dump();
-    assert!(!dump.contains(&token) && !dump.contains("SECRET-PW-1"), "{dump}");
+    assert!(!dump.contains(&token) && !dump.contains("SECRET-PW-1") && !dump.contains("SECRET-PW-2"), "{dump}");
     assert!(dump.contains("actor_token=[REDACTED]"), "{dump}");
 }
 

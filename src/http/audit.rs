@@ -216,15 +216,22 @@ fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
 async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Result<Option<Impersonated>, ApiError> {
     // The path as routed (`/%6fauth/revoke` is `/oauth/revoke` too).
     let path = req.match_info().as_str();
+    let revoking = path == "/oauth/revoke";
+    // Where a token in the body is used, not merely looked at (introspection).
+    let acting = revoking || path == "/oauth/token";
     let is_form = path.starts_with("/oauth/")
         && req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
-    if !is_form {
+    if !is_form && !acting {
         return Ok(None);
     }
     let body = read_body(req).await?;
+    req.set_payload(Payload::from(body.clone()));
+    if !is_form {
+        // Refused for its encoding (JSON, multipart), yet it carries the
+        // token: the attempt belongs in that session's log all the same.
+        return Ok(token_shaped(&String::from_utf8_lossy(&body)).find_map(|t| impersonation_token(state, t)));
+    }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let revoking = req.match_info().as_str() == "/oauth/revoke";
-    req.set_payload(Payload::from(body));
     Ok(pairs
         .iter()
         .filter(|(name, _)| match name.as_str() {
@@ -233,6 +240,13 @@ async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Res
             _ => false,
         })
         .find_map(|(_, value)| impersonation_token(state, value)))
+}
+
+/// The JWT-shaped words of a text (`eyJ…` with two dots), at most a few.
+fn token_shaped(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .filter(|word| word.starts_with("eyJ") && word.matches('.').count() == 2)
+        .take(4)
 }
 
 /// Errors under `/oauth/` are said the RFC 6749 way, everywhere else as

@@ -247,6 +247,46 @@ async fn a_request_whose_row_waits_too_long_is_refused_as_unlogged(app: TestApp)
     assert_eq!(statuses(&log_of(&app, &w.admin, &session).await), [("GET /api/v1/me".to_owned(), 200)]);
 }
 
+/// A body that never finishes arriving is cut off after the deadline (408),
+/// for anyone; with an impersonation token the cut-off call is logged.
+async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let (session, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let stalled = |call: String, token: Option<String>| {
+        let addr = app.base_url.trim_start_matches("http://").to_owned();
+        actix_web::web::block(move || {
+            use std::io::{Read, Write};
+            let mut conn = std::net::TcpStream::connect(addr).unwrap();
+            conn.set_read_timeout(Some(std::time::Duration::from_secs(40))).unwrap();
+            let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+            let head = format!(
+                "{call} HTTP/1.1\r\nHost: actas\r\n{auth}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na"
+            );
+            conn.write_all(head.as_bytes()).unwrap();
+            let mut answer = String::new();
+            let _ = conn.read_to_string(&mut answer);
+            answer
+        })
+    };
+    let started = std::time::Instant::now();
+    let ada = format!("/api/v1/users/{}", w.acme_member.0);
+    let (anonymous, impersonated) = futures_util::future::join(
+        stalled("POST /api/v1/auth/login".into(), None),
+        stalled(format!("PATCH {ada}"), Some(token)),
+    )
+    .await;
+    let waited = started.elapsed();
+    for answer in [anonymous.unwrap(), impersonated.unwrap()] {
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    }
+    let deadline = actas::http::middleware::BODY_DEADLINE;
+    assert!(waited >= deadline && waited < deadline * 2, "{waited:?}");
+    let rows = log_of(&app, &w.admin, &session).await;
+    assert_eq!(statuses(&rows), [(format!("PATCH {ada}"), 408)]);
+}
+
 async fn a_server_error_keeps_its_log_row_but_none_of_its_changes(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, 2).await;
@@ -785,6 +825,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    a_body_that_never_arrives_is_cut_off,
     a_request_whose_row_waits_too_long_is_refused_as_unlogged,
     every_ending_is_an_event_with_its_reason,
     a_second_authorization_header_is_refused_and_logged,

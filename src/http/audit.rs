@@ -404,7 +404,7 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("malformed_body", "the request body could not be read"))?;
+        let chunk = chunk.map_err(|e| ApiError::unreadable_body(&e))?;
         if body.len() + chunk.len() > MAX_CAPTURED_BODY {
             return Err(ApiError::payload_too_large());
         }

@@ -2,7 +2,6 @@
 //! that name the offending field (`errors[].field`) by its path.
 
 use actix_web::dev::Payload;
-use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use futures_util::future::LocalBoxFuture;
@@ -185,10 +184,7 @@ impl<T: DeserializeOwned + PartialSchema + 'static> FromRequest for JsonBody<T> 
             if declared_too_large {
                 return Err(ApiError::payload_too_large());
             }
-            let bytes = bytes.await.map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => ApiError::payload_too_large(),
-                _ => ApiError::bad_request("malformed_body", "the request body could not be read"),
-            })?;
+            let bytes = bytes.await.map_err(|e| ApiError::unreadable(&e))?;
             // Only an object: serde would also take `["a@b", "pw"]` for a
             // struct. (Not JSON at all, like a lone `[`, is a 400 below.)
             let first = bytes.iter().find(|b| !b.is_ascii_whitespace());

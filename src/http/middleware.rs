@@ -1,5 +1,6 @@
 //! Middleware around the whole application.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Next};
-use actix_web::ResponseError;
+use actix_web::{HttpMessage, ResponseError};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -119,6 +120,55 @@ pub async fn head_as_get(
         req.head_mut().method = actix_web::http::Method::GET;
     }
     next.call(req).await
+}
+
+/// How long a request body may take to arrive, from the end of the headers.
+/// Bodies are small (at most 64 KiB); without a bound, a client sending one
+/// byte now and then would hold its connection, and a reader, for ever.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Puts a deadline on the request body, for every reader (the audit trail,
+/// extractors, the OAuth forms): past it the body reads as timed out (408).
+pub async fn body_deadline(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.to_str().ok().and_then(|l| l.trim().parse::<u64>().ok()) != Some(0));
+    if has_body {
+        let body = DeadlineBody { body: req.take_payload(), deadline: Box::pin(tokio::time::sleep(BODY_DEADLINE)) };
+        req.set_payload(actix_web::dev::Payload::Stream { payload: Box::pin(body) });
+    }
+    next.call(req).await
+}
+
+struct DeadlineBody {
+    body: actix_web::dev::Payload,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl futures_util::Stream for DeadlineBody {
+    type Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if let Poll::Ready(chunk) = std::pin::Pin::new(&mut self.body).poll_next(cx) {
+            return Poll::Ready(chunk);
+        }
+        match self.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(actix_web::error::PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive in time",
+            ))))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// A panicking handler answers 500 problem+json instead of dropping the

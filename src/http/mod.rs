@@ -123,6 +123,7 @@ pub fn app(
         .wrap(middleware::problem_for_cors_refusals())
         // Preflights and CORS refusals carry these like every other response.
         .wrap(from_fn(middleware::security_headers))
+        .wrap(from_fn(middleware::body_deadline))
         .wrap(from_fn(middleware::request_span))
 }
 

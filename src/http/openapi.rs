@@ -105,6 +105,13 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
         "impersonation session not found",
     ),
     (
+        "RequestTimeout",
+        "408",
+        "The body did not arrive within 15 seconds of the headers (`request_timeout`)",
+        "request_timeout",
+        "the request body did not arrive within 15 seconds",
+    ),
+    (
         "PayloadTooLarge",
         "413",
         "The body is larger than 64 KiB (`payload_too_large`)",
@@ -342,7 +349,7 @@ fn add_shared(op: &mut Operation, not_found: Option<&str>, schemas: &BTreeMap<St
         .is_some_and(|p| p.iter().any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query))));
     let mut wanted = vec![];
     if has_body {
-        wanted.extend(["MalformedRequest", "PayloadTooLarge", "UnsupportedMediaType"]);
+        wanted.extend(["MalformedRequest", "RequestTimeout", "PayloadTooLarge", "UnsupportedMediaType"]);
     }
     if has_body {
         if let Some(field) = first_required_field(op, schemas) {

@@ -173,6 +173,33 @@ impl ApiError {
         )
     }
 
+    /// A request body that could not be read: too large, too slow (past
+    /// `BODY_DEADLINE`), or broken off.
+    pub fn unreadable_body(error: &actix_web::error::PayloadError) -> Self {
+        use actix_web::error::PayloadError;
+        match error {
+            PayloadError::Overflow => Self::payload_too_large(),
+            PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
+                format!(
+                    "the request body did not arrive within {} seconds",
+                    super::middleware::BODY_DEADLINE.as_secs()
+                ),
+            ),
+            _ => Self::bad_request("malformed_body", "the request body could not be read"),
+        }
+    }
+
+    /// As `unreadable_body`, for a body read through an extractor.
+    pub fn unreadable(error: &actix_web::Error) -> Self {
+        match error.as_error::<actix_web::error::PayloadError>() {
+            Some(unread) => Self::unreadable_body(unread),
+            None => Self::bad_request("malformed_body", "the request body could not be read"),
+        }
+    }
+
     pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, "Conflict", detail)
     }

@@ -153,7 +153,7 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, S
     }
     let body = match body.to_bytes_limited(MAX_JSON_BYTES).await {
         Ok(Ok(body)) => body,
-        Ok(Err(_)) => return Err(OAuthError::invalid_request("malformed_body", "the body could not be read")),
+        Ok(Err(unread)) => return Err(OAuthError::from_api(ApiError::unreadable(&unread))),
         Err(_) => return Err(OAuthError::from_api(ApiError::payload_too_large())),
     };
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)

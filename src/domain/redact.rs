@@ -77,7 +77,7 @@ pub fn redact_query(query: &str) -> String {
             let (raw_key, _) = pair.split_once('=').unwrap_or((pair, ""));
             let key = percent_decode(&raw_key.replace('+', " "));
             if is_sensitive(&key) || is_sensitive(&unescape_for_scrubbing(&key)) {
-                format!("{raw_key}={REDACTED}{separator}")
+                format!("{}={REDACTED}{separator}", name_part(raw_key))
             } else {
                 piece.to_owned()
             }
@@ -101,6 +101,18 @@ pub fn path_for_log(path: &str) -> String {
         }
     }
     stored
+}
+
+/// A parameter name up to an encoded `=` or `:` (`password%3D…`): past one,
+/// the "name" may be the secret itself, and is not kept.
+fn name_part(raw: &str) -> &str {
+    let lower = raw.to_ascii_lowercase();
+    let cut = ["%3d", "%3a", "%253d", "%253a"].iter().filter_map(|sep| lower.find(sep)).min();
+    match cut {
+        Some(0) => REDACTED,
+        Some(at) => &raw[..at],
+        None => raw,
+    }
 }
 
 /// What a request body is stored as.
@@ -228,8 +240,10 @@ pub fn truncate(text: String) -> String {
 /// follows `:`, `=` or `>` is hidden — a quoted value up to its closing quote,
 /// an XML value up to the next tag, anything else up to the end of its line
 /// (so `Authorization: Bearer abc` loses all of `Bearer abc`), and an object
-/// or array up to its matching bracket. Names written with `\u0077` or `%77`
-/// escapes, or with letters that case-fold to ASCII, are read as what they
+/// or array up to its matching bracket. A name followed by anything else (a
+/// comment, prose) hides the rest of its line. Names written with escapes
+/// (`\u0077`, `\x77`, `%77`, `%2577`, `&#119;`), with letters that case-fold
+/// to ASCII, or with wide spaces before the separator, are read as what they
 /// spell. One pass.
 pub fn scrub_text(original: &str) -> String {
     // Scanned as read (escapes decoded, lookalikes folded), stored as sent:
@@ -283,12 +297,24 @@ pub fn scrub_text(original: &str) -> String {
                 j = i;
             }
         }
+        let name_end = j;
         while j < bytes.len() && matches!(bytes[j], b'"' | b'\'' | b' ' | b'\t' | b'\r' | b'\n') {
             j += 1;
         }
-        if j >= bytes.len() || !matches!(bytes[j], b':' | b'=' | b'>') {
+        let separated = j < bytes.len() && matches!(bytes[j], b':' | b'=' | b'>');
+        if !separated && (j >= bytes.len() || bytes[name_end..j].iter().any(|b| matches!(b, b'\r' | b'\n'))) {
+            // Nothing follows on the name's line.
             out.push_str(kept(i, j));
             i = j;
+            continue;
+        }
+        if !separated {
+            // Followed by something that is not a separator (a comment, a
+            // word: `the password is hunter2`): what follows on its line may
+            // be the secret, and is hidden.
+            out.push_str(kept(i, j));
+            out.push_str(REDACTED);
+            i = text[j..].find(['\n', '\r']).map_or(bytes.len(), |e| j + e);
             continue;
         }
         let is_xml = bytes[j] == b'>';
@@ -363,7 +389,8 @@ fn matching_bracket(bytes: &[u8], open: usize) -> Option<usize> {
 /// (`fold_lookalikes`), with, for each of its bytes and one past its end,
 /// where that byte's source starts in `text`. `None` when it reads as written.
 fn as_read(text: &str) -> Option<(String, Vec<usize>)> {
-    if !text.contains(['\\', '%']) && !text.contains(is_lookalike) {
+    let wide_space = |c: char| c.is_whitespace() && !c.is_ascii();
+    if !text.contains(['\\', '%', '&']) && !text.contains(|c| is_lookalike(c) || wide_space(c)) {
         return None;
     }
     let mut read = String::with_capacity(text.len());
@@ -380,6 +407,8 @@ fn as_read(text: &str) -> Option<(String, Vec<usize>)> {
         };
         let before = read.len();
         let mut buf = [0; 4];
+        // A no-break or ideographic space reads as a space between name and value.
+        let decoded = if wide_space(decoded) { ' ' } else { decoded };
         read.push_str(&fold_lookalikes(decoded.encode_utf8(&mut buf)));
         origin.resize(read.len(), at);
         debug_assert!(read.len() > before);
@@ -395,8 +424,23 @@ fn decode_escape(rest: &str) -> Option<(char, usize)> {
     let name_char =
         |code: u32| char::from_u32(code).filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '=' | ':'));
     let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+    // HTML character references: `&#119;` and `&#x77;`.
+    if let Some(reference) = rest.strip_prefix("&#") {
+        let end = reference.get(..reference.len().min(8))?.find(';')?;
+        let (digits, radix) = match reference[..end].strip_prefix(['x', 'X']) {
+            Some(hex_digits) => (hex_digits, 16),
+            None => (&reference[..end], 10),
+        };
+        let code = u32::from_str_radix(digits, radix).ok().filter(|_| !digits.starts_with('+'))?;
+        return name_char(code).map(|c| (c, end + 3));
+    }
     let (digits, len) = if rest.starts_with("\\u") || rest.starts_with("\\U") {
         (rest.get(2..6)?, 6)
+    } else if rest.starts_with("\\x") {
+        (rest.get(2..4)?, 4)
+    } else if rest.starts_with("%25") && rest.get(3..5).is_some_and(|d| d.bytes().all(|b| b.is_ascii_hexdigit())) {
+        // Encoded twice (`%2577`): what it spells once decoded twice.
+        (rest.get(3..5)?, 5)
     } else if rest.starts_with('%') {
         (rest.get(1..3)?, 3)
     } else {
@@ -408,16 +452,16 @@ fn decode_escape(rest: &str) -> Option<(char, usize)> {
     hex(digits).and_then(name_char).map(|c| (c, len))
 }
 
-/// Replaces `\uXXXX` and `%XX` escapes that stand for a letter, digit, `_`,
+/// Replaces escapes (`\uXXXX`, `\xXX`, `%XX`, `%25XX`, `&#N;`, `&#xX;`) that stand for a letter, digit, `_`,
 /// `-` or a separator (`=`, `:`) by that character, so that an escaped name or
 /// pair is still recognised.
 fn unescape_for_scrubbing(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains("\\u") && !text.contains("\\U") && !text.contains('%') {
+    if !text.contains(['\\', '%', '&']) {
         return text.into();
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(at) = rest.find(['\\', '%']) {
+    while let Some(at) = rest.find(['\\', '%', '&']) {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
         let (c, len) = decode_escape(rest).unwrap_or_else(|| (rest.as_bytes()[0] as char, 1));
@@ -580,6 +624,30 @@ mod tests {
         }
         // Escapes that spell no name character stay as they were.
         assert_eq!(scrub_text(r#"{"a": "\u0022 100%"}"#), r#"{"a": "\u0022 100%"}"#);
+        // Other escape styles, and encoding twice, spell names too.
+        for body in [
+            r"pass\x77ord=ESC2SECRET",
+            "pass&#119;ord=ESC2SECRET",
+            "pass&#x77;ord: ESC2SECRET",
+            "PASS%2577ORD=ESC2SECRET",
+            "tok&#101;n=ESC2SECRET",
+        ] {
+            let stored = redact_body(body.as_bytes(), Some("text/plain")).unwrap();
+            assert!(!stored.contains("ESC2SECRET"), "{body:?} stored as {stored}");
+            assert!(stored.starts_with(&body[..4]), "{body:?} stored as {stored}");
+        }
+        assert_eq!(scrub_text("Q&A: 100% &#8364; &amp;"), "Q&A: 100% &#8364; &amp;");
+    }
+
+    #[test]
+    fn wide_spaces_between_name_and_value_are_spaces() {
+        for body in ["\"password\"\u{a0}:\"WIDE3SECRET\"", "password\u{3000}=WIDE3SECRET", "token\u{2003}: WIDE3SECRET"]
+        {
+            let stored = redact_body(body.as_bytes(), Some("text/plain")).unwrap();
+            assert!(!stored.contains("WIDE3SECRET"), "{body:?} stored as {stored}");
+            // Stored as sent around what is hidden.
+            assert!(stored.contains(['\u{a0}', '\u{3000}', '\u{2003}']), "{body:?} stored as {stored}");
+        }
     }
 
     #[test]
@@ -592,6 +660,10 @@ mod tests {
             assert!(!stored.contains("SECRET"), "{body} stored as {stored}");
         }
         assert_eq!(redact_query("a=1;password=x;b=2&c=3"), "a=1;password=[REDACTED];b=2&c=3");
+        // A name carrying the value itself (an encoded `=` or space) keeps only its name.
+        assert_eq!(redact_query("password%3DKEY22SECRET&a=1"), "password=[REDACTED]&a=1");
+        assert_eq!(redact_query("pass%77ord%253AKEY22SECRET=x"), "pass%77ord=[REDACTED]");
+        assert_eq!(redact_query("user[password]=x"), "user[password]=[REDACTED]");
         let text = redact_body(b"see token%3DPCT21SECRET here", Some("text/plain")).unwrap();
         assert!(!text.contains("PCT21SECRET"), "{text}");
     }
@@ -668,8 +740,15 @@ mod tests {
             let stored = scrub_text(xml);
             assert!(!stored.contains("ATTRSECRET"), "{stored}");
         }
-        // A tag that merely mentions the word elsewhere is left alone.
-        assert_eq!(scrub_text("<note>token rotation</note>"), "<note>token rotation</note>");
+        // A name followed by anything but a separator may be followed by its
+        // secret (`the password is …`, a comment): the rest of its line goes.
+        assert_eq!(scrub_text("<note>token rotation</note>\n<a>1</a>"), "<note>token [REDACTED]\n<a>1</a>");
+        let commented = r#"{"name":"x", "password" /*c*/ : "CMT4SECRET"}"#;
+        assert_eq!(scrub_text(commented), r#"{"name":"x", "password" [REDACTED]"#);
+        assert_eq!(scrub_text("my password is PROSE5SECRET\nthanks"), "my password [REDACTED]\nthanks");
+        // At the end of its line a name hides nothing.
+        assert_eq!(scrub_text("reset my password\nplease"), "reset my password\nplease");
+        assert_eq!(scrub_text("password\n= NEXTLINE6SECRET"), "password\n= [REDACTED]");
     }
 
     #[test]

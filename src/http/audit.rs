@@ -242,11 +242,13 @@ async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Res
         .find_map(|(_, value)| impersonation_token(state, value)))
 }
 
-/// The JWT-shaped words of a text (`eyJ…` with two dots), at most a few.
+/// The JWT-shaped words of a text (`eyJ…` with two dots): the first 16, so
+/// that checking them stays cheap on the async worker (a request is at most
+/// 64 KiB; every one of these bodies is refused anyway).
 fn token_shaped(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .filter(|word| word.starts_with("eyJ") && word.matches('.').count() == 2)
-        .take(4)
+        .take(16)
 }
 
 /// Errors under `/oauth/` are said the RFC 6749 way, everywhere else as

@@ -18,6 +18,29 @@ async fn me_shows_the_user_and_their_organization(app: TestApp) {
     assert_eq!(body["impersonation"], serde_json::Value::Null);
 }
 
+/// SPEC §2: super admins hold `impersonate:users`; other owner-organization
+/// users may impersonate the customers; nobody else, and nobody while
+/// impersonating (no chaining).
+async fn me_lists_the_impersonation_permission_the_caller_holds(app: TestApp) {
+    let w = app.world().await;
+    let permissions = |token: String| {
+        let app = &app;
+        async move { app.get("/api/v1/me", Some(&token)).await.assert_status(200)["permissions"].clone() }
+    };
+    assert_eq!(permissions(w.admin.clone()).await, json!(["impersonate:users"]));
+    assert_eq!(permissions(w.owner_staff.1.clone()).await, json!(["impersonate:customers"]));
+    assert_eq!(permissions(w.acme_admin.1.clone()).await, json!([]));
+    assert_eq!(permissions(w.acme_member.1.clone()).await, json!([]));
+    // A super admin impersonating owner staff gets none of the staff's.
+    app.put("/api/v1/me/impersonation-consent", Some(&w.owner_staff.1), json!({"duration_hours": 1}))
+        .await
+        .assert_status(200);
+    let start = json!({"target_user_id": w.owner_staff.0, "password": ADMIN_PASSWORD});
+    let started = app.post("/api/v1/impersonations", Some(&w.admin), start).await;
+    let token = started.assert_status(201)["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(permissions(token).await, json!([]));
+}
+
 async fn changing_the_password_needs_the_current_one_and_ends_other_sessions(app: TestApp) {
     let current = app.admin().await;
     let other = app.admin().await;
@@ -130,6 +153,7 @@ async fn of_two_concurrent_password_changes_exactly_one_wins(app: TestApp) {
 }
 
 backend_tests!(
+    me_lists_the_impersonation_permission_the_caller_holds,
     me_shows_the_user_and_their_organization,
     changing_the_password_needs_the_current_one_and_ends_other_sessions,
     wrong_current_passwords_are_rate_limited,

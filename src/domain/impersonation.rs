@@ -77,6 +77,29 @@ pub fn holds_impersonation_right(actor: &Party<'_>) -> bool {
     actor.role == Role::SuperAdmin || actor.org.is_owner()
 }
 
+/// A right a caller holds, named for clients (`GET /me`: which tools to show).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub enum Permission {
+    /// Rule 1 (super admins): impersonate any user but another super admin.
+    #[serde(rename = "impersonate:users")]
+    ImpersonateUsers,
+    /// Rule 2 (other owner-organization users): impersonate users of the
+    /// organizations below the owner organization, the customers.
+    #[serde(rename = "impersonate:customers")]
+    ImpersonateCustomers,
+}
+
+/// The permissions of the caller. While impersonating: those of the target,
+/// less starting another impersonation (rule 4, no chaining), so none here.
+pub fn permissions(caller: &Party<'_>, impersonating: bool) -> Vec<Permission> {
+    match caller.role {
+        _ if impersonating => vec![],
+        Role::SuperAdmin => vec![Permission::ImpersonateUsers],
+        _ if caller.org.is_owner() => vec![Permission::ImpersonateCustomers],
+        _ => vec![],
+    }
+}
+
 /// Rules 1–3: whether `actor` holds the right to impersonate `target` at all,
 /// regardless of consent and status. Nobody else ever sees the feature.
 pub fn may_ever_impersonate(actor: &Party<'_>, target: &Party<'_>) -> Result<(), Refusal> {
@@ -350,6 +373,19 @@ mod tests {
 
     fn consent(hours_left: i64) -> Option<ConsentState> {
         Some(ConsentState { expires_at: NOW + Duration::hours(hours_left), revoked: false })
+    }
+
+    #[test]
+    fn permissions_name_rules_one_and_two_and_vanish_while_impersonating() {
+        let o = orgs();
+        let held = |role, org| permissions(&party(role, org), false);
+        assert_eq!(held(Role::SuperAdmin, &o.owner), [Permission::ImpersonateUsers]);
+        assert_eq!(held(Role::Admin, &o.owner), [Permission::ImpersonateCustomers]);
+        assert_eq!(held(Role::Member, &o.owner), [Permission::ImpersonateCustomers]);
+        assert_eq!(held(Role::Admin, &o.acme), []);
+        assert_eq!(held(Role::Member, &o.acme_eu), []);
+        assert_eq!(permissions(&party(Role::Member, &o.owner), true), []);
+        assert_eq!(serde_json::to_value(Permission::ImpersonateUsers).unwrap(), "impersonate:users");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::impersonation::EndReason;
+use crate::domain::impersonation::{self, EndReason, Permission};
 use crate::domain::types::NewPassword;
 use crate::http::attempts;
 use crate::http::client::ClientInfo;
@@ -58,6 +58,11 @@ fn banner_example() -> serde_json::Value {
 #[schema(example = own_token_example)]
 pub struct MeResponse {
     pub user: MeUser,
+    /// What the caller may do beyond their role's basics, to decide which
+    /// tools to show: `impersonate:users` (super admins: anyone but another
+    /// super admin), `impersonate:customers` (other owner-organization users:
+    /// users of organizations below it). Empty while impersonating.
+    pub permissions: Vec<Permission>,
     /// `null` unless the token is an impersonation token.
     #[schema(required = true)]
     pub impersonation: Option<ImpersonationBanner>,
@@ -76,6 +81,7 @@ fn me_example(impersonating: bool) -> serde_json::Value {
             "organization": {"id": "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40", "name": "Acme Corp",
                 "parent_id": "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30", "depth": 1, "is_owner": false, "created_at": "2026-11-21T09:00:00Z"}
         },
+        "permissions": [],
         "impersonation": if impersonating { banner_example() } else { serde_json::Value::Null }
     })
 }
@@ -103,7 +109,10 @@ pub async fn me(state: web::Data<AppState>, principal: Principal) -> web::Json<M
         expires_at: *i.session.expires_at,
         expires_in: (*i.session.expires_at - now).whole_seconds().max(0),
     });
+    let org = principal.organization.org_path();
+    let permissions = impersonation::permissions(&principal.party(&org), principal.impersonation.is_some());
     web::Json(MeResponse {
+        permissions,
         user: MeUser {
             user: UserView::from(&principal.user),
             organization: OrganizationView::from(&principal.organization),

@@ -47,7 +47,8 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
     let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
     let ada = format!("/api/v1/users/{}", w.acme_member.0);
     let missing = format!("/api/v1/users/{}", Uuid::now_v7());
-    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    let console = [("user-agent", "SupportConsole/2.1")];
+    app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &console).await.assert_status(200);
     app.get(&missing, Some(&token)).await.assert_problem(404, "not_found");
     app.delete("/api/v1/me/impersonation-consent", Some(&token)).await.assert_problem(403, "impersonation-restricted");
     app.patch(&ada, Some(&token), json!({"name": ""})).await.assert_problem(422, "validation_failed");
@@ -77,7 +78,7 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
     assert_eq!(statuses(&rows), expected);
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 10);
     let first = rows.last().unwrap();
-    assert_eq!(first["ip"], "127.0.0.1");
+    assert_eq!((first["ip"].as_str(), first["user_agent"].as_str()), (Some("127.0.0.1"), Some("SupportConsole/2.1")));
     assert!(first["at"].is_string() && first["duration_ms"].as_i64().unwrap() >= 0);
 }
 
@@ -285,6 +286,59 @@ async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
     assert!(waited >= deadline && waited < deadline * 2, "{waited:?}");
     let rows = log_of(&app, &w.admin, &session).await;
     assert_eq!(statuses(&rows), [(format!("PATCH {ada}"), 408)]);
+}
+
+/// Every list, walked two items at a time, gives exactly its one-page
+/// listing: no gaps, no repeats, the same order, newest first.
+async fn every_list_pages_without_gaps_or_repeats(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, 2).await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let (session, token) = impersonate(&app, &w, w.acme_member.0).await;
+        for _ in 0..3 {
+            app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+        }
+        sessions.push(session);
+    }
+    app.create_org(&w.admin, "Initech", None).await;
+    let last = sessions.last().unwrap();
+    let lists = [
+        (&w.admin, "/api/v1/organizations".to_owned(), "created_at"),
+        (&w.admin, "/api/v1/users".to_owned(), "created_at"),
+        (&w.admin, "/api/v1/impersonations".to_owned(), "started_at"),
+        (&w.admin, "/api/v1/audit/events".to_owned(), "at"),
+        (&w.admin, format!("/api/v1/impersonations/{last}/audit-log"), "at"),
+        (&w.acme_member.1, "/api/v1/me/impersonation-sessions".to_owned(), "started_at"),
+        (&w.acme_member.1, format!("/api/v1/me/impersonation-sessions/{last}/audit-log"), "at"),
+    ];
+    for (token, list, time) in lists {
+        let whole = app.get(&format!("{list}?limit=200"), Some(token)).await;
+        let whole = whole.assert_status(200)["items"].as_array().unwrap().clone();
+        assert!(whole.len() >= 3, "{list}: {whole:?}");
+        let times: Vec<&str> = whole.iter().map(|item| item[time].as_str().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "{list} is not newest first: {times:?}");
+        let mut walked = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page_path = match &cursor {
+                Some(cursor) => format!("{list}?limit=2&cursor={cursor}"),
+                None => format!("{list}?limit=2"),
+            };
+            let page = app.get(&page_path, Some(token)).await;
+            let page = page.assert_status(200);
+            let items = page["items"].as_array().unwrap();
+            assert!(items.len() <= 2, "{list}");
+            walked.extend(items.iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+            assert!(walked.len() <= whole.len(), "{list} pages on past its items");
+        }
+        let ids = |items: &[Value]| items.iter().map(|i| i["id"].clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&walked), ids(&whole), "{list}");
+    }
 }
 
 async fn a_server_error_keeps_its_log_row_but_none_of_its_changes(app: TestApp) {
@@ -825,6 +879,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    every_list_pages_without_gaps_or_repeats,
     a_body_that_never_arrives_is_cut_off,
     a_request_whose_row_waits_too_long_is_refused_as_unlogged,
     every_ending_is_an_event_with_its_reason,

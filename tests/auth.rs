@@ -173,7 +173,9 @@ async fn failed_logins_are_limited_per_ip(app: TestApp) {
             .await
             .assert_problem(401, "invalid_credentials");
     }
-    app.try_login("someone-else@owner.example", "wrong password!").await.assert_problem(429, "rate_limited");
+    let res = app.try_login("someone-else@owner.example", "wrong password!").await;
+    res.assert_problem(429, "rate_limited");
+    assert!(res.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)));
 }
 
 async fn a_successful_login_forgives_earlier_failures(app: TestApp) {
@@ -294,6 +296,11 @@ async fn the_login_limit_holds_across_nodes() {
         let res = node.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         res.assert_problem(429, "rate_limited");
         assert!(res.header("retry-after").is_some());
+    }
+    // The per-address limit too: the five failures, spread over both nodes,
+    // also used up this address's budget, for any other email on either node.
+    for node in [&a, &b] {
+        node.try_login("nobody@owner.example", "wrong password!").await.assert_problem(429, "rate_limited");
     }
 }
 

@@ -253,6 +253,8 @@ async fn every_refusal_has_its_code_and_creates_no_session(app: TestApp) {
     let staff_peer = app.create_user(&w.admin, "pat@owner.example", w.owner_org, "member").await;
     grant(&app, &app.login("pat@owner.example", PASSWORD).await, json!(2)).await.assert_status(200);
     let super_peer = app.create_user(&w.admin, "root2@owner.example", w.owner_org, "super_admin").await;
+    // With consent, so that only the role refuses.
+    grant(&app, &app.login("root2@owner.example", PASSWORD).await, json!(2)).await.assert_status(200);
     let me = app.get("/api/v1/me", Some(&w.admin)).await.body["user"]["id"].as_str().unwrap().parse::<Uuid>().unwrap();
 
     let cases: Vec<(&str, &str, Uuid, &str, &str)> = vec![
@@ -261,6 +263,7 @@ async fn every_refusal_has_its_code_and_creates_no_session(app: TestApp) {
         ("owner staff on owner staff", &w.owner_staff.1, staff_peer, PASSWORD, "not_permitted"),
         ("yourself", &w.admin, me, ADMIN_PASSWORD, "self_impersonation"),
         ("a super admin", &w.admin, super_peer, ADMIN_PASSWORD, "target_privileged"),
+        ("owner staff on a super admin", &w.owner_staff.1, super_peer, PASSWORD, "target_privileged"),
         ("a user without consent", &w.admin, w.owner_staff.0, ADMIN_PASSWORD, "consent_required"),
         ("a wrong password", &w.admin, w.acme_member.0, "not my password", "reauthentication_failed"),
     ];
@@ -268,6 +271,8 @@ async fn every_refusal_has_its_code_and_creates_no_session(app: TestApp) {
         let res = start(&app, token, target, password).await;
         assert_eq!(res.status.as_u16(), 403, "{what}: {}", res.text);
         assert_eq!(res.body["code"], code, "{what}");
+        assert_eq!(res.header("content-type").as_deref(), Some("application/problem+json"), "{what}");
+        assert!(res.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{what}");
     }
     start(&app, &w.admin, Uuid::now_v7(), ADMIN_PASSWORD).await.assert_problem(404, "not_found");
     let res = start(&app, &w.admin, w.acme_member.0, "").await;
@@ -520,6 +525,19 @@ async fn session_lists_are_own_or_all_for_super_admins(app: TestApp) {
     let cursor = page.body["next_cursor"].as_str().unwrap().to_owned();
     let next = app.get(&format!("/api/v1/impersonations?limit=1&cursor={cursor}"), Some(&w.admin)).await;
     assert_eq!(next.body["items"][0]["id"], by_admin);
+    // Each status filter lists exactly the sessions in that state.
+    let stop = format!("/api/v1/impersonations/{by_staff}/stop");
+    app.send(Method::POST, &stop, Some(&w.owner_staff.1), None).await.assert_status(204);
+    for (status, expected) in [("ended", &by_staff), ("ongoing", &by_admin)] {
+        let listed = app.get(&format!("/api/v1/impersonations?status={status}"), Some(&w.admin)).await;
+        let listed = listed.assert_status(200)["items"].clone();
+        assert_eq!(listed.as_array().unwrap().len(), 1, "{status}: {listed}");
+        assert_eq!((listed[0]["id"].as_str(), listed[0]["status"].as_str()), (Some(expected.as_str()), Some(status)));
+    }
+    for status in ["expired", "revoked"] {
+        let listed = app.get(&format!("/api/v1/impersonations?status={status}"), Some(&w.admin)).await;
+        assert_eq!(listed.assert_status(200)["items"], json!([]), "{status}");
+    }
     app.get("/api/v1/impersonations?status=bogus", Some(&w.admin)).await.assert_problem(422, "validation_failed");
 }
 
@@ -908,6 +926,13 @@ async fn a_shorter_new_consent_shortens_running_sessions() {
         )
         .unwrap();
         assert_eq!(seen.assert_status(200)["exp"].as_i64(), Some(expires_at.unix_timestamp()));
+        // A longer consent granted now renews nothing: sessions never grow.
+        grant(&app, &w.acme_member.1, json!(168)).await.assert_status(200);
+        let banner = app.get("/api/v1/me", Some(&token)).await.assert_status(200)["impersonation"].clone();
+        assert_eq!(
+            banner["expires_at"].as_str(),
+            Some(expires_at.format(&time::format_description::well_known::Rfc3339).unwrap().as_str())
+        );
         app.state.clock.advance(Duration::minutes(59));
         let banner = app.get("/api/v1/me", Some(&token)).await.assert_status(200)["impersonation"].clone();
         assert!((50..=60).contains(&banner["expires_in"].as_i64().unwrap()), "{banner}");
@@ -1056,9 +1081,45 @@ async fn revocation_on_one_node_is_refused_on_the_next_request_on_another() {
     let token = a.login("sam@owner.example", PASSWORD).await;
     b.send(Method::POST, "/api/v1/auth/logout", Some(&token), None).await.assert_status(204);
     a.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    // Every other ending, made on one node, is refused on the other.
+    grant(&a, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let (id, stopped) = impersonate(&a, &w, w.acme_member.0).await;
+    b.send(Method::POST, &format!("/api/v1/impersonations/{id}/stop"), Some(&w.admin), None).await.assert_status(204);
+    a.get("/api/v1/me", Some(&stopped)).await.assert_problem(401, "unauthorized");
+    let (_, logged_out) = impersonate(&a, &w, w.acme_member.0).await;
+    b.send(Method::POST, "/api/v1/auth/logout", Some(&logged_out), None).await.assert_status(204);
+    a.get("/api/v1/me", Some(&logged_out)).await.assert_problem(401, "unauthorized");
+    let (_, deleted) = impersonate(&a, &w, w.acme_member.0).await;
+    b.delete(&format!("/api/v1/users/{}", w.acme_member.0), Some(&w.admin)).await.assert_status(204);
+    a.get("/api/v1/me", Some(&deleted)).await.assert_problem(401, "unauthorized");
+    grant(&a, &w.globex_member.1, json!(1)).await.assert_status(200);
+    let sam = a.login("sam@owner.example", PASSWORD).await;
+    let by_sam = start(&a, &sam, w.globex_member.0, PASSWORD).await;
+    let by_sam = by_sam.assert_status(201)["access_token"].as_str().unwrap().to_owned();
+    let staff = format!("/api/v1/users/{}", w.owner_staff.0);
+    b.patch(&staff, Some(&w.admin), json!({"status": "suspended"})).await.assert_status(200);
+    a.get("/api/v1/me", Some(&by_sam)).await.assert_problem(401, "unauthorized");
     // Both nodes appended to one audit chain, and it holds.
     let verify = b.get("/api/v1/audit/verify", Some(&w.admin)).await;
     assert_eq!(verify.assert_status(200)["ok"], true);
+}
+
+/// PostgreSQL: wrong confirmations spread over two nodes count together.
+#[actix_web::test]
+async fn the_confirmation_limit_holds_across_nodes() {
+    let Some(a) = TestApp::postgres().await else { return };
+    let b = a.another_node().await;
+    let w = a.world().await;
+    grant(&a, &w.acme_member.1, json!(1)).await.assert_status(200);
+    for node in [&a, &b, &a, &b, &a] {
+        let res = start(node, &w.admin, w.acme_member.0, "not my password").await;
+        res.assert_problem(403, "reauthentication_failed");
+    }
+    for node in [&b, &a] {
+        let res = start(node, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
+        res.assert_problem(429, "rate_limited");
+        assert!(res.header("retry-after").is_some());
+    }
 }
 
 /// PostgreSQL: many parallel calls of one impersonation session, all stuck

@@ -254,16 +254,19 @@ async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, 2).await;
     let (session, token) = impersonate(&app, &w, w.acme_member.0).await;
-    let stalled = |call: String, token: Option<String>| {
+    // Announced by length, or chunked (one short chunk, then nothing).
+    let stalled = |call: String, token: Option<String>, chunked: bool| {
         let addr = app.base_url.trim_start_matches("http://").to_owned();
         actix_web::web::block(move || {
             use std::io::{Read, Write};
             let mut conn = std::net::TcpStream::connect(addr).unwrap();
             conn.set_read_timeout(Some(std::time::Duration::from_secs(40))).unwrap();
             let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-            let head = format!(
-                "{call} HTTP/1.1\r\nHost: actas\r\n{auth}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"na"
-            );
+            let framing = match chunked {
+                true => "Transfer-Encoding: chunked\r\n\r\n4\r\n{\"na\r\n",
+                false => "Content-Length: 100\r\n\r\n{\"na",
+            };
+            let head = format!("{call} HTTP/1.1\r\nHost: actas\r\n{auth}Content-Type: application/json\r\n{framing}");
             conn.write_all(head.as_bytes()).unwrap();
             let mut answer = String::new();
             let _ = conn.read_to_string(&mut answer);
@@ -272,15 +275,18 @@ async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
     };
     let started = std::time::Instant::now();
     let ada = format!("/api/v1/users/{}", w.acme_member.0);
-    let (anonymous, impersonated) = futures_util::future::join(
-        stalled("POST /api/v1/auth/login".into(), None),
-        stalled(format!("PATCH {ada}"), Some(token)),
+    let (anonymous, chunked, impersonated) = futures_util::future::join3(
+        stalled("POST /api/v1/auth/login".into(), None, false),
+        stalled("POST /api/v1/auth/login".into(), None, true),
+        stalled(format!("PATCH {ada}"), Some(token), false),
     )
     .await;
+    // Answered at the deadline, and the connection closed with the answer.
     let waited = started.elapsed();
-    for answer in [anonymous.unwrap(), impersonated.unwrap()] {
+    for answer in [anonymous.unwrap(), chunked.unwrap(), impersonated.unwrap()] {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
     }
     let deadline = actas::http::middleware::BODY_DEADLINE;
     assert!(waited >= deadline && waited < deadline * 2, "{waited:?}");

@@ -43,6 +43,28 @@ async fn malformed_bodies_get_precise_problems(app: TestApp) {
     res.assert_problem(413, "payload_too_large");
 }
 
+/// A body the route does not read (or that never comes) ends the connection
+/// after the answer, instead of the server waiting for it without limit.
+async fn an_unread_body_closes_the_connection(app: TestApp) {
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+    let answer = actix_web::web::block(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+        // Chunked, and not one chunk follows.
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: actas\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = conn.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the server kept the connection open");
+}
+
 async fn unknown_routes_and_wrong_methods(app: TestApp) {
     let res = app.get("/api/v1/nothing-here", None).await;
     res.assert_problem(404, "not_found");
@@ -195,6 +217,7 @@ async fn query_errors_name_the_parameter_and_empty_means_absent(app: TestApp) {
 mod contract {
     use super::*;
     backend_tests!(
+        an_unread_body_closes_the_connection,
         input_the_database_cannot_hold_is_refused_at_the_edge,
         query_errors_name_the_parameter_and_empty_means_absent,
         malformed_bodies_get_precise_problems,

@@ -1,7 +1,9 @@
 //! Middleware around the whole application.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -129,25 +131,66 @@ pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15
 
 /// Puts a deadline on the request body, for every reader (the audit trail,
 /// extractors, the OAuth forms): past it the body reads as timed out (408).
+/// A body not read to its end (timed out, or of no interest to the route)
+/// closes the connection after the answer. (The HTTP layer would otherwise
+/// wait for the rest of a chunked body, with no deadline, before reading the
+/// next request; it closes instead while the body's reader still exists, so
+/// the answer's body keeps the reader until it is sent.)
 pub async fn body_deadline(
     mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<KeepingReader>, actix_web::Error> {
     let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
         || req
             .headers()
             .get(header::CONTENT_LENGTH)
             .is_some_and(|len| len.to_str().ok().and_then(|l| l.trim().parse::<u64>().ok()) != Some(0));
-    if has_body {
-        let body = DeadlineBody { body: req.take_payload(), deadline: Box::pin(tokio::time::sleep(BODY_DEADLINE)) };
-        req.set_payload(actix_web::dev::Payload::Stream { payload: Box::pin(body) });
+    if !has_body {
+        let res = next.call(req).await?;
+        return Ok(res.map_body(|_, body| KeepingReader { body: body.boxed(), _reader: None }));
     }
-    next.call(req).await
+    let reader = Rc::new(RefCell::new(req.take_payload()));
+    let read_to_end = Rc::new(Cell::new(false));
+    let deadline_body = DeadlineBody {
+        body: Rc::clone(&reader),
+        deadline: Box::pin(tokio::time::sleep(BODY_DEADLINE)),
+        read_to_end: Rc::clone(&read_to_end),
+    };
+    req.set_payload(actix_web::dev::Payload::Stream { payload: Box::pin(deadline_body) });
+    let mut res = next.call(req).await?;
+    let unread = (!read_to_end.get()).then_some(reader);
+    if unread.is_some() {
+        res.response_mut().head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(res.map_body(|_, body| KeepingReader { body: body.boxed(), _reader: unread }))
+}
+
+/// An answer's body, keeping the reader of a request body not read to its end
+/// until the answer is sent.
+pub struct KeepingReader {
+    body: actix_web::body::BoxBody,
+    _reader: Option<Rc<RefCell<actix_web::dev::Payload>>>,
+}
+
+impl MessageBody for KeepingReader {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<actix_web::web::Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_next(cx)
+    }
 }
 
 struct DeadlineBody {
-    body: actix_web::dev::Payload,
+    body: Rc<RefCell<actix_web::dev::Payload>>,
     deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    read_to_end: Rc<Cell<bool>>,
 }
 
 impl futures_util::Stream for DeadlineBody {
@@ -158,7 +201,11 @@ impl futures_util::Stream for DeadlineBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         use std::task::Poll;
-        if let Poll::Ready(chunk) = std::pin::Pin::new(&mut self.body).poll_next(cx) {
+        let polled = std::pin::Pin::new(&mut *self.body.borrow_mut()).poll_next(cx);
+        if let Poll::Ready(chunk) = polled {
+            if chunk.is_none() {
+                self.read_to_end.set(true);
+            }
             return Poll::Ready(chunk);
         }
         match self.deadline.as_mut().poll(cx) {

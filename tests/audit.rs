@@ -424,6 +424,14 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
     let both = app.send(Method::POST, "/oauth/revoke", Some(&other), Some(form(&[("token", &token)]))).await;
     assert_eq!((both.status.as_u16(), both.body["code"].as_str()), (400, Some("several_sessions")));
     app.get("/api/v1/me", Some(&other)).await.assert_status(200);
+    // Named in any field, the other session counts too: an ending never goes
+    // unlogged in the session it ends.
+    let aside = form(&[("actor_token", &other), ("token", &token)]);
+    let both_in_form = app.send(Method::POST, "/oauth/revoke", None, Some(aside)).await;
+    assert_eq!((both_in_form.status.as_u16(), both_in_form.body["code"].as_str()), (400, Some("several_sessions")));
+    // Introspection asks about tokens, whatever the field: logged nowhere.
+    let asked = form(&[("token", &token), ("subject_token", &token), ("actor_token", &other)]);
+    app.send(Method::POST, "/oauth/introspect", Some(&w.admin), Some(asked)).await.assert_status(200);
     let revoked = app.send(Method::POST, "/oauth/%72evoke", None, Some(form(&[("token", &token)]))).await;
     assert_eq!(revoked.status.as_u16(), 200);
     // A login token in a form is not logged anywhere.
@@ -434,14 +442,15 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
         ("POST /oauth/revoke", 200),
         ("POST /oauth/revoke", 400),
         ("POST /oauth/revoke", 400),
+        ("POST /oauth/revoke", 400),
         ("POST /oauth/token", 400),
         ("POST /oauth/token", 400),
     ];
     assert_eq!(statuses(&rows), expected.map(|(call, status)| (call.to_owned(), status)));
     let other_rows = log_of(&app, &w.admin, &other_id).await;
-    let expected = [("GET /api/v1/me", 200), ("POST /oauth/revoke", 400)];
+    let expected = [("POST /oauth/revoke", 400), ("GET /api/v1/me", 200), ("POST /oauth/revoke", 400)];
     assert_eq!(statuses(&other_rows), expected.map(|(call, status)| (call.to_owned(), status)));
-    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 7);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 9);
     let dump = app.request_log_dump();
     assert!(!dump.contains(&token) && !dump.contains("SECRET-PW-1") && !dump.contains("SECRET-PW-2"), "{dump}");
     assert!(dump.contains("actor_token=[REDACTED]"), "{dump}");

@@ -212,34 +212,37 @@ fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
 /// logged like any other. Introspection is not a use of the token but a
 /// question about it, asked with the caller's own bearer token: not logged in
 /// the session (a gateway introspecting every call would double its log).
-/// The body is read here and handed on; `Err` is a body too large to read.
-async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Result<Option<Impersonated>, ApiError> {
+/// Every session named is returned, so that two are refused (and logged)
+/// together. The body is read here and handed on; `Err` is a body too large
+/// to read.
+async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Result<Vec<Impersonated>, ApiError> {
     // The path as routed (`/%6fauth/revoke` is `/oauth/revoke` too).
-    let path = req.match_info().as_str();
-    let revoking = path == "/oauth/revoke";
+    let revoking = req.match_info().as_str() == "/oauth/revoke";
     // Where a token in the body is used, not merely looked at (introspection).
-    let acting = revoking || path == "/oauth/token";
-    let is_form = path.starts_with("/oauth/")
-        && req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
-    if !is_form && !acting {
-        return Ok(None);
+    if !revoking && req.match_info().as_str() != "/oauth/token" {
+        return Ok(Vec::new());
     }
+    let is_form =
+        req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
     let body = read_body(req).await?;
     req.set_payload(Payload::from(body.clone()));
-    if !is_form {
+    let found: Vec<Impersonated> = if is_form {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        pairs
+            .iter()
+            .filter(|(name, _)| match name.as_str() {
+                "actor_token" | "subject_token" => true,
+                "token" => revoking,
+                _ => false,
+            })
+            .filter_map(|(_, value)| impersonation_token(state, value))
+            .collect()
+    } else {
         // Refused for its encoding (JSON, multipart), yet it carries the
         // token: the attempt belongs in that session's log all the same.
-        return Ok(token_shaped(&String::from_utf8_lossy(&body)).find_map(|t| impersonation_token(state, t)));
-    }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    Ok(pairs
-        .iter()
-        .filter(|(name, _)| match name.as_str() {
-            "actor_token" | "subject_token" => true,
-            "token" => revoking,
-            _ => false,
-        })
-        .find_map(|(_, value)| impersonation_token(state, value)))
+        token_shaped(&String::from_utf8_lossy(&body)).filter_map(|t| impersonation_token(state, t)).collect()
+    };
+    Ok(found)
 }
 
 /// The JWT-shaped words of a text (`eyJ…` with two dots): the first 16, so

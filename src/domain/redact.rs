@@ -1,7 +1,9 @@
 //! Redaction before storage (SPEC §5): any JSON key or query/form parameter
 //! whose name contains `password`, `secret`, `token`, `authorization`,
 //! `cookie` or `api_key`/`apikey` (any case, any depth) is stored as
-//! `"[REDACTED]"`. Bodies over 16 KiB are truncated with a marker.
+//! `"[REDACTED]"`. Beyond that, what names such a secret where it cannot be
+//! taken apart field by field (a string value, a text body) is withheld
+//! whole. Bodies over 16 KiB are truncated with a marker.
 
 use serde_json::Value;
 
@@ -16,6 +18,22 @@ const SENSITIVE: [&str; 8] = ["password", "secret", "token", "authorization", "c
 pub fn is_sensitive(name: &str) -> bool {
     let name = fold_lookalikes(name).to_ascii_lowercase();
     SENSITIVE.iter().any(|s| name.contains(s))
+}
+
+/// Whether text names a secret anywhere, read as generously as a reader
+/// would: escapes decoded (again and again: `%252577` is `w`), invisible
+/// characters dropped, lookalike letters folded. For text that cannot be
+/// redacted field by field, naming a secret is reason enough to withhold it.
+pub fn mentions_secret(text: &str) -> bool {
+    let mut read: String = text.chars().filter(|c| !super::types::is_invisible(*c)).collect();
+    for _ in 0..4 {
+        let decoded = percent_decode(&unescape_for_scrubbing(&read));
+        if decoded == read {
+            break;
+        }
+        read = decoded.chars().filter(|c| !super::types::is_invisible(*c)).collect();
+    }
+    is_sensitive(&read)
 }
 
 /// The few non-ASCII letters that case-fold into ASCII ones.
@@ -48,16 +66,14 @@ pub fn redact_json(value: &Value) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
-                    (k.clone(), if is_sensitive(k) { Value::String(REDACTED.into()) } else { redact_json(v) })
+                    (k.clone(), if mentions_secret(k) { Value::String(REDACTED.into()) } else { redact_json(v) })
                 })
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact_json).collect()),
-        // A string may itself hold JSON, a query or header-style text.
-        Value::String(text) => {
-            let scrubbed = scrub_text(text);
-            Value::String(if scrubbed.contains(REDACTED) { scrubbed } else { text.clone() })
-        }
+        // A string may itself hold JSON, a query, XML or YAML: one that names
+        // a secret is withheld whole.
+        Value::String(text) if mentions_secret(text) => Value::String(REDACTED.into()),
         other => other.clone(),
     }
 }
@@ -74,10 +90,13 @@ pub fn redact_query(query: &str) -> String {
                 Some((at, '&' | ';')) => piece.split_at(at),
                 _ => (piece, ""),
             };
-            let (raw_key, _) = pair.split_once('=').unwrap_or((pair, ""));
+            let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let key = percent_decode(&raw_key.replace('+', " "));
-            if is_sensitive(&key) || is_sensitive(&unescape_for_scrubbing(&key)) {
+            if mentions_secret(&key) {
                 format!("{}={REDACTED}{separator}", name_part(raw_key))
+            } else if mentions_secret(&percent_decode(&raw_value.replace('+', " "))) {
+                // A value naming a secret (`next=/cb?access_token=…`) is withheld.
+                format!("{raw_key}={REDACTED}{separator}")
             } else {
                 piece.to_owned()
             }
@@ -141,13 +160,13 @@ pub fn redact_body(body: &[u8], content_type: Option<&str>) -> Option<String> {
     if opening_boundary(&lossy).is_some() && lossy.to_ascii_lowercase().contains("content-disposition") {
         return Some(truncate(redact_multipart(body, "")));
     }
-    // Only what can be stored is scrubbed: at most the limit, plus a little
-    // so that a value straddling the cut is still recognised.
-    let mut head_len = lossy.len().min(MAX_BODY_BYTES + 1024);
-    while !lossy.is_char_boundary(head_len) {
-        head_len -= 1;
+    // Text in no structure that can be redacted field by field (broken JSON,
+    // XML, YAML, prose): where the secret's value ends cannot be known, so
+    // text naming a secret is not stored at all.
+    if mentions_secret(&lossy) {
+        return Some(format!("[text body of {} bytes not stored: it names a secret]", body.len()));
     }
-    Some(cut(scrub_text(&lossy[..head_len]), lossy.len() - head_len))
+    Some(truncate(lossy.into_owned()))
 }
 
 /// The boundary a multipart body opens with: `--boundary` on its first line.
@@ -202,12 +221,15 @@ fn redact_multipart(body: &[u8], content_type: &str) -> String {
         out.push_str(separator);
         // Anything in the part's headers spelling a secret hides its content
         // (a file name like `tokens.txt` too: better hidden than leaked).
-        let decoded = percent_decode(headers);
-        if is_sensitive(headers) || is_sensitive(&unescape_for_scrubbing(&decoded)) {
+        // So does a name split or encoded (RFC 2231 `name*0=`, RFC 2047
+        // `=?…?=`), content in a transfer encoding, or content naming a secret.
+        let lower = headers.to_ascii_lowercase();
+        let hidden_name = lower.contains("*0") || lower.contains("=?") || lower.contains("content-transfer-encoding");
+        if hidden_name || mentions_secret(&percent_decode(headers)) || mentions_secret(content) {
             out.push_str(REDACTED);
             out.push_str(if content.ends_with("\r\n") { "\r\n" } else { "\n" });
         } else {
-            out.push_str(&scrub_text(content));
+            out.push_str(content);
         }
     }
     if closed {
@@ -235,8 +257,8 @@ pub fn truncate(text: String) -> String {
     cut(text, 0)
 }
 
-/// Best effort for bodies that are neither JSON nor a form (a broken JSON
-/// document, header-style lines, XML): after a sensitive name, the value that
+/// For text kept beside structured content (a multipart body's preamble and
+/// part headers, `Authorization: …` lines included): after a sensitive name, the value that
 /// follows `:`, `=` or `>` is hidden — a quoted value up to its closing quote,
 /// an XML value up to the next tag, anything else up to the end of its line
 /// (so `Authorization: Bearer abc` loses all of `Bearer abc`), and an object
@@ -434,6 +456,16 @@ fn decode_escape(rest: &str) -> Option<(char, usize)> {
         let code = u32::from_str_radix(digits, radix).ok().filter(|_| !digits.starts_with('+'))?;
         return name_char(code).map(|c| (c, end + 3));
     }
+    // `\u{77}` (JavaScript, Rust) and `\167` (octal).
+    if let Some(braced) = rest.strip_prefix("\\u{") {
+        let end = braced.get(..braced.len().min(7))?.find('}')?;
+        return u32::from_str_radix(&braced[..end], 16).ok().and_then(name_char).map(|c| (c, end + 4));
+    }
+    if let Some(octal) =
+        rest.get(1..4).filter(|d| rest.starts_with('\\') && d.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+    {
+        return u32::from_str_radix(octal, 8).ok().and_then(name_char).map(|c| (c, 4));
+    }
     let (digits, len) = if rest.starts_with("\\u") || rest.starts_with("\\U") {
         (rest.get(2..6)?, 6)
     } else if rest.starts_with("\\x") {
@@ -549,14 +581,14 @@ mod tests {
 
     #[test]
     fn objects_and_arrays_in_broken_json_are_hidden_whole() {
-        // Valid-looking JSON that serde refuses (a number out of range), so it
-        // is scrubbed as text: the value spans lines and holds brackets.
+        // Valid-looking JSON that serde refuses (a number out of range), as
+        // text (multipart headers are): the value spans lines and holds brackets.
         let body = "{\"password\":[\n\"S1\", {\"a\": \"]\"}\n, \"S2\"],\n\"secret\": {\"v\":\n\"S3\"}, \"n\": 1e999}";
-        let stored = redact_body(body.as_bytes(), Some("application/json")).unwrap();
+        let stored = scrub_text(body);
         assert!(!stored.contains('S'), "{stored}");
         assert!(stored.ends_with("\"n\": 1e999}"), "{stored}");
         // Never closed: hidden to the end.
-        let stored = redact_body(b"{\"token\": {\"a\": [\"S4\"", Some("application/json")).unwrap();
+        let stored = scrub_text("{\"token\": {\"a\": [\"S4\"");
         assert!(!stored.contains("S4"), "{stored}");
     }
 
@@ -590,27 +622,61 @@ mod tests {
     }
 
     #[test]
-    fn broken_json_and_text_are_scrubbed() {
-        let stored = redact_body(br#"{"password": "hunter2", "name": "x""#, Some("application/json")).unwrap();
-        assert!(!stored.contains("hunter2"), "{stored}");
-        assert!(stored.contains("name"));
-        let stored = redact_body(b"token=abc123; secret: s3cr3t\nplain", Some("text/plain")).unwrap();
-        assert!(!stored.contains("abc123") && !stored.contains("s3cr3t"), "{stored}");
-        assert!(stored.ends_with("plain"));
+    fn values_that_name_a_secret_are_withheld_whole() {
+        // In JSON: escaped keys, and strings holding XML, YAML or a query.
+        let body = json!({
+            "pass%77ord": "V1SECRET",
+            "note": "<password><![CDATA[V2SECRET]]></password>",
+            "yaml": "api_key: |\n  V3SECRET",
+            "next": "/cb?access_token=V4SECRET",
+            "name": "Ada",
+        });
+        let stored = redact_json(&body);
+        assert!(!stored.to_string().contains("SECRET"), "{stored}");
+        assert_eq!(stored["name"], "Ada");
+        // In queries and forms, whatever the parameter is called.
+        assert_eq!(redact_query("next=%2Fcb%3Faccess_token%3DV5SECRET&q=ada"), "next=[REDACTED]&q=ada");
+        assert_eq!(redact_query("filter=%7B%22password%22%3A%22V6%22%7D"), "filter=[REDACTED]");
+        // In multipart: names split (RFC 2231) or encoded (RFC 2047), encoded content.
+        for headers in [
+            "Content-Disposition: form-data; name*0=\"pass\"; name*1=\"word\"",
+            "Content-Disposition: form-data; name=\"=?UTF-8?B?cGFzc3dvcmQ=?=\"",
+            "Content-Disposition: form-data; name=\"a\"\r\nContent-Transfer-Encoding: base64",
+        ] {
+            let body = format!("--b\r\n{headers}\r\n\r\nV7SECRET\r\n--b--\r\n");
+            let stored = redact_body(body.as_bytes(), Some("multipart/form-data; boundary=b")).unwrap();
+            assert!(!stored.contains("V7SECRET"), "{stored}");
+        }
+    }
+
+    #[test]
+    fn broken_json_and_text_naming_a_secret_are_not_stored() {
+        for (body, content_type) in [
+            (&br#"{"password": "hunter2", "name": "x""#[..], "application/json"),
+            (b"token=abc123; secret: s3cr3t\nplain", "text/plain"),
+            (b"<password><![CDATA[hunter2]]></password>", "application/xml"),
+            (b"password: |\n  hunter2", "application/yaml"),
+            (b"user,password\nada,hunter2", "text/csv"),
+            (b"pass\\167ord: hunter2", "text/plain"),
+            ("pass\u{200B}word: hunter2".as_bytes(), "text/plain"),
+            (b"PASS%252577ORD=hunter2", "text/plain"),
+        ] {
+            let stored = redact_body(body, Some(content_type)).unwrap();
+            assert_eq!(stored, format!("[text body of {} bytes not stored: it names a secret]", body.len()));
+        }
+        // Text that names none is stored as sent.
+        let plain = "<note>call Ada back</note>\n100% done";
+        assert_eq!(redact_body(plain.as_bytes(), Some("text/plain")).unwrap(), plain);
     }
 
     #[test]
     fn text_values_are_hidden_to_the_end_of_their_line() {
-        let stored = redact_body(
-            b"Authorization: Bearer TXTSECRET1\npassword: correct horse TXTSECRET3\r\nnote: kept",
-            Some("text/plain"),
-        )
-        .unwrap();
+        let stored = scrub_text("Authorization: Bearer TXTSECRET1\npassword: correct horse TXTSECRET3\r\nnote: kept");
         for secret in ["TXTSECRET1", "Bearer", "horse", "TXTSECRET3"] {
             assert!(!stored.contains(secret), "{secret} kept: {stored}");
         }
         assert!(stored.ends_with("note: kept"), "{stored}");
-        let xml = redact_body(b"<login><user>ada</user><password>XMLSECRET</password></login>", None).unwrap();
+        let xml = scrub_text("<login><user>ada</user><password>XMLSECRET</password></login>");
         assert_eq!(xml, "<login><user>ada</user><password>[REDACTED]</password></login>");
     }
 
@@ -632,9 +698,10 @@ mod tests {
             "PASS%2577ORD=ESC2SECRET",
             "tok&#101;n=ESC2SECRET",
         ] {
-            let stored = redact_body(body.as_bytes(), Some("text/plain")).unwrap();
+            let stored = scrub_text(body);
             assert!(!stored.contains("ESC2SECRET"), "{body:?} stored as {stored}");
             assert!(stored.starts_with(&body[..4]), "{body:?} stored as {stored}");
+            assert!(mentions_secret(body), "{body:?}");
         }
         assert_eq!(scrub_text("Q&A: 100% &#8364; &amp;"), "Q&A: 100% &#8364; &amp;");
     }
@@ -643,7 +710,7 @@ mod tests {
     fn wide_spaces_between_name_and_value_are_spaces() {
         for body in ["\"password\"\u{a0}:\"WIDE3SECRET\"", "password\u{3000}=WIDE3SECRET", "token\u{2003}: WIDE3SECRET"]
         {
-            let stored = redact_body(body.as_bytes(), Some("text/plain")).unwrap();
+            let stored = scrub_text(body);
             assert!(!stored.contains("WIDE3SECRET"), "{body:?} stored as {stored}");
             // Stored as sent around what is hidden.
             assert!(stored.contains(['\u{a0}', '\u{3000}', '\u{2003}']), "{body:?} stored as {stored}");
@@ -760,7 +827,7 @@ mod tests {
             r#"{"api_key": 'single, quoted' ,}"#,
             r#"{"password": "never closed, runs to the end"#,
         ] {
-            let stored = redact_body(body.as_bytes(), Some("application/json")).unwrap();
+            let stored = scrub_text(body);
             for fragment in
                 ["a,b", "c}d", "escaped", "commas", "after newlines", "single", "quoted", "never closed", "runs to"]
             {
@@ -783,13 +850,14 @@ mod tests {
         // A megabyte of near-misses: quadratic scanning would take minutes.
         let body = "tokentoken".repeat(100_000);
         let started = std::time::Instant::now();
-        let stored = redact_body(body.as_bytes(), Some("text/plain")).unwrap();
+        let stored = scrub_text(&body);
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
-        assert!(
-            stored.ends_with(&format!("…[truncated {} bytes]", body.len() - MAX_BODY_BYTES)),
-            "{}",
-            &stored[stored.len() - 40..]
-        );
+        assert!(!stored.is_empty());
+        // Escapes within escapes are decoded a few times, not without end.
+        let nested = "%25".repeat(20_000) + "77";
+        let started = std::time::Instant::now();
+        assert!(!mentions_secret(&nested));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     }
 
     #[test]

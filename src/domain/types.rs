@@ -82,7 +82,7 @@ pub fn is_bidi_control(c: char) -> bool {
 
 /// Characters that show as nothing: two emails differing only by them would
 /// look the same to whoever reads them.
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     is_bidi_control(c)
         || matches!(c, '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }

@@ -4,7 +4,8 @@
 //! workers would stall every other request, and running unbounded numbers at
 //! once would let a login flood exhaust memory. Unknown users are verified
 //! against a dummy hash so that they take the same time as a wrong password.
-//! New passwords get at most half the places, so logins always have some.
+//! Work besides logins (new passwords, confirmations) gets at most half the
+//! places, so logins always have some.
 
 use std::sync::Arc;
 
@@ -36,9 +37,10 @@ const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
-    /// Hashing new passwords (creating users, changing passwords) may take
-    /// at most half the places: the others stay for logins and confirmations.
-    new_password_permits: Arc<Semaphore>,
+    /// Everything but logins (hashing new passwords, checking the password a
+    /// signed-in user confirms with) takes at most half the places: the
+    /// others stay for logins, whatever floods of those come from users.
+    besides_login_permits: Arc<Semaphore>,
     wait_for_turn: std::time::Duration,
     dummy_hash: Arc<str>,
 }
@@ -51,7 +53,7 @@ impl PasswordHasher {
         let places = max_concurrent.clamp(1, MAX_CONCURRENT);
         Self {
             permits: Arc::new(Semaphore::new(places)),
-            new_password_permits: Arc::new(Semaphore::new((places / 2).max(1))),
+            besides_login_permits: Arc::new(Semaphore::new((places / 2).max(1))),
             wait_for_turn: WAIT_FOR_TURN,
             dummy_hash: dummy.into(),
         }
@@ -74,12 +76,19 @@ impl PasswordHasher {
         }
     }
 
-    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+    /// A place for work other than a login: one of the half kept for such
+    /// work, then a place among all.
+    async fn place_besides_login(
+        &self,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit), HashError> {
         let started = tokio::time::Instant::now();
-        let share = Self::place(&self.new_password_permits, self.wait_for_turn).await?;
+        let share = Self::place(&self.besides_login_permits, self.wait_for_turn).await?;
         let left = self.wait_for_turn.saturating_sub(started.elapsed());
-        let permit = Self::place(&self.permits, left).await?;
-        let permit = (share, permit);
+        Ok((share, Self::place(&self.permits, left).await?))
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let permit = self.place_besides_login().await?;
         // The permit travels with the hash: a client that hangs up drops this
         // future, not the running hash, so the bound must not be released early.
         tokio::task::spawn_blocking(move || {
@@ -90,11 +99,24 @@ impl PasswordHasher {
         .map_err(|e| HashError::Failed(e.to_string()))?
     }
 
-    /// True only when `stored` is present and matches. With no stored hash the
-    /// dummy is verified anyway, so the caller cannot tell the cases apart by
-    /// time. `Err` when no check could be made (too busy): no verdict at all.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
+    /// A login's check: true only when `stored` is present and matches. With
+    /// no stored hash the dummy is verified anyway, so the caller cannot tell
+    /// the cases apart by time. `Err` when no check could be made (too busy):
+    /// no verdict at all.
+    pub async fn verify_login(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
         let permit = self.turn().await?;
+        Ok(self.check(permit, password, stored).await)
+    }
+
+    /// The check of a password a signed-in user confirms with (starting an
+    /// impersonation, changing their password), as `verify_login` but on the
+    /// places besides logins.
+    pub async fn verify_confirmation(&self, password: String, stored: Option<String>) -> Result<bool, HashError> {
+        let permit = self.place_besides_login().await?;
+        Ok(self.check(permit, password, stored).await)
+    }
+
+    async fn check<P: Send + 'static>(&self, permit: P, password: String, stored: Option<String>) -> bool {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
         let matches = tokio::task::spawn_blocking(move || {
@@ -103,7 +125,7 @@ impl PasswordHasher {
         })
         .await
         .unwrap_or(false);
-        Ok(known && matches)
+        known && matches
     }
 }
 
@@ -120,9 +142,9 @@ mod tests {
         let hasher = PasswordHasher::new(2);
         let hash = hasher.hash("correct horse battery".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(hasher.verify("correct horse battery".into(), Some(hash.clone())).await.unwrap());
-        assert!(!hasher.verify("wrong horse battery".into(), Some(hash)).await.unwrap());
-        assert!(!hasher.verify("correct horse battery".into(), None).await.unwrap());
+        assert!(hasher.verify_login("correct horse battery".into(), Some(hash.clone())).await.unwrap());
+        assert!(!hasher.verify_login("wrong horse battery".into(), Some(hash)).await.unwrap());
+        assert!(!hasher.verify_login("correct horse battery".into(), None).await.unwrap());
     }
 
     #[tokio::test]
@@ -137,24 +159,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn new_passwords_never_take_the_places_logins_need() {
+    async fn new_passwords_and_confirmations_never_take_the_places_logins_need() {
         let hasher = PasswordHasher { wait_for_turn: std::time::Duration::from_millis(50), ..PasswordHasher::new(4) };
-        // Two new passwords hashing (half the places): a third waits, a login does not.
+        // Two new passwords or confirmations running (half the places): a
+        // third of either waits, a login does not.
         let _hashing = [
-            Arc::clone(&hasher.new_password_permits).acquire_owned().await.unwrap(),
-            Arc::clone(&hasher.new_password_permits).acquire_owned().await.unwrap(),
+            Arc::clone(&hasher.besides_login_permits).acquire_owned().await.unwrap(),
+            Arc::clone(&hasher.besides_login_permits).acquire_owned().await.unwrap(),
         ];
         let _running = Arc::clone(&hasher.permits).acquire_many_owned(2).await.unwrap();
         assert!(hasher.hash("a password".into()).await.is_err_and(|e| matches!(e, HashError::Busy)));
-        assert!(!hasher.verify("a password".into(), None).await.unwrap());
-        assert_eq!(PasswordHasher::new(1).new_password_permits.available_permits(), 1);
+        let confirmed = hasher.verify_confirmation("a password".into(), None).await;
+        assert!(confirmed.is_err_and(|e| matches!(e, HashError::Busy)));
+        assert!(!hasher.verify_login("a password".into(), None).await.unwrap());
+        assert_eq!(PasswordHasher::new(1).besides_login_permits.available_permits(), 1);
     }
 
     #[tokio::test]
     async fn a_request_that_finds_every_place_busy_is_told_so_not_queued_forever() {
         let hasher = PasswordHasher { wait_for_turn: std::time::Duration::from_millis(50), ..PasswordHasher::new(1) };
         let _taken = Arc::clone(&hasher.permits).acquire_owned().await.unwrap();
-        let verdict = hasher.verify("a password".into(), None).await;
+        let verdict = hasher.verify_login("a password".into(), None).await;
         assert!(verdict.is_err_and(|e| matches!(e, HashError::Busy)), "no verdict without a check");
         assert!(hasher.hash("a password".into()).await.is_err_and(|e| matches!(e, HashError::Busy)));
         assert_eq!(PasswordHasher::new(1000).permits.available_permits(), MAX_CONCURRENT);

@@ -30,6 +30,9 @@ const MAX_PAUSE: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub ids: Vec<Uuid>,
+    /// A login's attempt, not a signed-in user's confirmation: the two use
+    /// different hashing places (see `PasswordHasher`).
+    login: bool,
 }
 
 impl Attempt {
@@ -37,7 +40,11 @@ impl Attempt {
     /// be made (every hashing place busy), the attempt is withdrawn, counting
     /// neither way, and the caller answers 503.
     pub async fn verify(&self, state: &AppState, password: String, stored: Option<String>) -> Result<bool, ApiError> {
-        match state.hasher.verify(password, stored).await {
+        let checked = match self.login {
+            true => state.hasher.verify_login(password, stored).await,
+            false => state.hasher.verify_confirmation(password, stored).await,
+        };
+        match checked {
             Ok(verdict) => Ok(verdict),
             Err(error) => {
                 self.withdraw(state).await;
@@ -67,6 +74,7 @@ impl Attempt {
 /// checked hold the last places; 429 when the failures alone reach the limit.
 pub async fn admit(state: &AppState, subjects: &[(Scope, String)]) -> Result<Attempt, ApiError> {
     let limit = state.failure_limit();
+    let login = subjects.iter().any(|(scope, _)| matches!(scope, Scope::LoginEmail | Scope::LoginIp));
     // Inside an audited request's transaction (which holds the SQLite writer,
     // or advisory locks on PostgreSQL, until it ends) waiting would hold up
     // the very attempts it waits for: no room means no.
@@ -83,7 +91,7 @@ pub async fn admit(state: &AppState, subjects: &[(Scope, String)]) -> Result<Att
             })
             .await?;
         match admission {
-            Admission::Admitted(ids) => return Ok(Attempt { ids }),
+            Admission::Admitted(ids) => return Ok(Attempt { ids, login }),
             Admission::Busy if may_wait && started.elapsed() < MAX_WAIT => {
                 // A little jitter, so that waiters released together spread out.
                 let jitter = Duration::from_micros(u64::from(crate::crypto::random_bytes::<1>()[0]) * 40);

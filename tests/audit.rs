@@ -56,6 +56,9 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
     // An encoded control character is logged as sent (PostgreSQL text holds no NUL).
     app.get("/api/v1/no%00where", Some(&token)).await.assert_problem(404, "not_found");
     app.get("/.well-known/oauth-authorization-server/%00", Some(&token)).await.assert_problem(404, "not_found");
+    // Escapes that are no text stay as sent; a direction override is shown escaped.
+    app.get("/api/v1/users/%FF", Some(&token)).await.assert_problem(404, "not_found");
+    app.get("/api/v1/users/%E2%80%AEfdp.exe", Some(&token)).await.assert_problem(404, "not_found");
     app.send(Method::PUT, "/api/v1/me", Some(&token), None).await.assert_problem(405, "method_not_allowed");
     app.send(Method::POST, &format!("/api/v1/impersonations/{id}/stop"), Some(&token), None).await.assert_status(204);
     app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
@@ -67,6 +70,8 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
         ("GET /api/v1/me".to_owned(), 401),
         (format!("POST /api/v1/impersonations/{id}/stop"), 204),
         ("PUT /api/v1/me".to_owned(), 405),
+        ("GET /api/v1/users/%E2%80%AEfdp.exe".to_owned(), 404),
+        ("GET /api/v1/users/%FF".to_owned(), 404),
         ("GET /.well-known/oauth-authorization-server/%00".to_owned(), 404),
         ("GET /api/v1/no%00where".to_owned(), 404),
         ("GET /api/v1/nowhere".to_owned(), 404),
@@ -76,7 +81,7 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
         ("GET /api/v1/me".to_owned(), 200),
     ];
     assert_eq!(statuses(&rows), expected);
-    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 10);
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 12);
     let first = rows.last().unwrap();
     assert_eq!((first["ip"].as_str(), first["user_agent"].as_str()), (Some("127.0.0.1"), Some("SupportConsole/2.1")));
     assert!(first["at"].is_string() && first["duration_ms"].as_i64().unwrap() >= 0);

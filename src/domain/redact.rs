@@ -104,13 +104,26 @@ pub fn redact_query(query: &str) -> String {
         .collect()
 }
 
-/// A request's path as stored: control characters a client percent-encoded
-/// (`%00`, decoded for routing) are encoded again, so that the path is
-/// readable and storable (PostgreSQL text holds no NUL).
+/// Longest path stored, in characters; longer ones are cut with a marker.
+pub const MAX_PATH_CHARS: usize = 2048;
+
+/// A request's path as stored: characters a client percent-encoded that
+/// would not show as themselves (`%00` and other controls, direction marks
+/// that reorder the display, invisible and line-separating characters) are
+/// encoded again, so that the path reads as what was asked and can be stored
+/// (PostgreSQL text holds no NUL); cut at `MAX_PATH_CHARS`.
 pub fn path_for_log(path: &str) -> String {
-    let mut stored = String::with_capacity(path.len());
-    for c in path.chars() {
-        if c.is_control() {
+    let mut stored = String::with_capacity(path.len().min(MAX_PATH_CHARS));
+    for (count, c) in path.chars().enumerate() {
+        if count == MAX_PATH_CHARS {
+            stored.push_str(&format!(
+                "…[truncated {} bytes]",
+                path.len() - path.char_indices().nth(count).map_or(0, |(at, _)| at)
+            ));
+            break;
+        }
+        let unseen = c.is_control() || super::types::is_invisible(c) || matches!(c, '\u{2028}' | '\u{2029}');
+        if unseen {
             let mut bytes = [0; 4];
             for byte in c.encode_utf8(&mut bytes).bytes() {
                 stored.push_str(&format!("%{byte:02X}"));
@@ -532,6 +545,16 @@ mod tests {
         assert_eq!(path_for_log("/api/v1/me\0x"), "/api/v1/me%00x");
         assert_eq!(path_for_log("/a\nb\u{85}/é"), "/a%0Ab%C2%85/é");
         assert_eq!(path_for_log("/api/v1/users/0193a5c4"), "/api/v1/users/0193a5c4");
+        // What would reorder or hide part of the path on screen.
+        assert_eq!(path_for_log("/u/\u{202E}txt\u{200B}\u{2028}"), "/u/%E2%80%AEtxt%E2%80%8B%E2%80%A8");
+        let long = format!("/{}", "é".repeat(3000));
+        let stored = path_for_log(&long);
+        assert!(
+            stored.ends_with(&format!("…[truncated {} bytes]", (3001 - MAX_PATH_CHARS) * 2)),
+            "{}",
+            &stored[stored.len() - 30..]
+        );
+        assert_eq!(stored.chars().count(), MAX_PATH_CHARS + "…[truncated 1906 bytes]".chars().count());
     }
     use serde_json::json;
 

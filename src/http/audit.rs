@@ -335,7 +335,10 @@ where
             span.record("session_id", tracing::field::display(who.session_id));
 
             let client = ClientInfo::of(req.request());
-            let path = req.match_info().as_str().to_owned();
+            // The path as routed (`/%6fauth/token` is `/oauth/token`), unless
+            // its escapes are no text (`%FF`): then as sent, still escaped.
+            let routed = req.match_info().as_str();
+            let path = if routed.contains('\u{FFFD}') { req.path() } else { routed }.to_owned();
             let mut entry = RequestEntry {
                 session_id: who.session_id,
                 at,

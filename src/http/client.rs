@@ -29,12 +29,10 @@ impl ClientInfo {
         let user_agent = req
             .headers()
             .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(MAX_USER_AGENT_CHARS).collect());
         Self { ip, user_agent }
     }
 
-    /// Who, from where, and when, for an audit event.
     /// Who, from where, and when, for an audit event.
     pub fn event(&self, actor_id: uuid::Uuid, at: time::OffsetDateTime) -> EventContext {
         let (ip, user_agent) = (self.ip.clone(), self.user_agent.clone());

@@ -25,6 +25,20 @@ pub fn is_sensitive(name: &str) -> bool {
 /// characters dropped, lookalike letters folded. For text that cannot be
 /// redacted field by field, naming a secret is reason enough to withhold it.
 pub fn mentions_secret(text: &str) -> bool {
+    is_sensitive(&read_generously(text))
+}
+
+/// Whether a value (a JSON string, a query or form value) holds a secret's
+/// name together with something that could set one (`=`, `:`, a tag, a
+/// quote, a bracket, a line break): `/cb?access_token=…` or `<password>…`,
+/// but not a plain `Secretary` or a search for `password`.
+fn holds_named_secret(text: &str) -> bool {
+    let read = read_generously(text);
+    is_sensitive(&read) && read.contains(['=', ':', '<', '>', '"', '\'', '{', '[', '\n', '\r'])
+}
+
+/// Text with escapes decoded (a few times over) and invisible characters dropped.
+fn read_generously(text: &str) -> String {
     let mut read: String = text.chars().filter(|c| !super::types::is_invisible(*c)).collect();
     for _ in 0..4 {
         let decoded = percent_decode(&unescape_for_scrubbing(&read));
@@ -33,7 +47,7 @@ pub fn mentions_secret(text: &str) -> bool {
         }
         read = decoded.chars().filter(|c| !super::types::is_invisible(*c)).collect();
     }
-    is_sensitive(&read)
+    read
 }
 
 /// The few non-ASCII letters that case-fold into ASCII ones.
@@ -71,9 +85,9 @@ pub fn redact_json(value: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact_json).collect()),
-        // A string may itself hold JSON, a query, XML or YAML: one that names
+        // A string may itself hold JSON, a query, XML or YAML: one that sets
         // a secret is withheld whole.
-        Value::String(text) if mentions_secret(text) => Value::String(REDACTED.into()),
+        Value::String(text) if holds_named_secret(text) => Value::String(REDACTED.into()),
         other => other.clone(),
     }
 }
@@ -94,7 +108,7 @@ pub fn redact_query(query: &str) -> String {
             let key = percent_decode(&raw_key.replace('+', " "));
             if mentions_secret(&key) {
                 format!("{}={REDACTED}{separator}", name_part(raw_key))
-            } else if mentions_secret(&percent_decode(&raw_value.replace('+', " "))) {
+            } else if holds_named_secret(&percent_decode(&raw_value.replace('+', " "))) {
                 // A value naming a secret (`next=/cb?access_token=…`) is withheld.
                 format!("{raw_key}={REDACTED}{separator}")
             } else {
@@ -657,6 +671,10 @@ mod tests {
         let stored = redact_json(&body);
         assert!(!stored.to_string().contains("SECRET"), "{stored}");
         assert_eq!(stored["name"], "Ada");
+        // A value merely containing the word is kept.
+        let plain = json!({"title": "Secretary", "q": "password reset"});
+        assert_eq!(redact_json(&plain), plain);
+        assert_eq!(redact_query("q=password+reset&title=Secretary"), "q=password+reset&title=Secretary");
         // In queries and forms, whatever the parameter is called.
         assert_eq!(redact_query("next=%2Fcb%3Faccess_token%3DV5SECRET&q=ada"), "next=[REDACTED]&q=ada");
         assert_eq!(redact_query("filter=%7B%22password%22%3A%22V6%22%7D"), "filter=[REDACTED]");

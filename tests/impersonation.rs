@@ -744,6 +744,12 @@ async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
     assert!(at_of(&ended, "ended_at") - at_of(&ended, "started_at") >= Duration::minutes(5), "{ended}");
     let events = app.get(&format!("/api/v1/audit/events?session_id={id}"), Some(&admin)).await;
     assert_eq!(events.body["items"][0]["at"].as_str(), ended["ended_at"].as_str(), "the event has the same time");
+    // The login session ends no earlier than the impersonation it took along.
+    let login_ended_first = app.scalar(&format!(
+        "SELECT COUNT(*) AS n FROM impersonation_sessions i JOIN login_sessions l ON l.id = i.login_session_id \
+         WHERE i.id = '{id}' AND (l.ended_at IS NULL OR l.ended_at < i.ended_at)"
+    ));
+    assert_eq!(login_ended_first, 0);
 }
 
 fn at_of(value: &Value, field: &str) -> time::OffsetDateTime {

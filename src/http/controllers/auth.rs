@@ -210,11 +210,12 @@ pub async fn end_token_session(state: &AppState, principal: &Principal, client: 
                 } else {
                     // Serialized with starts by this user, so none slips past the logout.
                     users::lock(conn, &[user_id])?;
-                    // Timed after the locks: the requests it waited for came before the end.
-                    let now = clock.now();
                     let ctx = client.ending(user_id, &clock);
                     audit::end_sessions(conn, Running::LoginSession(session_id), EndReason::Logout, &ctx)?;
-                    sessions::end(conn, session_id, LoginEnd::Logout, now)?;
+                    // Timed after every lock, its impersonations' included: the
+                    // requests it waited for came before the end, and the login
+                    // ends no earlier than the sessions it takes along.
+                    sessions::end(conn, session_id, LoginEnd::Logout, clock.now())?;
                 }
                 Ok::<_, diesel::result::Error>(())
             })?)

@@ -77,13 +77,19 @@ fn fold_lookalikes(text: &str) -> std::borrow::Cow<'_, str> {
 /// A redacted copy of a JSON value, at any depth.
 pub fn redact_json(value: &Value) -> Value {
     match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    (k.clone(), if mentions_secret(k) { Value::String(REDACTED.into()) } else { redact_json(v) })
-                })
-                .collect(),
-        ),
+        Value::Object(map) => {
+            // A name/value pair (`{"name": "password", "value": …}`, as form
+            // serializers and tag lists write them) names its secret in a value.
+            let pair_names_secret = ["name", "key", "field", "param"]
+                .iter()
+                .any(|k| map.get(*k).and_then(Value::as_str).is_some_and(mentions_secret));
+            let hidden = |k: &str| mentions_secret(k) || pair_names_secret && matches!(k, "value" | "values" | "val");
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), if hidden(k) { Value::String(REDACTED.into()) } else { redact_json(v) }))
+                    .collect(),
+            )
+        }
         Value::Array(items) => Value::Array(items.iter().map(redact_json).collect()),
         // A string may itself hold JSON, a query, XML or YAML: one that sets
         // a secret is withheld whole.
@@ -671,6 +677,11 @@ mod tests {
         let stored = redact_json(&body);
         assert!(!stored.to_string().contains("SECRET"), "{stored}");
         assert_eq!(stored["name"], "Ada");
+        // Name/value pairs naming a secret hide the value.
+        let pairs = json!([{"name": "password", "value": "V8SECRET"}, {"key": "api_key", "values": ["V9SECRET"]}, {"name": "email", "value": "a@b.example"}]);
+        let stored = redact_json(&pairs);
+        assert!(!stored.to_string().contains("SECRET"), "{stored}");
+        assert_eq!(stored[2]["value"], "a@b.example");
         // A value merely containing the word is kept.
         let plain = json!({"title": "Secretary", "q": "password reset"});
         assert_eq!(redact_json(&plain), plain);

@@ -258,7 +258,7 @@ fn redact_multipart(body: &[u8], content_type: &str) -> String {
         // `=?…?=`), content in a transfer encoding, or content naming a secret.
         let lower = headers.to_ascii_lowercase();
         let hidden_name = lower.contains("*0") || lower.contains("=?") || lower.contains("content-transfer-encoding");
-        if hidden_name || mentions_secret(&percent_decode(headers)) || mentions_secret(content) {
+        if hidden_name || mentions_secret(headers) || mentions_secret(content) {
             out.push_str(REDACTED);
             out.push_str(if content.ends_with("\r\n") { "\r\n" } else { "\n" });
         } else {

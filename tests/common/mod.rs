@@ -256,6 +256,24 @@ impl TestApp {
         Response { status: res.status(), headers: res.headers().clone(), body, text }
     }
 
+    /// Writes `request` as is on a connection of its own and reads what the
+    /// server answers until it closes the connection (at most 40 s): for
+    /// requests no HTTP client would send, such as a body that never ends.
+    pub async fn raw(&self, request: String) -> String {
+        let addr = self.base_url.trim_start_matches("http://").to_owned();
+        actix_web::web::block(move || {
+            use std::io::{Read, Write};
+            let mut conn = std::net::TcpStream::connect(addr).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+            conn.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            let _ = conn.read_to_string(&mut answer);
+            answer
+        })
+        .await
+        .unwrap()
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
         self.send(Method::GET, path, token, None).await
     }

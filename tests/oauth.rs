@@ -266,7 +266,7 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
     };
     assert_oauth_error(
         &exchange(&app, &impersonation, w.acme_member.0, PASSWORD).await,
-        400,
+        403,
         "invalid_request",
         "chained_impersonation",
     );
@@ -282,7 +282,7 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
         ("password", ADMIN_PASSWORD),
     ];
     let with_bearer = form(&app, "/oauth/token", Some(&impersonation), &fields).await;
-    assert_oauth_error(&with_bearer, 400, "invalid_request", "impersonation-restricted");
+    assert_oauth_error(&with_bearer, 403, "invalid_request", "impersonation-restricted");
     for _ in 0..5 {
         assert_oauth_error(
             &exchange(&app, &w.admin, w.acme_member.0, "wrong password").await,

@@ -103,6 +103,11 @@ impl OAuthError {
             (_, "reauthentication_failed") => (StatusCode::BAD_REQUEST, OAuthErrorKind::InvalidGrant),
             (429, _) => (StatusCode::TOO_MANY_REQUESTS, OAuthErrorKind::InvalidRequest),
             (413, _) => (StatusCode::PAYLOAD_TOO_LARGE, OAuthErrorKind::InvalidRequest),
+            // SPEC §3 names the status of what an impersonation token may not
+            // do (403); RFC 6749 §5.2 allows it ("unless specified otherwise").
+            (403, _) if error.problem_type == Some("impersonation-restricted") => {
+                (StatusCode::FORBIDDEN, OAuthErrorKind::InvalidRequest)
+            }
             (s, _) if s >= 500 => (error.status, OAuthErrorKind::ServerError),
             _ => (StatusCode::BAD_REQUEST, OAuthErrorKind::InvalidRequest),
         };
@@ -281,11 +286,15 @@ pub struct TokenExchangeResponse {
             ("Cache-Control" = String, description = "`no-store`: the body holds a token (RFC 6749 §5.1)"),
             ("Pragma" = String, description = "`no-cache`"),
         )),
-        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, chained_impersonation, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`, `invalid_request` with `code` unsupported_media_type for a body that is not form-encoded (JSON included)", body = OAuthErrorBody, examples(
+        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, target_privileged, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`, `invalid_request` with `code` unsupported_media_type for a body that is not form-encoded (JSON included)", body = OAuthErrorBody, examples(
             ("consent_required" = (value = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again", "code": "consent_required"}))),
             ("reauthentication_failed" = (value = json!({"error": "invalid_grant", "error_description": "the password is incorrect", "code": "reauthentication_failed"}))),
             ("unsupported_grant_type" = (value = json!({"error": "unsupported_grant_type", "error_description": "only urn:ietf:params:oauth:grant-type:token-exchange is supported", "code": "unsupported_grant_type"}))),
             ("unsupported_media_type" = (value = json!({"error": "invalid_request", "error_description": "the body must be application/x-www-form-urlencoded", "code": "unsupported_media_type"}))),
+        )),
+        (status = 403, description = "Sent while impersonating (SPEC §3), still an RFC 6749 error: an impersonation token as `actor_token` (`code` chained_impersonation) or in `Authorization` (`code` impersonation-restricted)", body = OAuthErrorBody, examples(
+            ("chained_impersonation" = (value = json!({"error": "invalid_request", "error_description": "an impersonation token cannot start another impersonation", "code": "chained_impersonation"}))),
+            ("impersonation-restricted" = (value = json!({"error": "invalid_request", "error_description": "do not send an impersonation token in Authorization to the token endpoint; the actor is actor_token", "code": "impersonation-restricted"}))),
         )),
         (status = 429, description = "Too many wrong passwords (`code` rate_limited)", body = OAuthErrorBody,
             headers(
@@ -303,7 +312,9 @@ pub async fn exchange(
     // make this an audited request, whose transaction must not hold a
     // password check (nor its rate limit) open.
     if carries_impersonation_token(&state, &req) {
-        return Err(OAuthError::invalid_request(
+        return Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            OAuthErrorKind::InvalidRequest,
             "impersonation-restricted",
             "do not send an impersonation token in Authorization to the token endpoint; the actor is actor_token",
         ));

@@ -399,7 +399,7 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
             ])),
         )
         .await;
-    assert_eq!((chained.status.as_u16(), chained.body["code"].as_str()), (400, Some("chained_impersonation")));
+    assert_eq!((chained.status.as_u16(), chained.body["code"].as_str()), (403, Some("chained_impersonation")));
     // The same attempt in an encoding the endpoint refuses is still the session's.
     let as_json = serde_json::to_vec(&json!({"grant_type": "x", "actor_token": token, "password": "SECRET-PW-2"}));
     let json_body = app.send(Method::POST, "/oauth/token", None, Some(("application/json", as_json.unwrap()))).await;
@@ -439,7 +439,7 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
         ("POST /oauth/revoke", 400),
         ("POST /oauth/revoke", 400),
         ("POST /oauth/token", 400),
-        ("POST /oauth/token", 400),
+        ("POST /oauth/token", 403),
     ];
     assert_eq!(statuses(&rows), expected.map(|(call, status)| (call.to_owned(), status)));
     let other_rows = log_of(&app, &w.admin, &other_id).await;
@@ -552,6 +552,8 @@ async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     assert!(started["at"].is_string());
     let expired = &all.body["items"][0];
     assert_eq!((expired["session_id"].as_str(), expired["actor_id"].is_null()), (Some(s3.as_str()), true));
+    // A time in `detail` is written the way the API writes every time.
+    assert_eq!(all.body["items"][4]["detail"]["consent_granted_at"], all.body["items"][8]["at"]);
 
     // Filters: session, kind, time range.
     let by_session = app.get(&format!("/api/v1/audit/events?session_id={s2}"), Some(&admin)).await;

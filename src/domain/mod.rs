@@ -2,6 +2,7 @@
 
 pub mod chain;
 pub mod consent;
+pub mod events;
 pub mod impersonation;
 pub mod policy;
 pub mod rate_limit;

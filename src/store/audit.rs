@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -18,6 +18,7 @@ use super::sql_types::{sqlite_time_text, DbTime, DbUuid};
 use super::DbConnection;
 use crate::clock::Clock;
 use crate::domain::chain::{self, Stored};
+use crate::domain::events::{Cause, Event, EventKind};
 use crate::domain::impersonation::{EndReason, StandingChange};
 
 /// The two hash chains: the request log and the audit events are linked separately.
@@ -52,7 +53,7 @@ fn advance(conn: &mut DbConnection, chain: Chain, hash: &str) -> QueryResult<()>
         .map(|_| ())
 }
 
-/// Instants in hashed rows and event details: one text form for both
+/// Instants in hashed rows: one text form for both
 /// backends (the one SQLite stores), so a chain verifies wherever it is read.
 fn canonical_time_text(t: OffsetDateTime) -> String {
     sqlite_time_text(t)
@@ -168,42 +169,6 @@ pub fn request_counts(conn: &mut DbConnection, session_ids: &[Uuid]) -> QueryRes
 
 // ---- events ----------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    ConsentGranted,
-    ConsentRevoked,
-    ImpersonationStarted,
-    /// Stopped by the impersonator (stop, or logout with the impersonation token).
-    ImpersonationStopped,
-    /// Ended otherwise: expiry, revocation, logout, suspension, deletion.
-    ImpersonationEnded,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 5] = [
-        EventKind::ConsentGranted,
-        EventKind::ConsentRevoked,
-        EventKind::ImpersonationStarted,
-        EventKind::ImpersonationStopped,
-        EventKind::ImpersonationEnded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::ConsentGranted => "consent_granted",
-            EventKind::ConsentRevoked => "consent_revoked",
-            EventKind::ImpersonationStarted => "impersonation_started",
-            EventKind::ImpersonationStopped => "impersonation_stopped",
-            EventKind::ImpersonationEnded => "impersonation_ended",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = events, treat_none_as_default_value = false)]
 pub struct EventRow {
@@ -263,23 +228,22 @@ impl EventContext {
 pub fn record(
     conn: &mut DbConnection,
     ctx: &EventContext,
-    kind: EventKind,
+    event: &Event,
     subject_id: Uuid,
     session_id: Option<Uuid>,
-    detail: Value,
 ) -> QueryResult<EventRow> {
     let (seq, prev_hash) = reserve(conn, Chain::AuditEvents)?;
     let mut row = EventRow {
         id: DbUuid(Uuid::now_v7()),
         seq,
-        kind: kind.as_str().to_owned(),
+        kind: event.kind().as_str().to_owned(),
         at: DbTime(ctx.at),
         actor_id: ctx.actor_id.map(DbUuid),
         subject_id: Some(DbUuid(subject_id)),
         session_id: session_id.map(DbUuid),
         ip: ctx.ip.clone(),
         user_agent: ctx.user_agent.clone(),
-        detail: detail.to_string(),
+        detail: event.detail().to_string(),
         prev_hash,
         hash: String::new(),
     };
@@ -287,16 +251,6 @@ pub fn record(
     diesel::insert_into(events::table).values(row.clone()).execute(conn)?;
     advance(conn, Chain::AuditEvents, &row.hash)?;
     Ok(row)
-}
-
-/// Why sessions end, beyond the stored `end_reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
-    /// The reason says it all.
-    Reason,
-    /// A user's role changed: sessions they take part in end (`stopped`),
-    /// though their impersonator did not stop them.
-    RoleChanged,
 }
 
 /// Ends the running sessions that match and records an event for each:
@@ -329,22 +283,16 @@ pub fn end_sessions_all(
     Ok(ended.into_iter().map(|(s, _)| s).collect())
 }
 
-/// The event of one session's end: `impersonation_stopped` when its
-/// impersonator stopped it, otherwise `impersonation_ended`.
+/// The event of one session's end.
 fn record_end(
     conn: &mut DbConnection,
     ctx: &EventContext,
     session: &ImpersonationSession,
-    reason: EndReason,
+    end_reason: EndReason,
     cause: Cause,
 ) -> QueryResult<()> {
-    let stopped_by_impersonator = reason == EndReason::Stopped && cause == Cause::Reason;
-    let kind = if stopped_by_impersonator { EventKind::ImpersonationStopped } else { EventKind::ImpersonationEnded };
-    let mut detail = json!({"end_reason": reason.as_str(), "impersonator_id": session.impersonator_id.0});
-    if cause == Cause::RoleChanged {
-        detail["cause"] = json!("role_changed");
-    }
-    record(conn, ctx, kind, *session.target_id, Some(*session.id), detail).map(|_| ())
+    let event = Event::ImpersonationEnded { impersonator_id: *session.impersonator_id, end_reason, cause };
+    record(conn, ctx, &event, *session.target_id, Some(*session.id)).map(|_| ())
 }
 
 /// Ends every session a user takes part in, login and impersonation, on
@@ -376,8 +324,7 @@ pub fn revoke_consent(conn: &mut DbConnection, user_id: Uuid, ctx: &EventContext
     let (ended, at) = impersonations::end(conn, &revoking, ctx.at, ctx.clock.as_ref())?;
     let ctx = &EventContext { at, ..ctx.clone() };
     if let Some(consent) = revoked {
-        let detail = json!({"consent_granted_at": canonical_time_text(*consent.granted_at)});
-        record(conn, ctx, EventKind::ConsentRevoked, user_id, None, detail)?;
+        record(conn, ctx, &Event::ConsentRevoked { granted_at: *consent.granted_at }, user_id, None)?;
     }
     for (session, reason) in &ended {
         record_end(conn, ctx, session, *reason, Cause::Reason)?;

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::domain::events::EventKind;
 use crate::domain::impersonation::{EndReason, SessionStatus};
 use crate::http::paging::{List, Page};
 use crate::http::principal::Principal;
@@ -14,7 +15,7 @@ use crate::http::problem::ApiError;
 use crate::http::query::QueryParams;
 use crate::http::views::PersonRef;
 use crate::state::AppState;
-use crate::store::audit::{self, EventKind, EventRow, RequestLogRow};
+use crate::store::audit::{self, EventRow, RequestLogRow};
 use crate::store::impersonations::{self, ImpersonationSession};
 
 #[derive(Deserialize, IntoParams)]
@@ -322,19 +323,23 @@ pub struct EventDetail {
     cause: Option<String>,
 }
 
-impl From<&EventRow> for AuditEventView {
-    fn from(row: &EventRow) -> Self {
-        Self {
+impl TryFrom<&EventRow> for AuditEventView {
+    type Error = ApiError;
+
+    /// A row the service did not write this way is reported, never relabelled.
+    fn try_from(row: &EventRow) -> Result<Self, ApiError> {
+        let unreadable = |what: &str| ApiError::internal(format!("audit event {} has {what}", *row.id));
+        Ok(Self {
             id: *row.id,
-            kind: EventKind::parse(&row.kind).unwrap_or(EventKind::ImpersonationEnded),
+            kind: EventKind::parse(&row.kind).ok_or_else(|| unreadable("an unknown kind"))?,
             at: *row.at,
             actor_id: row.actor_id.map(Into::into),
             subject_id: row.subject_id.map(Into::into),
             session_id: row.session_id.map(Into::into),
             ip: row.ip.clone(),
             user_agent: row.user_agent.clone(),
-            detail: serde_json::from_str(&row.detail).unwrap_or(serde_json::Value::Null),
-        }
+            detail: serde_json::from_str(&row.detail).map_err(|_| unreadable("a detail that is not JSON"))?,
+        })
     }
 }
 
@@ -412,7 +417,8 @@ pub async fn events(
     };
     let mut rows = state.db(move |conn| Ok(audit::list_events(conn, filter)?)).await?;
     let next_cursor = page.finish_seq(&mut rows, |r| r.seq);
-    Ok(web::Json(AuditEventPage { items: rows.iter().map(AuditEventView::from).collect(), next_cursor }))
+    let items = rows.iter().map(AuditEventView::try_from).collect::<Result<_, _>>()?;
+    Ok(web::Json(AuditEventPage { items, next_cursor }))
 }
 
 /// Check the audit hash chains (super admins).

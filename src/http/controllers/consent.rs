@@ -4,17 +4,16 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::domain::consent::DurationHours;
+use crate::domain::events::Event;
 use crate::http::client::ClientInfo;
 use crate::http::json::JsonBody;
 use crate::http::principal::{OwnToken, Principal};
 use crate::http::problem::{ApiError, Problem};
 use crate::state::AppState;
-use crate::store::audit::{self, EventKind};
+use crate::store::audit;
 use crate::store::consents::{self, Consent};
 use crate::store::impersonations;
 use crate::store::{users, write_transaction};
-use serde_json::json;
-use time::format_description::well_known::Rfc3339;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"active": true, "granted_at": "2026-11-21T09:00:00Z", "expires_at": "2026-11-22T09:00:00Z", "duration_hours": 24, "revoked_at": null}))]
@@ -107,8 +106,9 @@ pub async fn grant_consent(
                 let ctx = client.event(user_id, now);
                 let consent = consents::grant(conn, user_id, hours, now)?;
                 impersonations::clamp_expiry_for_target(conn, user_id, *consent.expires_at, now)?;
-                let detail = json!({"duration_hours": consent.duration_hours, "expires_at": consent.expires_at.0.format(&Rfc3339).ok()});
-                audit::record(conn, &ctx, EventKind::ConsentGranted, user_id, None, detail)?;
+                let event =
+                    Event::ConsentGranted { duration_hours: consent.duration_hours, expires_at: *consent.expires_at };
+                audit::record(conn, &ctx, &event, user_id, None)?;
                 Ok::<_, diesel::result::Error>((consent, now))
             })?)
         })

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::crypto::tokens::{ActorClaim, TokenRequest};
 use crate::domain::consent::parse_reason;
+use crate::domain::events::Event;
 use crate::domain::impersonation::{
     may_impersonate, may_look_up_target, token_expiry, EndReason, Party, Refusal, SessionStatus,
 };
@@ -22,13 +23,12 @@ use crate::http::problem::{ApiError, Problem};
 use crate::http::views::{PersonRef, TokenType, UserView};
 use crate::state::AppState;
 use crate::store::attempts::{self as attempt_store, Scope};
-use crate::store::audit::{self, EventKind};
+use crate::store::audit;
 use crate::store::impersonations::{self, ImpersonationSession, Running};
 use crate::store::organizations::Organization;
 use crate::store::sql_types::{DbTime, DbUuid};
 use crate::store::users::User;
 use crate::store::{consents, sessions, users, write_transaction, DbConnection};
-use serde_json::json;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -302,13 +302,13 @@ pub async fn start_session(
                     user_agent: client.user_agent.clone(),
                 };
                 impersonations::insert(conn, &session)?;
-                let detail = json!({
-                    "impersonator_id": actor.id.0,
-                    "reason": session.reason,
-                    "expires_at": expires_at.format(&time::format_description::well_known::Rfc3339).ok(),
-                });
+                let event = Event::ImpersonationStarted {
+                    impersonator_id: *actor.id,
+                    reason: session.reason.clone(),
+                    expires_at,
+                };
                 let ctx = client.event(actor_id, now);
-                audit::record(conn, &ctx, EventKind::ImpersonationStarted, *target.id, Some(*session.id), detail)?;
+                audit::record(conn, &ctx, &event, *target.id, Some(*session.id))?;
                 attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::Reauthentication, &subject)?;
                 Ok((session, target, now))

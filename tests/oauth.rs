@@ -646,6 +646,32 @@ async fn spas_on_allowed_origins_get_cors_headers() {
         refused.assert_problem(400, "cors_refused");
         assert!(refused.body["detail"].as_str().unwrap().contains("ACTAS_CORS_ALLOWED_ORIGINS"));
         assert!(refused.header("x-request-id").is_some());
+        // Seen by the app's script or not, a simple request is answered.
+        assert_eq!(other.status.as_u16(), 200, "{}", other.text);
+    }
+}
+
+#[actix_web::test]
+async fn without_allowed_origins_a_preflight_says_what_to_configure() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = TestApp::with_env(backend, &[]).await else { continue };
+        let asked = [("origin", "https://app.example.com"), ("access-control-request-method", "POST")];
+        let refused = app.send_with(Method::OPTIONS, "/api/v1/impersonations", None, None, &asked).await;
+        refused.assert_problem(400, "cors_refused");
+        assert!(refused.header("access-control-allow-origin").is_none());
+        assert!(refused.body["detail"].as_str().unwrap().contains("ACTAS_CORS_ALLOWED_ORIGINS"));
+        // Same-origin pages (Swagger UI) send an Origin too, and need no CORS.
+        let token = app.admin().await;
+        let origin = [("origin", "http://127.0.0.1:8080")];
+        let login = serde_json::to_vec(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}));
+        let res = app
+            .send_with(Method::POST, "/api/v1/auth/login", None, Some(("application/json", login.unwrap())), &origin)
+            .await;
+        res.assert_status(200);
+        app.send_with(Method::GET, "/api/v1/me", Some(&token), None, &origin).await.assert_status(200);
+        // A plain OPTIONS (no preflight) still lists the methods.
+        let options = app.send_with(Method::OPTIONS, "/api/v1/users", Some(&token), None, &origin).await;
+        assert!(options.header("allow").is_some_and(|a| a.contains("POST")), "{}", options.text);
     }
 }
 

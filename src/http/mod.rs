@@ -118,7 +118,9 @@ pub fn app(
         .wrap(from_fn(middleware::catch_panic))
         .wrap(middleware::problem_for_every_error())
         .wrap(audit::AuditTrail)
-        .wrap(actix_web::middleware::Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
+        // On with no origin configured too: a browser app then learns from its
+        // preflight's answer which setting it lacks, instead of a bare refusal.
+        .wrap(cors(&cors_origins))
         // The CORS layer's own refusals (an origin not allowed) are problems too.
         .wrap(middleware::problem_for_cors_refusals())
         // Preflights and CORS refusals carry these like every other response.

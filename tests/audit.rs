@@ -59,6 +59,8 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
     // Escapes that are no text stay as sent; a direction override is shown escaped.
     app.get("/api/v1/users/%FF", Some(&token)).await.assert_problem(404, "not_found");
     app.get("/api/v1/users/%E2%80%AEfdp.exe", Some(&token)).await.assert_problem(404, "not_found");
+    // An encoded `?` is part of the path, and stays encoded: no query to misread.
+    app.get("/api/v1/me%3Fpassword=hunter2?x=1", Some(&token)).await.assert_problem(404, "not_found");
     app.send(Method::PUT, "/api/v1/me", Some(&token), None).await.assert_problem(405, "method_not_allowed");
     app.send(Method::POST, &format!("/api/v1/impersonations/{id}/stop"), Some(&token), None).await.assert_status(204);
     app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
@@ -70,6 +72,7 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
         ("GET /api/v1/me".to_owned(), 401),
         (format!("POST /api/v1/impersonations/{id}/stop"), 204),
         ("PUT /api/v1/me".to_owned(), 405),
+        ("GET /api/v1/me%3Fpassword=hunter2".to_owned(), 404),
         ("GET /api/v1/users/%E2%80%AEfdp.exe".to_owned(), 404),
         ("GET /api/v1/users/%FF".to_owned(), 404),
         ("GET /.well-known/oauth-authorization-server/%00".to_owned(), 404),
@@ -81,7 +84,8 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
         ("GET /api/v1/me".to_owned(), 200),
     ];
     assert_eq!(statuses(&rows), expected);
-    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 12);
+    assert_eq!(rows[3]["query"], "x=1");
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM request_log"), 13);
     let first = rows.last().unwrap();
     assert_eq!((first["ip"].as_str(), first["user_agent"].as_str()), (Some("127.0.0.1"), Some("SupportConsole/2.1")));
     assert!(first["at"].is_string() && first["duration_ms"].as_i64().unwrap() >= 0);
@@ -203,8 +207,14 @@ async fn a_second_authorization_header_is_refused_and_logged(app: TestApp) {
         res.assert_problem(401, "unauthorized");
         assert!(res.body["detail"].as_str().unwrap().contains("one Authorization header"), "{}", res.text);
     }
-    // Neither credential counted, and the session's log shows both attempts.
-    assert_eq!(statuses(&log_of(&app, &w.admin, &id).await), vec![("GET /api/v1/me".to_owned(), 401); 2]);
+    // Both in one header, comma-separated: refused the same way.
+    for list in [format!("{admin}, {impersonating}"), format!("{impersonating},Bearer junk")] {
+        let res = app.send_with(Method::GET, "/api/v1/me", None, None, &[("authorization", list.as_str())]).await;
+        res.assert_problem(401, "unauthorized");
+        assert!(res.body["detail"].as_str().unwrap().contains("one credential"), "{}", res.text);
+    }
+    // Neither credential counted, and the session's log shows every attempt.
+    assert_eq!(statuses(&log_of(&app, &w.admin, &id).await), vec![("GET /api/v1/me".to_owned(), 401); 4]);
 }
 
 async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
@@ -273,7 +283,7 @@ async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
     let (anonymous, chunked, impersonated) = futures_util::future::join3(
         stalled("POST /api/v1/auth/login".into(), None, false),
         stalled("POST /api/v1/auth/login".into(), None, true),
-        stalled(format!("PATCH {ada}"), Some(token), false),
+        stalled(format!("PATCH {ada}"), Some(token.clone()), false),
     )
     .await;
     // Answered at the deadline, and the connection closed with the answer.
@@ -287,6 +297,29 @@ async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
     assert!(waited >= deadline && waited < deadline * 2, "{waited:?}");
     let rows = log_of(&app, &w.admin, &session).await;
     assert_eq!(statuses(&rows), [(format!("PATCH {ada}"), 408)]);
+
+    // A body announced larger than any endpoint takes is refused at once,
+    // without waiting for it (a client asking `Expect: 100-continue` first).
+    let too_large = |call: &str, auth: String, content_type: &str| {
+        app.raw(format!(
+            "{call} HTTP/1.1\r\nHost: actas\r\n{auth}Content-Type: {content_type}\r\n\
+             Expect: 100-continue\r\nContent-Length: 2000000\r\n\r\n"
+        ))
+    };
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let started = std::time::Instant::now();
+    let (impersonated, anonymous, form) = futures_util::future::join3(
+        too_large(&format!("PATCH {ada}"), bearer, "application/json"),
+        too_large("POST /api/v1/auth/login", String::new(), "application/json"),
+        too_large("POST /oauth/token", String::new(), "application/x-www-form-urlencoded"),
+    )
+    .await;
+    assert!(started.elapsed() < deadline, "{:?}", started.elapsed());
+    for answer in [impersonated, anonymous, form] {
+        assert!(answer.contains(" 413 "), "{answer}");
+        assert!(answer.contains("payload_too_large"), "{answer}");
+    }
+    assert_eq!(log_of(&app, &w.admin, &session).await[0]["status"], 413);
 }
 
 /// Every list, walked two items at a time, gives exactly its one-page

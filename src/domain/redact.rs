@@ -14,7 +14,8 @@ const SENSITIVE: [&str; 8] = ["password", "secret", "token", "authorization", "c
 
 /// Whether a key or parameter name must have its value hidden, in any case:
 /// also spelt with letters whose case folding is ASCII (`toKen` with the
-/// Kelvin sign, `paßword`, `ſecret`, a dotless `ı`).
+/// Kelvin sign, `paßword`, `ſecret`, a dotless `ı`) or in full-width ones
+/// (`ｐａｓｓｗｏｒｄ`).
 pub fn is_sensitive(name: &str) -> bool {
     let name = fold_lookalikes(name).to_ascii_lowercase();
     SENSITIVE.iter().any(|s| name.contains(s))
@@ -37,22 +38,25 @@ fn holds_named_secret(text: &str) -> bool {
     is_sensitive(&read) && read.contains(['=', ':', '<', '>', '"', '\'', '{', '[', '\n', '\r'])
 }
 
-/// Text with escapes decoded (a few times over) and invisible characters dropped.
+/// Text with escapes decoded (a few times over) and what shows as nothing
+/// dropped: invisible characters, and controls other than line breaks and tabs.
 fn read_generously(text: &str) -> String {
-    let mut read: String = text.chars().filter(|c| !super::types::is_invisible(*c)).collect();
+    let shown = |c: &char| !super::types::is_invisible(*c) && (!c.is_control() || matches!(c, '\n' | '\r' | '\t'));
+    let mut read: String = text.chars().filter(shown).collect();
     for _ in 0..4 {
         let decoded = percent_decode(&unescape_for_scrubbing(&read));
         if decoded == read {
             break;
         }
-        read = decoded.chars().filter(|c| !super::types::is_invisible(*c)).collect();
+        read = decoded.chars().filter(shown).collect();
     }
     read
 }
 
-/// The few non-ASCII letters that case-fold into ASCII ones.
+/// The few non-ASCII letters that case-fold into ASCII ones, and the
+/// full-width forms of ASCII (`ｐ`), which read as the letter they widen.
 fn is_lookalike(c: char) -> bool {
-    matches!(c, 'ß' | 'ẞ' | 'İ' | 'ı' | 'ſ' | '\u{212A}')
+    matches!(c, 'ß' | 'ẞ' | 'İ' | 'ı' | 'ſ' | '\u{212A}' | '\u{FF01}'..='\u{FF5E}')
 }
 
 /// Replaces the lookalikes by the ASCII letters they fold into; every other
@@ -68,6 +72,9 @@ fn fold_lookalikes(text: &str) -> std::borrow::Cow<'_, str> {
             'İ' | 'ı' => out.push('i'),
             'ſ' => out.push('s'),
             '\u{212A}' => out.push('k'),
+            '\u{FF01}'..='\u{FF5E}' => {
+                out.push(char::from_u32(c as u32 - 0xFEE0).expect("full-width forms map onto ASCII"))
+            }
             c => out.push(c),
         }
     }
@@ -129,8 +136,9 @@ pub const MAX_PATH_CHARS: usize = 2048;
 
 /// A request's path as stored: characters a client percent-encoded that
 /// would not show as themselves (`%00` and other controls, direction marks
-/// that reorder the display, invisible and line-separating characters) are
-/// encoded again, so that the path reads as what was asked and can be stored
+/// that reorder the display, invisible and line-separating characters) or
+/// would read as the start of a query or fragment (`%3F`, `%23`) are encoded
+/// again, so that the path reads as what was asked and can be stored
 /// (PostgreSQL text holds no NUL); cut at `MAX_PATH_CHARS`.
 pub fn path_for_log(path: &str) -> String {
     let mut stored = String::with_capacity(path.len().min(MAX_PATH_CHARS));
@@ -143,7 +151,7 @@ pub fn path_for_log(path: &str) -> String {
             break;
         }
         let unseen = c.is_control() || super::types::is_invisible(c) || matches!(c, '\u{2028}' | '\u{2029}');
-        if unseen {
+        if unseen || matches!(c, '?' | '#') {
             let mut bytes = [0; 4];
             for byte in c.encode_utf8(&mut bytes).bytes() {
                 stored.push_str(&format!("%{byte:02X}"));
@@ -565,6 +573,7 @@ mod tests {
         assert_eq!(path_for_log("/api/v1/me\0x"), "/api/v1/me%00x");
         assert_eq!(path_for_log("/a\nb\u{85}/é"), "/a%0Ab%C2%85/é");
         assert_eq!(path_for_log("/api/v1/users/0193a5c4"), "/api/v1/users/0193a5c4");
+        assert_eq!(path_for_log("/api/v1/me?token=x#y"), "/api/v1/me%3Ftoken=x%23y");
         // What would reorder or hide part of the path on screen.
         assert_eq!(path_for_log("/u/\u{202E}txt\u{200B}\u{2028}"), "/u/%E2%80%AEtxt%E2%80%8B%E2%80%A8");
         let long = format!("/{}", "é".repeat(3000));
@@ -609,6 +618,26 @@ mod tests {
         assert_eq!(redact_query("pas%C5%BFword=S3&q=1"), "pas%C5%BFword=[REDACTED]&q=1");
         let scrubbed = scrub_text("note: x\npa\u{DF}word: S4\n");
         assert!(!scrubbed.contains("S4"), "{scrubbed}");
+    }
+
+    #[test]
+    fn full_width_letters_and_hidden_controls_spell_names_too() {
+        for name in ["\u{FF50}assword", "\u{FF33}\u{FF25}\u{FF23}\u{FF32}\u{FF25}\u{FF34}", "api\u{FF3F}key"] {
+            assert!(is_sensitive(name), "{name}");
+        }
+        for name in ["pass\0word", "pass\u{7}word", "to\u{1F}ken", "cook\u{7F}ie"] {
+            assert!(mentions_secret(name), "{name:?}");
+        }
+        let json = json!({"pass\0word": "S1", "\u{FF53}ecret": "S2", "name": "ok"});
+        assert_eq!(redact_json(&json), json!({"pass\0word": REDACTED, "\u{FF53}ecret": REDACTED, "name": "ok"}));
+        assert_eq!(
+            redact_query("pass%00word=S3&%EF%BD%90assword=S4"),
+            "pass%00word=[REDACTED]&%EF%BD%90assword=[REDACTED]"
+        );
+        let scrubbed = scrub_text("note: x\n\u{FF50}assword: S5\n");
+        assert!(!scrubbed.contains("S5"), "{scrubbed}");
+        // Line breaks still separate a name from what follows.
+        assert!(!mentions_secret("pass\nword"));
     }
 
     #[test]

@@ -409,6 +409,9 @@ where
 
 /// Reads the whole body (to log it) so it can be handed on to the handler.
 async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
+    if super::json::declares_too_large_body(req.headers()) {
+        return Err(ApiError::payload_too_large());
+    }
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {

@@ -37,6 +37,15 @@ fn is_json(req: &HttpRequest) -> bool {
     })
 }
 
+/// Whether the request announces a body larger than any endpoint takes: it is
+/// refused before a byte of it is awaited (also after `Expect: 100-continue`).
+pub fn declares_too_large_body(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > MAX_JSON_BYTES as u64)
+}
+
 /// The `Content-Encoding` of a request body, unless it is plain. Bodies are
 /// taken only as sent: a compressed one would be acted on but could not be
 /// recorded readably in the audit log.
@@ -158,11 +167,7 @@ impl<T: DeserializeOwned + PartialSchema + 'static> FromRequest for JsonBody<T> 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = is_json(req);
         let encoding = body_encoding(req);
-        let declared_too_large = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .is_some_and(|len| len > MAX_JSON_BYTES);
+        let declared_too_large = declares_too_large_body(req.headers());
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !json {

@@ -85,6 +85,9 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
         return Err(ApiError::unauthorized("send one Authorization header, not several"));
     }
     let value = value.to_str().map_err(|_| ApiError::unauthorized("the Authorization header is not valid text"))?;
+    if value.contains(',') {
+        return Err(ApiError::unauthorized("send one credential in the Authorization header, not a list"));
+    }
     let token =
         parse_bearer(value).ok_or_else(|| ApiError::unauthorized("expected `Authorization: Bearer <token>`"))?;
     // The usual slip when pasting into Swagger UI's Authorize, which adds the word itself.
@@ -96,9 +99,14 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     Ok(Some(token))
 }
 
-/// Every bearer token a request carries, one per Authorization header.
+/// Every bearer token a request carries: one per Authorization header, and
+/// each of a comma-separated list in one (refused, but still carried).
 pub fn bearer_tokens(req: &HttpRequest) -> impl Iterator<Item = &str> {
-    req.headers().get_all(header::AUTHORIZATION).filter_map(|value| parse_bearer(value.to_str().ok()?))
+    req.headers()
+        .get_all(header::AUTHORIZATION)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|credential| parse_bearer(credential.trim()))
 }
 
 fn parse_bearer(value: &str) -> Option<&str> {

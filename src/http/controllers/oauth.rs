@@ -156,6 +156,9 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, S
             format!("Content-Encoding {encoding:?} is not accepted; send the body uncompressed"),
         ));
     }
+    if crate::http::json::declares_too_large_body(req.headers()) {
+        return Err(OAuthError::from_api(ApiError::payload_too_large()));
+    }
     let body = match body.to_bytes_limited(MAX_JSON_BYTES).await {
         Ok(Ok(body)) => body,
         Ok(Err(unread)) => return Err(OAuthError::from_api(ApiError::unreadable(&unread))),

@@ -114,6 +114,32 @@ async fn reasons_are_at_most_500_characters_of_plain_text(app: TestApp) {
     assert_eq!(app.scalar(&consent), 1);
 }
 
+/// A grant or revocation whose login runs out while it waits for its turn
+/// is judged when the turn comes: too late, and nothing changes.
+async fn a_consent_change_from_a_login_that_ended_meanwhile_changes_nothing(app: TestApp) {
+    let w = app.world().await;
+    let (ada_id, ada) = &w.acme_member;
+    grant(&app, ada, json!(4)).await.assert_status(200);
+    app.state.clock.advance(Duration::minutes(58));
+    let delay = StdDuration::from_millis(500);
+    let later = || app.state.clock.advance(Duration::minutes(3));
+    let regrant = grant(&app, ada, json!(5));
+    let res = app.commit_during(("users", *ada_id), "SELECT 1", delay, regrant, later).await;
+    res.assert_problem(401, "unauthorized");
+    let fresh = app.login("ada@acme.example", PASSWORD).await;
+    let consent = app.get("/api/v1/me/impersonation-consent", Some(&fresh)).await;
+    assert_eq!(consent.assert_status(200)["duration_hours"], 4);
+
+    app.state.clock.advance(Duration::minutes(58));
+    let revoke = app.delete("/api/v1/me/impersonation-consent", Some(&fresh));
+    let later = || app.state.clock.advance(Duration::minutes(3));
+    let res = app.commit_during(("users", *ada_id), "SELECT 1", delay, revoke, later).await;
+    res.assert_problem(401, "unauthorized");
+    let again = app.login("ada@acme.example", PASSWORD).await;
+    let consent = app.get("/api/v1/me/impersonation-consent", Some(&again)).await;
+    assert_eq!(consent.assert_status(200)["active"], true);
+}
+
 async fn consent_durations_outside_1_to_168_whole_hours_are_refused(app: TestApp) {
     let w = app.world().await;
     let ada = &w.acme_member.1;
@@ -830,6 +856,7 @@ async fn refused_changes_in_two_sessions_take_no_locks(app: TestApp) {
 }
 
 backend_tests!(
+    a_consent_change_from_a_login_that_ended_meanwhile_changes_nothing,
     refused_changes_in_two_sessions_take_no_locks,
     parallel_changes_in_one_session_take_turns,
     a_read_racing_the_end_of_its_session_is_refused,

@@ -13,7 +13,8 @@ use crate::state::AppState;
 use crate::store::audit;
 use crate::store::consents::{self, Consent};
 use crate::store::impersonations;
-use crate::store::{users, write_transaction};
+use crate::store::users::RowLock;
+use crate::store::write_transaction;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"active": true, "granted_at": "2026-11-21T09:00:00Z", "expires_at": "2026-11-22T09:00:00Z", "duration_hours": 24, "revoked_at": null}))]
@@ -94,12 +95,13 @@ pub async fn grant_consent(
     body: JsonBody<GrantConsentRequest>,
 ) -> Result<web::Json<ConsentView>, ApiError> {
     let hours = DurationHours::parse(body.duration_hours.as_f64().unwrap_or(f64::NAN))?;
-    let user_id = *principal.user.id;
+    let (user_id, caller) = (*principal.user.id, principal.standing());
     let clock = state.clock.clone();
     let (consent, now) = state
         .db_write(move |conn| {
-            Ok(write_transaction(conn, |conn| {
-                users::lock(conn, &[user_id])?;
+            write_transaction(conn, |conn| {
+                // A logout or expiry of the caller's login that came first wins.
+                caller.lock_with(conn, &[(user_id, RowLock::Change)], &clock)?;
                 // Stamped once the grant's turn has come: concurrent grants
                 // are then timed in the order they take effect.
                 let now = clock.now();
@@ -109,8 +111,8 @@ pub async fn grant_consent(
                 let event =
                     Event::ConsentGranted { duration_hours: consent.duration_hours, expires_at: *consent.expires_at };
                 audit::record(conn, &ctx, &event, user_id, None)?;
-                Ok::<_, diesel::result::Error>((consent, now))
-            })?)
+                Ok::<_, ApiError>((consent, now))
+            })
         })
         .await?;
     tracing::info!(user_id = %user_id, hours = hours.hours(), "impersonation consent granted");
@@ -138,16 +140,16 @@ pub async fn revoke_consent(
     _own: OwnToken,
     client: ClientInfo,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = *principal.user.id;
+    let (user_id, caller) = (*principal.user.id, principal.standing());
     let clock = state.clock.clone();
     let ended = state
         .db_write(move |conn| {
-            Ok(write_transaction(conn, |conn| {
-                users::lock(conn, &[user_id])?;
+            write_transaction(conn, |conn| {
+                caller.lock_with(conn, &[(user_id, RowLock::Change)], &clock)?;
                 // Timed after the lock: the requests it waited for came before the revocation.
                 let ctx = client.ending(user_id, &clock);
-                audit::revoke_consent(conn, user_id, &ctx)
-            })?)
+                Ok::<_, ApiError>(audit::revoke_consent(conn, user_id, &ctx)?)
+            })
         })
         .await?;
     tracing::info!(user_id = %user_id, sessions_ended = ended, "impersonation consent revoked");

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::domain::types::{Email, NewPassword};
+
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {message}")]
 pub struct ConfigError {
@@ -59,7 +61,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("ACTAS_BIND", "127.0.0.1:8080", "Address and port to listen on"),
     ("ACTAS_DATA_DIR", "actas-data", "Directory for the SQLite database and the generated signing key"),
     ("ACTAS_DATABASE_URL", "sqlite://actas-data/actas.db", "`sqlite://path` or `postgres://user:password@host/db`"),
-    ("ACTAS_ISSUER", "http://<ACTAS_BIND>", "`iss` of every token"),
+    ("ACTAS_ISSUER", "http://<ACTAS_BIND>", "`iss` of every token (a bind to 0.0.0.0 names 127.0.0.1)"),
     ("ACTAS_AUDIENCE", "actas", "`aud` of every token"),
     ("ACTAS_SIGNING_KEY_FILE", "<data dir>/signing-key.pem", "Ed25519 PKCS#8 PEM private key"),
     (
@@ -107,6 +109,16 @@ impl Config {
                 },
             }
         };
+        // Checked before anything is created: a start that cannot bootstrap
+        // leaves no database or key behind.
+        let bootstrap_admin_email = get("ACTAS_BOOTSTRAP_ADMIN_EMAIL");
+        if let Some(Err(e)) = bootstrap_admin_email.as_deref().map(Email::parse) {
+            return Err(ConfigError { name: "ACTAS_BOOTSTRAP_ADMIN_EMAIL", message: e.message });
+        }
+        let bootstrap_admin_password = get("ACTAS_BOOTSTRAP_ADMIN_PASSWORD");
+        if let Some(Err(e)) = bootstrap_admin_password.as_deref().map(|p| NewPassword::parse("password", p)) {
+            return Err(ConfigError { name: "ACTAS_BOOTSTRAP_ADMIN_PASSWORD", message: e.message });
+        }
         let trust_proxy_headers =
             match get("ACTAS_TRUST_PROXY_HEADERS").as_deref().map(str::to_ascii_lowercase).as_deref() {
                 None | Some("false" | "0" | "no") => false,
@@ -114,7 +126,7 @@ impl Config {
                 Some(other) => {
                     return Err(ConfigError {
                         name: "ACTAS_TRUST_PROXY_HEADERS",
-                        message: format!("must be true or false, got {other:?}"),
+                        message: format!("must be true or false (also 1 or 0, yes or no), got {other:?}"),
                     })
                 }
             };
@@ -140,8 +152,8 @@ impl Config {
                 .unwrap_or_default(),
             access_token_minutes: whole_number("ACTAS_ACCESS_TOKEN_MINUTES", 60, 24 * 60)?,
             max_impersonation_minutes: whole_number("ACTAS_MAX_IMPERSONATION_MINUTES", 30, 24 * 60)?,
-            bootstrap_admin_email: get("ACTAS_BOOTSTRAP_ADMIN_EMAIL"),
-            bootstrap_admin_password: get("ACTAS_BOOTSTRAP_ADMIN_PASSWORD"),
+            bootstrap_admin_email,
+            bootstrap_admin_password,
             rate_limit_max_failures: whole_number("ACTAS_RATE_LIMIT_MAX_FAILURES", 5, 1000)? as u32,
             rate_limit_window_minutes: whole_number("ACTAS_RATE_LIMIT_WINDOW_MINUTES", 15, 24 * 60)?,
             trust_proxy_headers,

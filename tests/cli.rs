@@ -187,6 +187,22 @@ fn bad_configuration_names_the_variable() {
     assert!(stderr.contains("ACTAS_ACCESS_TOKEN_MINUTES"), "{stderr}");
     let out = actas().arg("migrate").env("ACTAS_DATABASE_URL", "mysql://db/x").output().unwrap();
     assert!(String::from_utf8(out.stderr).unwrap().contains("unsupported database URL"));
+    // A bootstrap admin that could not be created stops the start before
+    // anything is written.
+    let dir = temp_dir();
+    for (name, value) in [("ACTAS_BOOTSTRAP_ADMIN_PASSWORD", "short"), ("ACTAS_BOOTSTRAP_ADMIN_EMAIL", "root")] {
+        let out = actas()
+            .args(["serve"])
+            .env("ACTAS_DATA_DIR", &dir)
+            .env("ACTAS_BIND", "127.0.0.1:0")
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(name), "{stderr}");
+        assert_eq!(std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0), 0, "{stderr}");
+    }
 }
 
 #[test]

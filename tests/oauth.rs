@@ -215,7 +215,11 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
     assert_oauth_error(&send(oversized).await, 413, "invalid_request", "payload_too_large");
     let mut bad_actor = base(EXCHANGE);
     bad_actor[1].1 = "not.a.token".to_owned();
-    assert_oauth_error(&send(bad_actor).await, 400, "invalid_request", "unauthorized");
+    let bad_actor = send(bad_actor).await;
+    assert_oauth_error(&bad_actor, 400, "invalid_request", "unauthorized");
+    assert!(bad_actor.body["error_description"].as_str().unwrap().starts_with("actor_token: "), "{}", bad_actor.text);
+    // The request itself needs no authentication: no challenge to answer.
+    assert!(bad_actor.header("www-authenticate").is_none());
     // The rules of SPEC §2, unchanged.
     assert_oauth_error(
         &exchange(&app, &w.admin, w.acme_eu_member.0, ADMIN_PASSWORD).await,
@@ -638,6 +642,10 @@ async fn spas_on_allowed_origins_get_cors_headers() {
             let list = res.header("access-control-expose-headers").unwrap_or_default().to_ascii_lowercase();
             assert!(list.split(',').any(|h| h.trim() == exposed), "{exposed} not in {list:?}");
         }
+        // HEAD works wherever GET does, from a browser too.
+        let head = [("origin", allowed), ("access-control-request-method", "HEAD")];
+        let head = app.send_with(Method::OPTIONS, "/api/v1/me", None, None, &head).await;
+        assert_eq!(head.status.as_u16(), 200, "{}", head.text);
         // Tracing headers an SPA's instrumentation adds are fine.
         let traced = preflight(allowed, "authorization, traceparent, x-request-id").await;
         assert_eq!(traced.status.as_u16(), 200, "{}", traced.text);

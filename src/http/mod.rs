@@ -133,7 +133,7 @@ pub fn app(
 /// in the Authorization header, never in cookies, so credentials stay off.
 fn cors(origins: &[String]) -> actix_cors::Cors {
     let mut cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_methods(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
         // Any request header (tracing headers like `traceparent` too): without
         // cookies, a header grants a script nothing.
         .allow_any_header()

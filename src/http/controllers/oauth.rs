@@ -289,7 +289,7 @@ pub struct TokenExchangeResponse {
             ("Cache-Control" = String, description = "`no-store`: the body holds a token (RFC 6749 §5.1)"),
             ("Pragma" = String, description = "`no-cache`"),
         )),
-        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, target_privileged, …), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`, `invalid_request` with `code` unsupported_media_type for a body that is not form-encoded (JSON included)", body = OAuthErrorBody, examples(
+        (status = 400, description = "Refused (RFC 6749 §5.2). `error` is `invalid_request` for a refused actor or subject (`code`: consent_required, not_permitted, target_privileged, …; `not_found` for a user you cannot see; `unauthorized` when `actor_token` is not a live login token: log in again), `invalid_grant` for a wrong password, `unsupported_grant_type` for anything but token exchange, `invalid_target` for an `audience` or `resource` other than this service, `invalid_scope` for a scope outside `actas impersonation`, `invalid_request` with `code` unsupported_media_type for a body that is not form-encoded (JSON included)", body = OAuthErrorBody, examples(
             ("consent_required" = (value = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again", "code": "consent_required"}))),
             ("reauthentication_failed" = (value = json!({"error": "invalid_grant", "error_description": "the password is incorrect", "code": "reauthentication_failed"}))),
             ("unsupported_grant_type" = (value = json!({"error": "unsupported_grant_type", "error_description": "only urn:ietf:params:oauth:grant-type:token-exchange is supported", "code": "unsupported_grant_type"}))),
@@ -386,6 +386,8 @@ pub async fn exchange(
     let actor = authenticate_token(&state, actor_token).await.map_err(|e| {
         let mut error = OAuthError::from_api(e);
         error.body.error_description = format!("actor_token: {}", error.body.error_description);
+        // About a token in the form, not this request's credentials.
+        error.headers.retain(|(name, _)| name != header::WWW_AUTHENTICATE);
         error
     })?;
     let started =
@@ -598,15 +600,20 @@ fn unauthorized(description: String) -> OAuthError {
 /// Holding a token is enough to revoke it: no other authentication. Revoking
 /// an impersonation token stops its session (`end_reason` `stopped`); revoking
 /// a login token logs that session out (and ends the impersonations it
-/// started). Always 200, also for unknown, expired or malformed tokens.
+/// started). Any token gets 200, also an unknown, expired or malformed one
+/// (RFC 7009 §2.2); only a request that is not a form naming one token is
+/// refused.
 #[utoipa::path(
     operation_id = "revoke_token",
     tag = "oauth",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded", description = "The token to revoke, form-encoded (RFC 7009)"),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
-        (status = 400, description = "Not a form, no `token`, or besides it the token of another impersonation session in `Authorization` (`invalid_request`; codes `validation_failed`, `several_sessions`)", body = OAuthErrorBody,
-            example = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"})),
+        (status = 400, description = "Refused, with `error` `invalid_request`: no `token` (code `validation_failed`), a body that is not form-encoded (`unsupported_media_type`), or besides it the token of another impersonation session in `Authorization` (`several_sessions`)", body = OAuthErrorBody, examples(
+            ("validation_failed" = (value = json!({"error": "invalid_request", "error_description": "missing parameter `token`", "code": "validation_failed"}))),
+            ("unsupported_media_type" = (value = json!({"error": "invalid_request", "error_description": "the body must be application/x-www-form-urlencoded", "code": "unsupported_media_type"}))),
+            ("several_sessions" = (value = json!({"error": "invalid_request", "error_description": "this request carries the tokens of several impersonation sessions; send one", "code": "several_sessions"}))),
+        )),
     )
 )]
 #[post("/oauth/revoke")]

@@ -821,9 +821,17 @@ async fn parallel_changes_in_one_session_take_turns(app: TestApp) {
             app.patch(own, Some(token), body).await
         }
     });
-    for res in futures_util::future::join_all(changes).await {
-        assert!(matches!(res.status.as_u16(), 200 | 403), "{}", res.text);
+    for (i, res) in futures_util::future::join_all(changes).await.into_iter().enumerate() {
+        if i % 2 == 0 {
+            res.assert_problem(403, "forbidden");
+        } else {
+            assert_eq!(res.assert_status(200)["name"], format!("Ada {i}"));
+        }
     }
+    let renamed = app.get(&own, Some(&w.admin)).await;
+    let name = renamed.assert_status(200)["name"].as_str().unwrap().to_owned();
+    assert!((1..24).step_by(2).any(|i| name == format!("Ada {i}")), "{name}");
+    assert_eq!(renamed.body["status"], "active");
 }
 
 /// Two tabs of one admin, each acting as a different customer admin, both

@@ -124,7 +124,11 @@ impl PasswordHasher {
             argon2().verify_password(password.as_bytes(), hash.as_str()).is_ok()
         })
         .await
-        .unwrap_or(false);
+        .unwrap_or_else(|e| {
+            // Fail closed, but not silently: a crashed check is a bug.
+            tracing::error!(error = %e, "a password check did not finish");
+            false
+        });
         known && matches
     }
 }

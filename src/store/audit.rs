@@ -472,8 +472,9 @@ where
     'batches: loop {
         let batch = load(conn, after, head_seq)?;
         for row in &batch {
-            after = stored(row).seq;
-            if !verifier.push(stored(row)) {
+            let row = stored(row);
+            after = row.seq;
+            if !verifier.push(row) {
                 break 'batches;
             }
         }

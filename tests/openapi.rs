@@ -155,3 +155,16 @@ fn resolve<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
         None => value,
     }
 }
+
+/// The audit trail finds tokens in the form bodies of these routes by path:
+/// the paths it knows must be the routes there are.
+#[test]
+fn the_audit_trail_knows_the_oauth_routes() {
+    use actas::http::controllers::oauth::{token_fields, REVOKE_PATH, TOKEN_PATH};
+    let doc = generated();
+    for path in [TOKEN_PATH, REVOKE_PATH] {
+        assert!(doc["paths"][path]["post"].is_object(), "no POST {path}");
+        assert!(token_fields(path).contains(&"actor_token"), "{path}");
+    }
+    assert!(token_fields("/oauth/introspect").is_empty());
+}

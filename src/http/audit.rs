@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use super::client::ClientInfo;
-use super::controllers::oauth::OAuthError;
+use super::controllers::oauth::{self, OAuthError};
 use super::json::MAX_JSON_BYTES;
 use super::principal::{bearer_tokens, impersonation_claims, reads_the_caller};
 use super::problem::ApiError;
@@ -217,24 +217,18 @@ fn impersonation_token(state: &AppState, token: &str) -> Option<Impersonated> {
 /// to read.
 async fn impersonated_in_form(req: &mut ServiceRequest, state: &AppState) -> Result<Vec<Impersonated>, ApiError> {
     // The path as routed (`/%6fauth/revoke` is `/oauth/revoke` too).
-    let revoking = req.match_info().as_str() == "/oauth/revoke";
-    // Where a token in the body is used, not merely looked at (introspection).
-    if !revoking && req.match_info().as_str() != "/oauth/token" {
+    let fields = oauth::token_fields(req.match_info().as_str());
+    if fields.is_empty() {
         return Ok(Vec::new());
     }
-    let is_form =
-        req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+    let is_form = oauth::is_form(req.request());
     let body = read_body(req).await?;
     req.set_payload(Payload::from(body.clone()));
     let found: Vec<Impersonated> = if is_form {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
         pairs
             .iter()
-            .filter(|(name, _)| match name.as_str() {
-                "actor_token" | "subject_token" => true,
-                "token" => revoking,
-                _ => false,
-            })
+            .filter(|(name, _)| fields.contains(&name.as_str()))
             .filter_map(|(_, value)| impersonation_token(state, value))
             .collect()
     } else {
@@ -463,7 +457,7 @@ fn append_and_commit(
     // no call is ever answered, or logged, after its session's end. (Probes
     // and public documents answer whoever asks; revoking a token, an ended
     // one included, is always 200.)
-    let answers_as_the_session = reads_the_caller(&entry.path) && entry.path != "/oauth/revoke";
+    let answers_as_the_session = reads_the_caller(&entry.path) && entry.path != oauth::REVOKE_PATH;
     if guard.open.is_none() && entry.status < 400 && answers_as_the_session {
         let (session_id, now) = (guard.session_id, guard.clock.now());
         let checked = guard.conn_for_log(turn.take()).and_then(|conn| {

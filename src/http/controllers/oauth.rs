@@ -24,6 +24,28 @@ use crate::state::AppState;
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const USER_ID_TOKEN_TYPE: &str = "urn:actas:params:oauth:token-type:user-id";
+
+/// The endpoints that take tokens in their form body and use them (the audit
+/// trail logs such a use in the token's session). Route attributes need
+/// literals; `the_audit_trail_knows_the_oauth_routes` checks they agree.
+pub const TOKEN_PATH: &str = "/oauth/token";
+pub const REVOKE_PATH: &str = "/oauth/revoke";
+
+/// The form fields in which the endpoint at `path` uses a token: the actor of
+/// an exchange (any token field at all: a chaining attempt), the token to
+/// revoke. Introspection only asks about a token: none.
+pub fn token_fields(path: &str) -> &'static [&'static str] {
+    match path {
+        TOKEN_PATH => &["actor_token", "subject_token"],
+        REVOKE_PATH => &["token", "actor_token", "subject_token"],
+        _ => &[],
+    }
+}
+
+/// Whether the request body is declared form-encoded.
+pub fn is_form(req: &HttpRequest) -> bool {
+    req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded")
+}
 /// An RFC 6749 §5.2 error response.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again", "code": "consent_required"}))]
@@ -142,9 +164,7 @@ impl ResponseError for OAuthError {
 /// The body is read here, not by an extractor, so that even an oversized body
 /// is answered in the OAuth error format.
 async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, String>, OAuthError> {
-    let is_form =
-        req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
-    if !is_form {
+    if !is_form(req) {
         return Err(OAuthError::invalid_request(
             "unsupported_media_type",
             "the body must be application/x-www-form-urlencoded",

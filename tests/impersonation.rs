@@ -735,6 +735,9 @@ async fn a_password_changed_during_a_start_refuses_it(app: TestApp) {
         app.commit_during(("users", w.owner_staff.0), &new_hash, StdDuration::from_millis(500), starting, || {}).await;
     res.assert_problem(403, "reauthentication_failed");
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0);
+    // The password given was right when it was checked: no failed attempt
+    // is left to count against the admin.
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM auth_attempts WHERE scope = 'reauthentication'"), 0);
 }
 
 /// A stop that waited for the session's request in flight is timed after it:

@@ -264,29 +264,40 @@ pub async fn start_session(
     let (actor_id, login_session_id) = (*principal.user.id, principal.session_id);
     let confirmed_hash = principal.user.password_hash.clone();
     let clock = state.clock.clone();
-    let confirmed_attempts = attempt_ids.clone();
-    let started = state
+    let (session, target, now) = state
         .db_write(move |conn| {
             write_transaction(conn, |conn| {
                 users::lock(conn, &[actor_id, target_user_id])?;
                 // Timed once its turn has come: the consent is judged, and
                 // the session starts, at the moment it is written.
                 let now = clock.now();
-                // A logout or password change that ended the admin's login
-                // session meanwhile wins: no session may hang off a dead one.
-                if sessions::find_live(conn, login_session_id, now)?.is_none() {
-                    return Err(ApiError::unauthorized("the session has ended"));
-                }
-                let (actor, actor_org) = users::find_with_org(conn, actor_id)?
-                    .ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
-                // The password confirmed is the one the admin still has (a
-                // change from this same login session keeps it open).
-                if actor.password_hash != confirmed_hash {
-                    return Err(ApiError::forbidden("reauthentication_failed", "the password is incorrect"));
-                }
-                let (target, consent) = check_rules(conn, (&actor, &actor_org), actor_has_act, target_user_id, now)?;
-                let expires_at = token_expiry(*consent.expires_at, now, Some(cap))
-                    .ok_or_else(|| ApiError::impersonation_refused(Refusal::ConsentRequired))?;
+                let decided = (|| {
+                    // A logout or password change that ended the admin's login
+                    // session meanwhile wins: no session may hang off a dead one.
+                    if sessions::find_live(conn, login_session_id, now)?.is_none() {
+                        return Err(ApiError::unauthorized("the session has ended"));
+                    }
+                    let (actor, actor_org) = users::find_with_org(conn, actor_id)?
+                        .ok_or_else(|| ApiError::unauthorized("the session has ended"))?;
+                    // The password confirmed is the one the admin still has (a
+                    // change from this same login session keeps it open).
+                    if actor.password_hash != confirmed_hash {
+                        return Err(ApiError::forbidden("reauthentication_failed", "the password is incorrect"));
+                    }
+                    let (target, consent) =
+                        check_rules(conn, (&actor, &actor_org), actor_has_act, target_user_id, now)?;
+                    let expires_at = token_expiry(*consent.expires_at, now, Some(cap))
+                        .ok_or_else(|| ApiError::impersonation_refused(Refusal::ConsentRequired))?;
+                    Ok((actor, target, consent, expires_at))
+                })();
+                // The password was right when it was checked: whatever is
+                // decided now, it never counts as a failed confirmation. (The
+                // decision only reads, so a refusal commits just this.)
+                attempt_store::forget(conn, &attempt_ids)?;
+                let (actor, target, consent, expires_at) = match decided {
+                    Ok(decided) => decided,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
                 let session = ImpersonationSession {
                     id: DbUuid(Uuid::now_v7()),
                     impersonator_id: actor.id,
@@ -309,21 +320,11 @@ pub async fn start_session(
                 };
                 let ctx = client.event(actor_id, now);
                 audit::record(conn, &ctx, &event, *target.id, Some(*session.id))?;
-                attempt_store::forget(conn, &attempt_ids)?;
                 attempt_store::clear(conn, Scope::Reauthentication, &subject)?;
-                Ok((session, target, now))
+                Ok::<_, ApiError>(Ok((session, target, now)))
             })
         })
-        .await;
-    let (session, target, now) = match started {
-        Ok(started) => started,
-        Err(refusal) => {
-            // The password was right: a refusal decided afterwards (a revocation
-            // that won the race) must not count as a failed confirmation.
-            let _ = state.db_write(move |conn| Ok(attempt_store::forget(conn, &confirmed_attempts)?)).await;
-            return Err(refusal);
-        }
-    };
+        .await??;
 
     let token = state.tokens().sign(TokenRequest {
         subject: *target.id,

@@ -102,6 +102,16 @@ pub enum Denied {
 
 pub type Decision = Result<(), Denied>;
 
+/// Which users a list holds for a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserScope<'a> {
+    All,
+    /// Users of this organization and the ones below it.
+    Subtree(&'a OrgPath),
+    /// This one user.
+    Only(Uuid),
+}
+
 /// Requested changes to a user, already parsed.
 #[derive(Debug, Clone, Default)]
 pub struct UserChanges {
@@ -130,6 +140,26 @@ impl Actor {
 
     pub fn sees_user(&self, subject: &Subject<'_>) -> bool {
         subject.id == self.id || self.sees_org(subject.org)
+    }
+
+    /// The users a list shows this caller: the same ones `sees_user` admits.
+    pub fn listed_users(&self) -> UserScope<'_> {
+        match self.role {
+            Role::SuperAdmin => UserScope::All,
+            Role::Admin => UserScope::Subtree(&self.org),
+            Role::Member => UserScope::Only(self.id),
+        }
+    }
+
+    /// The organizations a list shows this caller (`None`: all of them).
+    pub fn listed_orgs(&self) -> Option<&OrgPath> {
+        (self.role != Role::SuperAdmin).then_some(&self.org)
+    }
+
+    /// Whether a user list may be narrowed to `org`: one the caller sees,
+    /// or their own (a member then finds themself).
+    pub fn may_filter_users_by(&self, org: &OrgPath) -> bool {
+        self.sees_org(org) || *org == self.org
     }
 
     pub fn may_create_org(&self, parent: &OrgPath) -> Decision {
@@ -239,6 +269,22 @@ mod tests {
 
     fn subject<'a>(role: Role, org: &'a OrgPath) -> Subject<'a> {
         Subject { id: Uuid::new_v4(), role, org }
+    }
+
+    #[test]
+    fn lists_hold_what_the_caller_sees() {
+        let t = tree();
+        assert_eq!(actor(Role::SuperAdmin, &t.owner).listed_users(), UserScope::All);
+        assert_eq!(actor(Role::Admin, &t.acme).listed_users(), UserScope::Subtree(&t.acme));
+        let member = actor(Role::Member, &t.acme);
+        assert_eq!(member.listed_users(), UserScope::Only(member.id));
+        assert_eq!(actor(Role::SuperAdmin, &t.acme).listed_orgs(), None);
+        assert_eq!(actor(Role::Admin, &t.acme).listed_orgs(), Some(&t.acme));
+        // A member narrows to their own organization only; an admin to any they see.
+        assert!(member.may_filter_users_by(&t.acme));
+        assert!(!member.may_filter_users_by(&t.acme_eu) && !member.may_filter_users_by(&t.owner));
+        let admin = actor(Role::Admin, &t.acme);
+        assert!(admin.may_filter_users_by(&t.acme_eu) && !admin.may_filter_users_by(&t.globex));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::domain::types::{Name, Role};
+use crate::domain::types::Name;
 use crate::http::json::JsonBody;
 use crate::http::paging::{List, Page};
 use crate::http::principal::Principal;
@@ -119,7 +119,7 @@ pub async fn list_organizations(
     actor.may_administer().map_err(|d| denied("organization", d))?;
     let query = query.into_inner();
     let page = Page::by_id(List::Organizations, query.limit, query.cursor.as_deref())?;
-    let within = (actor.role != Role::SuperAdmin).then(|| actor.org.clone());
+    let within = actor.listed_orgs().cloned();
     let (fetch, before_id) = (page.fetch_limit(), page.before_id);
     let mut rows = state
         .db(move |conn| {

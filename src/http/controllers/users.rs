@@ -6,8 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::impersonation::StandingChange;
-use crate::domain::policy::OrgPath;
-use crate::domain::policy::{Subject, UserChanges};
+use crate::domain::policy::{OrgPath, Subject, UserChanges, UserScope};
 use crate::domain::types::{Email, Name, NewPassword, Role, UserStatus};
 use crate::http::client::ClientInfo;
 use crate::http::controllers::impersonations::availability;
@@ -221,14 +220,14 @@ pub async fn list_users(
     }
     if let Some(org_id) = query.organization_id {
         let org = state.db(move |conn| Ok(organizations::find(conn, org_id)?)).await?;
-        if !org.is_some_and(|org| actor.sees_org(&org.org_path()) || org.id == principal.organization.id) {
+        if !org.is_some_and(|org| actor.may_filter_users_by(&org.org_path())) {
             return Err(ApiError::not_found("organization"));
         }
     }
-    let (within, only_id) = match actor.role {
-        Role::SuperAdmin => (None, None),
-        Role::Admin => (Some(actor.org.clone()), None),
-        Role::Member => (None, Some(actor.id)),
+    let (within, only_id) = match actor.listed_users() {
+        UserScope::All => (None, None),
+        UserScope::Subtree(org) => (Some(org.clone()), None),
+        UserScope::Only(id) => (None, Some(id)),
     };
     let (fetch, before_id) = (page.fetch_limit(), page.before_id);
     let now = state.clock.now();

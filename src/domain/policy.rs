@@ -15,6 +15,7 @@
 
 use uuid::Uuid;
 
+use super::impersonation::StandingChange;
 use super::types::{Invalid, Role, UserStatus};
 
 /// A position in the organization tree: the materialized path `/root/…/self/`.
@@ -118,6 +119,28 @@ pub struct UserChanges {
     pub name: bool,
     pub role: Option<Role>,
     pub status: Option<UserStatus>,
+}
+
+impl UserChanges {
+    /// Whether the changes touch who may impersonate whom (and so must wait
+    /// for the requests that rely on the user's row).
+    pub fn change_standing(&self) -> bool {
+        self.role.is_some() || self.status.is_some()
+    }
+
+    /// What these changes do to the sessions of a user who now has `role`
+    /// and `status`: a suspension ends them; so does a new role, which their
+    /// tokens no longer name. Reactivating, or setting what already is, ends nothing.
+    pub fn session_endings(&self, role: Role, status: UserStatus) -> Vec<StandingChange> {
+        let mut endings = Vec::new();
+        if self.status == Some(UserStatus::Suspended) && status != UserStatus::Suspended {
+            endings.push(StandingChange::Suspended);
+        }
+        if self.role.is_some_and(|new| new != role) {
+            endings.push(StandingChange::RoleChanged);
+        }
+        endings
+    }
 }
 
 impl Actor {
@@ -269,6 +292,23 @@ mod tests {
 
     fn subject<'a>(role: Role, org: &'a OrgPath) -> Subject<'a> {
         Subject { id: Uuid::new_v4(), role, org }
+    }
+
+    #[test]
+    fn suspensions_and_new_roles_end_sessions_nothing_else_does() {
+        let changes = |role, status| UserChanges { name: true, role, status };
+        let (member, active, suspended) = (Role::Member, UserStatus::Active, UserStatus::Suspended);
+        assert_eq!(changes(None, Some(suspended)).session_endings(member, active), [StandingChange::Suspended]);
+        assert_eq!(changes(None, Some(suspended)).session_endings(member, suspended), []);
+        assert_eq!(changes(None, Some(active)).session_endings(member, suspended), []);
+        assert_eq!(changes(Some(Role::Admin), None).session_endings(member, active), [StandingChange::RoleChanged]);
+        assert_eq!(changes(Some(member), None).session_endings(member, active), []);
+        assert_eq!(
+            changes(Some(Role::Admin), Some(suspended)).session_endings(member, active),
+            [StandingChange::Suspended, StandingChange::RoleChanged]
+        );
+        assert_eq!(changes(None, None).session_endings(member, active), []);
+        assert!(!changes(None, None).change_standing() && changes(Some(member), None).change_standing());
     }
 
     #[test]

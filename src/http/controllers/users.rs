@@ -359,8 +359,7 @@ pub async fn update_user(
                 // until done; only a status or role change affects who may
                 // impersonate whom.
                 decide(conn)?;
-                let mode =
-                    if changes.role.is_some() || changes.status.is_some() { RowLock::Change } else { RowLock::Edit };
+                let mode = if changes.change_standing() { RowLock::Change } else { RowLock::Edit };
                 caller.lock_with(conn, &[(user_id, mode)], &clock)?;
                 // Timed after the locks: the requests it waited for came first.
                 let now = clock.now();
@@ -372,13 +371,8 @@ pub async fn update_user(
                 let name = name.map(Name::into_string);
                 let update = users::Update { name: name.as_deref(), role: body.role, status: body.status, now };
                 users::update(conn, user_id, update)?;
-                if body.status == Some(UserStatus::Suspended) && user.status() != UserStatus::Suspended {
-                    audit::end_user_sessions(conn, user_id, StandingChange::Suspended, &ctx)?;
-                }
-                if body.role.is_some_and(|role| role != user.role()) {
-                    // Their tokens name the old role: no longer accepted here
-                    // or by introspection. They log in again.
-                    audit::end_user_sessions(conn, user_id, StandingChange::RoleChanged, &ctx)?;
+                for ending in changes.session_endings(user.role(), user.status()) {
+                    audit::end_user_sessions(conn, user_id, ending, &ctx)?;
                 }
                 let Some(found) = users::find_with_org(conn, user_id)? else { return Ok(None) };
                 let consent = consents::active_for(conn, &[user_id], now)?.pop();

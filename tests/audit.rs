@@ -6,22 +6,10 @@ mod common;
 use std::process::Command;
 
 use awc::http::Method;
-use common::{Backend, TestApp, World, ADMIN_PASSWORD};
+use common::{Backend, TestApp, ADMIN_PASSWORD};
 use serde_json::{json, Value};
 use time::Duration;
 use uuid::Uuid;
-
-async fn grant(app: &TestApp, token: &str, hours: i64) {
-    app.put("/api/v1/me/impersonation-consent", Some(token), json!({"duration_hours": hours})).await.assert_status(200);
-}
-
-async fn impersonate(app: &TestApp, w: &World, target: Uuid) -> (String, String) {
-    let res = app
-        .post("/api/v1/impersonations", Some(&w.admin), json!({"target_user_id": target, "password": ADMIN_PASSWORD}))
-        .await;
-    let body = res.assert_status(201);
-    (body["session_id"].as_str().unwrap().to_owned(), body["access_token"].as_str().unwrap().to_owned())
-}
 
 async fn log_of(app: &TestApp, token: &str, session: &str) -> Vec<Value> {
     let res = app.get(&format!("/api/v1/impersonations/{session}/audit-log?limit=200"), Some(token)).await;
@@ -41,10 +29,10 @@ fn statuses(rows: &[Value]) -> Vec<(String, i64)> {
 
 async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
     let before = app.scalar("SELECT COUNT(*) AS n FROM request_log");
     assert_eq!(before, 0, "requests without an impersonation token are not logged");
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     let ada = format!("/api/v1/users/{}", w.acme_member.0);
     let missing = format!("/api/v1/users/{}", Uuid::now_v7());
     let console = [("user-agent", "SupportConsole/2.1")];
@@ -93,8 +81,8 @@ async fn every_impersonated_request_gets_exactly_one_row(app: TestApp) {
 
 async fn secrets_never_reach_the_database(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     let nested = json!({
         "name": "Ada",
         "password": "SECRET-PW-1",
@@ -146,8 +134,8 @@ async fn secrets_never_reach_the_database(app: TestApp) {
 
 async fn compressed_bodies_are_refused_not_acted_on_unread(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     // gzip of {"name":"Renamed quietly"}: had it been inflated and applied,
     // the log could only say "binary body" about what was changed.
     let gzipped: Vec<u8> = vec![
@@ -197,8 +185,8 @@ async fn compressed_bodies_are_refused_not_acted_on_unread(app: TestApp) {
 
 async fn a_second_authorization_header_is_refused_and_logged(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     let impersonating = format!("Bearer {token}");
     let admin = format!("Bearer {}", w.admin);
     for pair in [["Bearer junk", impersonating.as_str()], [admin.as_str(), impersonating.as_str()]] {
@@ -219,8 +207,8 @@ async fn a_second_authorization_header_is_refused_and_logged(app: TestApp) {
 
 async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     let ada = format!("/api/v1/users/{}", w.acme_member.0);
     // The log cannot be written: the impersonated request is not performed.
     app.sql("ALTER TABLE request_log RENAME TO request_log_gone");
@@ -242,8 +230,8 @@ async fn the_log_is_written_with_the_request_or_not_at_all(app: TestApp) {
 /// "busy". Once the turn is free again, the same call is answered and logged.
 async fn a_request_whose_row_waits_too_long_is_refused_as_unlogged(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (session, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (session, token) = app.impersonate(&w, w.acme_member.0).await;
     let writer = match app.state.sqlite_writer.clone() {
         Some(writer) => Some(writer.lock_owned().await),
         None => None,
@@ -267,8 +255,8 @@ async fn a_request_whose_row_waits_too_long_is_refused_as_unlogged(app: TestApp)
 /// for anyone; with an impersonation token the cut-off call is logged.
 async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (session, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (session, token) = app.impersonate(&w, w.acme_member.0).await;
     // Announced by length, or chunked (one short chunk, then nothing).
     let stalled = |call: String, token: Option<String>, chunked: bool| {
         let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
@@ -326,10 +314,10 @@ async fn a_body_that_never_arrives_is_cut_off(app: TestApp) {
 /// listing: no gaps, no repeats, the same order, newest first.
 async fn every_list_pages_without_gaps_or_repeats(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
     let mut sessions = Vec::new();
     for _ in 0..3 {
-        let (session, token) = impersonate(&app, &w, w.acme_member.0).await;
+        let (session, token) = app.impersonate(&w, w.acme_member.0).await;
         for _ in 0..3 {
             app.get("/api/v1/me", Some(&token)).await.assert_status(200);
         }
@@ -377,8 +365,8 @@ async fn every_list_pages_without_gaps_or_repeats(app: TestApp) {
 
 async fn a_server_error_keeps_its_log_row_but_none_of_its_changes(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     // Stopping writes the session's end and then its event; make the event fail.
     match app.backend {
         Backend::Sqlite => app.sql(
@@ -409,8 +397,8 @@ async fn a_server_error_keeps_its_log_row_but_none_of_its_changes(app: TestApp) 
 
 async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     let form = |fields: &[(&str, &str)]| {
         ("application/x-www-form-urlencoded", serde_urlencoded::to_string(fields).unwrap().into_bytes())
     };
@@ -447,8 +435,8 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
     assert_eq!(introspected.assert_status(200)["active"], true);
     // The tokens of two sessions in one request: neither is acted on, and
     // each session's log has the refusal.
-    grant(&app, &w.acme_eu_member.1, 2).await;
-    let (other_id, other) = impersonate(&app, &w, w.acme_eu_member.0).await;
+    app.grant_consent(&w.acme_eu_member.1, 2).await;
+    let (other_id, other) = app.impersonate(&w, w.acme_eu_member.0).await;
     let both = app.send(Method::POST, "/oauth/revoke", Some(&other), Some(form(&[("token", &token)]))).await;
     assert_eq!((both.status.as_u16(), both.body["code"].as_str()), (400, Some("several_sessions")));
     app.get("/api/v1/me", Some(&other)).await.assert_status(200);
@@ -489,7 +477,7 @@ async fn tokens_in_oauth_forms_are_logged_too(app: TestApp) {
 async fn every_ending_is_an_event_with_its_reason(app: TestApp) {
     let w = app.world().await;
     for (_, token) in [&w.acme_member, &w.acme_eu_member, &w.globex_member] {
-        grant(&app, token, 2).await;
+        app.grant_consent(token, 2).await;
     }
     let staff = format!("/api/v1/users/{}", w.owner_staff.0);
     let start = |target: Uuid, token: String| {
@@ -530,7 +518,7 @@ async fn every_ending_is_an_event_with_its_reason(app: TestApp) {
 async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     let w = app.world().await;
     let (ada_id, ada) = &w.acme_member;
-    grant(&app, ada, 3).await;
+    app.grant_consent(ada, 3).await;
     let body = serde_json::to_vec(&json!({"target_user_id": ada_id, "password": ADMIN_PASSWORD})).unwrap();
     let res = app
         .send_with(
@@ -545,10 +533,10 @@ async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
     let (s1, t1) =
         (started["session_id"].as_str().unwrap().to_owned(), started["access_token"].as_str().unwrap().to_owned());
     app.send(Method::POST, &format!("/api/v1/impersonations/{s1}/stop"), Some(&t1), None).await.assert_status(204);
-    let (s2, _) = impersonate(&app, &w, *ada_id).await;
+    let (s2, _) = app.impersonate(&w, *ada_id).await;
     app.delete("/api/v1/me/impersonation-consent", Some(ada)).await.assert_status(204);
-    grant(&app, ada, 1).await;
-    let (s3, _) = impersonate(&app, &w, *ada_id).await;
+    app.grant_consent(ada, 1).await;
+    let (s3, _) = app.impersonate(&w, *ada_id).await;
     app.state.clock.advance(Duration::minutes(31));
     assert_eq!(actas::server::housekeeping(&app.state).await.unwrap(), 1);
 
@@ -629,7 +617,7 @@ async fn lifecycle_events_are_recorded_with_who_where_and_when(app: TestApp) {
 async fn the_user_reads_their_own_history_and_nobody_else_does(app: TestApp) {
     let w = app.world().await;
     let (ada_id, ada) = &w.acme_member;
-    grant(&app, ada, 2).await;
+    app.grant_consent(ada, 2).await;
     let res = app
         .post(
             "/api/v1/impersonations",
@@ -681,8 +669,8 @@ async fn the_user_reads_their_own_history_and_nobody_else_does(app: TestApp) {
 
 async fn log_pages_are_stable_while_rows_are_added(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     for i in 0..5 {
         app.get(&format!("/api/v1/me?n={i}"), Some(&token)).await.assert_status(200);
     }
@@ -712,8 +700,8 @@ async fn verify(app: &TestApp, token: &str) -> Value {
 
 async fn tampering_is_refused_and_detected(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     for _ in 0..4 {
         app.get("/api/v1/me", Some(&token)).await.assert_status(200);
     }
@@ -761,8 +749,8 @@ async fn tampering_is_refused_and_detected(app: TestApp) {
 
 async fn rows_added_behind_the_service_are_reported(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     app.get("/api/v1/me", Some(&token)).await.assert_status(200);
     // Copies of a genuine row, far beyond the head and below the start.
     let (beyond, below) = (Uuid::now_v7(), Uuid::now_v7());
@@ -783,10 +771,10 @@ async fn rows_added_behind_the_service_are_reported(app: TestApp) {
 
 async fn concurrent_writers_keep_one_chain(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    grant(&app, &w.globex_member.1, 2).await;
-    let (_, a) = impersonate(&app, &w, w.acme_member.0).await;
-    let (_, b) = impersonate(&app, &w, w.globex_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    app.grant_consent(&w.globex_member.1, 2).await;
+    let (_, a) = app.impersonate(&w, w.acme_member.0).await;
+    let (_, b) = app.impersonate(&w, w.globex_member.0).await;
     let calls = (0..24).map(|i| {
         let token = if i % 2 == 0 { a.clone() } else { b.clone() };
         let app = &app;
@@ -803,8 +791,8 @@ async fn concurrent_writers_keep_one_chain(app: TestApp) {
 
 async fn expired_tokens_and_oversized_bodies_are_logged_too(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     let big = vec![b'x'; 1024 * 1024 + 10];
     let res = app.send(Method::POST, "/api/v1/users", Some(&token), Some(("text/plain", big))).await;
     res.assert_problem(413, "payload_too_large");
@@ -818,8 +806,8 @@ async fn expired_tokens_and_oversized_bodies_are_logged_too(app: TestApp) {
 
 async fn restricted_actions_are_refused_before_the_body_is_read(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     let junk = || Some(("application/json", b"{not json".to_vec()));
     let res = app.send(Method::POST, "/api/v1/impersonations", Some(&token), junk()).await;
     assert_eq!((res.status.as_u16(), res.body["code"].as_str()), (403, Some("chained_impersonation")), "{}", res.text);
@@ -831,8 +819,8 @@ async fn restricted_actions_are_refused_before_the_body_is_read(app: TestApp) {
 
 async fn verify_stays_green_while_rows_are_appended(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     let traffic = (0..30).map(|_| {
         let app = &app;
         let token = token.clone();
@@ -859,7 +847,7 @@ async fn a_session_ends_once_whoever_ends_it(app: TestApp) {
         let email = format!("racer{i}@customers.example");
         let id = app.create_user(&admin, &email, customers, "member").await;
         let token = app.login(&email, common::PASSWORD).await;
-        grant(&app, &token, 2).await;
+        app.grant_consent(&token, 2).await;
         let res = app
             .post("/api/v1/impersonations", Some(&admin), json!({"target_user_id": id, "password": ADMIN_PASSWORD}))
             .await;
@@ -889,8 +877,8 @@ async fn a_session_ends_once_whoever_ends_it(app: TestApp) {
 
 async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
     let w = app.world().await;
-    grant(&app, &w.acme_member.1, 2).await;
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     app.get("/api/v1/me", Some(&token)).await.assert_status(200);
     app.get("/api/v1/users/not-a-uuid", Some(&token)).await.assert_problem(404, "not_found");
     let res = app.get("/metrics", None).await;

@@ -7,17 +7,10 @@ use std::time::Instant;
 use actas::crypto::keys::SigningKeys;
 use actas::crypto::tokens::{TokenIssuer, TokenRequest};
 use actas::domain::types::Role;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use common::{Backend, TestApp, ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD};
-use serde_json::{json, Value};
+use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
-
-fn jwt_part(token: &str, index: usize) -> Value {
-    let part = token.split('.').nth(index).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-}
 
 async fn login_returns_an_eddsa_access_token_with_the_spec_claims(app: TestApp) {
     let res = app.try_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -28,11 +21,11 @@ async fn login_returns_an_eddsa_access_token_with_the_spec_claims(app: TestApp) 
     assert_eq!(body["user"]["role"], "super_admin");
     assert!(body["user"].get("password_hash").is_none());
     let token = body["access_token"].as_str().unwrap();
-    let header = jwt_part(token, 0);
+    let header = common::jwt_part(token, 0);
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["kid"], app.state.keys.current_kid());
-    let claims = jwt_part(token, 1);
+    let claims = common::jwt_part(token, 1);
     assert_eq!(claims["iss"], "https://actas.test");
     assert_eq!(claims["aud"], "actas");
     assert_eq!(claims["sub"], body["user"]["id"]);
@@ -119,7 +112,7 @@ async fn missing_garbage_and_foreign_tokens_are_refused(app: TestApp) {
     assert!(res.body["detail"].as_str().unwrap().contains("\"Bearer\" appears twice"), "{}", res.text);
 
     // A well-formed token for a live session, signed by a key that is not ours.
-    let claims = jwt_part(&token, 1);
+    let claims = common::jwt_part(&token, 1);
     let foreign = SigningKeys::ephemeral();
     let now = OffsetDateTime::now_utc();
     let forged = TokenIssuer { keys: &foreign, issuer: "https://actas.test", audience: "actas" }.sign(TokenRequest {
@@ -247,7 +240,7 @@ async fn login_timing_does_not_reveal_unknown_emails() {
 
 async fn tokens_must_be_access_tokens_for_their_own_session(app: TestApp) {
     let token = app.admin().await;
-    let claims = jwt_part(&token, 1);
+    let claims = common::jwt_part(&token, 1);
     let now = OffsetDateTime::now_utc();
     let sub: Uuid = claims["sub"].as_str().unwrap().parse().unwrap();
     let sid: Uuid = claims["sid"].as_str().unwrap().parse().unwrap();
@@ -350,7 +343,7 @@ async fn token_lifetime_and_audience_follow_the_configuration() {
         let body = res.assert_status(200);
         assert_eq!(body["expires_in"], 300);
         let token = body["access_token"].as_str().unwrap().to_owned();
-        let claims = jwt_part(&token, 1);
+        let claims = common::jwt_part(&token, 1);
         assert_eq!(claims["aud"], "support-api");
         assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300);
         app.get("/api/v1/me", Some(&token)).await.assert_status(200);

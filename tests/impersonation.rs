@@ -6,16 +6,10 @@ mod common;
 use std::time::Duration as StdDuration;
 
 use awc::http::Method;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use common::{Backend, Response, TestApp, World, ADMIN_PASSWORD, PASSWORD};
 use serde_json::{json, Value};
 use time::Duration;
 use uuid::Uuid;
-
-fn claims(token: &str) -> Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
-}
 
 async fn grant(app: &TestApp, token: &str, hours: Value) -> Response {
     app.put("/api/v1/me/impersonation-consent", Some(token), json!({"duration_hours": hours})).await
@@ -28,13 +22,6 @@ async fn start(app: &TestApp, token: &str, target: Uuid, password: &str) -> Resp
         json!({"target_user_id": target, "password": password, "reason": "Ticket #42"}),
     )
     .await
-}
-
-/// Starts a session as the bootstrap super admin; returns (session id, token).
-async fn impersonate(app: &TestApp, w: &World, target: Uuid) -> (String, String) {
-    let res = start(app, &w.admin, target, ADMIN_PASSWORD).await;
-    let body = res.assert_status(201);
-    (body["session_id"].as_str().unwrap().to_owned(), body["access_token"].as_str().unwrap().to_owned())
 }
 
 async fn session(app: &TestApp, w: &World, id: &str) -> Value {
@@ -183,7 +170,7 @@ async fn the_whole_workflow_enable_impersonate_act_exit(app: TestApp) {
     assert_eq!(started["expires_in"], 30 * 60);
     assert_eq!(started["target"]["id"], ada_id.to_string());
     let token = started["access_token"].as_str().unwrap().to_owned();
-    let c = claims(&token);
+    let c = common::claims(&token);
     assert_eq!(c["sub"], ada_id.to_string());
     assert_eq!(c["sid"], session_id);
     assert_eq!(c["act"], json!({"sub": w.owner_staff.0.to_string(), "email": "sam@owner.example"}));
@@ -234,7 +221,7 @@ async fn the_whole_workflow_enable_impersonate_act_exit(app: TestApp) {
 async fn restricted_actions_while_impersonating(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     grant(&app, &token, json!(5)).await.assert_problem(403, "impersonation-restricted");
     app.delete("/api/v1/me/impersonation-consent", Some(&token)).await.assert_problem(403, "impersonation-restricted");
     let res = app
@@ -384,14 +371,14 @@ async fn token_expiry_is_the_earlier_of_consent_and_cap(app: TestApp) {
     };
     // The token's expiry is the consent's, rounded down to whole seconds.
     assert_eq!(instant(&body["expires_at"]), instant(&consent.body["expires_at"]));
-    let c = claims(body["access_token"].as_str().unwrap());
+    let c = common::claims(body["access_token"].as_str().unwrap());
     assert!((c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap() - 20 * 60).abs() <= 1);
 }
 
 async fn expired_sessions_are_refused_and_shown_expired(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     app.state.clock.advance(Duration::minutes(29));
     app.get("/api/v1/me", Some(&token)).await.assert_status(200);
     app.state.clock.advance(Duration::minutes(2));
@@ -410,25 +397,25 @@ async fn stopping_with_the_impersonation_token_and_logging_out(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
     // Stop with the impersonation token itself.
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     post_empty(&app, &format!("/api/v1/impersonations/{id}/stop"), &token).await.assert_status(204);
     app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
     assert_eq!(session(&app, &w, &id).await["end_reason"], "stopped");
     // Logout with the impersonation token stops it.
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     post_empty(&app, "/api/v1/auth/logout", &token).await.assert_status(204);
     app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
     assert_eq!(session(&app, &w, &id).await["end_reason"], "stopped");
     app.get("/api/v1/me", Some(&w.admin)).await.assert_status(200);
     // Nobody else may stop it.
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     post_empty(&app, &format!("/api/v1/impersonations/{id}/stop"), &w.owner_staff.1)
         .await
         .assert_problem(404, "not_found");
     app.get("/api/v1/me", Some(&token)).await.assert_status(200);
     // Logging out of the admin's login session ends everything it started.
     grant(&app, &w.globex_member.1, json!(2)).await.assert_status(200);
-    let (other, other_token) = impersonate(&app, &w, w.globex_member.0).await;
+    let (other, other_token) = app.impersonate(&w, w.globex_member.0).await;
     post_empty(&app, "/api/v1/auth/logout", &w.admin).await.assert_status(204);
     for t in [&token, &other_token] {
         app.get("/api/v1/me", Some(t)).await.assert_problem(401, "unauthorized");
@@ -446,19 +433,19 @@ async fn revocation_ends_sessions_with_the_matching_reason(app: TestApp) {
     let mut check = Vec::new();
 
     grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
-    let (s1, t1) = impersonate(&app, &w, w.acme_member.0).await;
+    let (s1, t1) = app.impersonate(&w, w.acme_member.0).await;
     app.delete("/api/v1/me/impersonation-consent", Some(&w.acme_member.1)).await.assert_status(204);
     check.push((s1, t1, "revoked", "consent_revoked"));
 
     grant(&app, &w.acme_eu_member.1, json!(2)).await.assert_status(200);
-    let (s2, t2) = impersonate(&app, &w, w.acme_eu_member.0).await;
+    let (s2, t2) = app.impersonate(&w, w.acme_eu_member.0).await;
     app.patch(&format!("/api/v1/users/{}", w.acme_eu_member.0), Some(admin), json!({"status": "suspended"}))
         .await
         .assert_status(200);
     check.push((s2, t2, "revoked", "target_suspended"));
 
     grant(&app, &w.globex_member.1, json!(2)).await.assert_status(200);
-    let (s3, t3) = impersonate(&app, &w, w.globex_member.0).await;
+    let (s3, t3) = app.impersonate(&w, w.globex_member.0).await;
     app.delete(&format!("/api/v1/users/{}", w.globex_member.0), Some(admin)).await.assert_status(204);
     check.push((s3, t3, "revoked", "target_deleted"));
 
@@ -531,7 +518,7 @@ async fn session_lists_are_own_or_all_for_super_admins(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(2)).await.assert_status(200);
     grant(&app, &w.globex_member.1, json!(2)).await.assert_status(200);
-    let (by_admin, _) = impersonate(&app, &w, w.acme_member.0).await;
+    let (by_admin, _) = app.impersonate(&w, w.acme_member.0).await;
     let res = start(&app, &w.owner_staff.1, w.globex_member.0, PASSWORD).await;
     let by_staff = res.assert_status(201)["session_id"].as_str().unwrap().to_owned();
 
@@ -745,7 +732,7 @@ async fn a_password_changed_during_a_start_refuses_it(app: TestApp) {
 async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
-    let (id, _) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, _) = app.impersonate(&w, w.acme_member.0).await;
     let in_flight = ("impersonation_sessions", id.parse().unwrap());
     let stop = format!("/api/v1/impersonations/{id}/stop");
     let stopping = post_empty(&app, &stop, &w.admin);
@@ -761,7 +748,7 @@ async fn an_end_is_timed_when_its_turn_comes(app: TestApp) {
 
     // Likewise an end that reaches the session through its users (a logout
     // here): timed once it holds the session's row, after the calls in flight.
-    let (id, _) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, _) = app.impersonate(&w, w.acme_member.0).await;
     let in_flight = ("impersonation_sessions", id.parse().unwrap());
     let logging_out = post_empty(&app, "/api/v1/auth/logout", &w.admin);
     let later = || app.state.clock.advance(Duration::minutes(5));
@@ -795,7 +782,7 @@ async fn a_read_racing_the_end_of_its_session_is_refused(app: TestApp) {
     // Asking about a token with the impersonation token is such a read too.
     let form = serde_urlencoded::to_string([("token", &w.admin)]).unwrap().into_bytes();
     for (round, path) in ["/api/v1/me", "/oauth/introspect"].into_iter().enumerate() {
-        let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+        let (id, token) = app.impersonate(&w, w.acme_member.0).await;
         let end = format!(
             "UPDATE impersonation_sessions SET ended_at = started_at, end_reason = 'stopped' WHERE id = '{id}'"
         );
@@ -814,7 +801,7 @@ async fn a_read_racing_the_end_of_its_session_is_refused(app: TestApp) {
 async fn parallel_changes_in_one_session_take_turns(app: TestApp) {
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     let own = format!("/api/v1/users/{}", w.acme_member.0);
     let changes = (0..24).map(|i| {
         let (app, own, token) = (&app, &own, &token);
@@ -846,8 +833,8 @@ async fn refused_changes_in_two_sessions_take_no_locks(app: TestApp) {
     let vic = app.login("vic@acme.example", PASSWORD).await;
     grant(&app, &w.acme_admin.1, json!(1)).await.assert_status(200);
     grant(&app, &vic, json!(1)).await.assert_status(200);
-    let (_, as_boss) = impersonate(&app, &w, w.acme_admin.0).await;
-    let (_, as_vic) = impersonate(&app, &w, second).await;
+    let (_, as_boss) = app.impersonate(&w, w.acme_admin.0).await;
+    let (_, as_vic) = app.impersonate(&w, second).await;
     let admin_id = app.get("/api/v1/me", Some(&w.admin)).await.body["user"]["id"].as_str().unwrap().to_owned();
     let root = format!("/api/v1/users/{admin_id}");
     let attempts = (0..16).map(|i| {
@@ -937,7 +924,7 @@ async fn an_owner_organization_member_may_impersonate_customers(app: TestApp) {
     grant(&app, &w.acme_eu_member.1, json!(1)).await.assert_status(200);
     let res = start(&app, &member, w.acme_eu_member.0, PASSWORD).await;
     let token = res.assert_status(201)["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(claims(&token)["sub"], w.acme_eu_member.0.to_string());
+    assert_eq!(common::claims(&token)["sub"], w.acme_eu_member.0.to_string());
     grant(&app, &w.owner_staff.1, json!(1)).await.assert_status(200);
     start(&app, &member, w.owner_staff.0, PASSWORD).await.assert_problem(403, "not_permitted");
 }
@@ -950,9 +937,13 @@ async fn a_shorter_new_consent_shortens_running_sessions() {
         };
         let w = app.world().await;
         grant(&app, &w.acme_member.1, json!(3)).await.assert_status(200);
-        let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+        let (id, token) = app.impersonate(&w, w.acme_member.0).await;
         assert!(
-            (claims(&token)["exp"].as_i64().unwrap() - claims(&token)["iat"].as_i64().unwrap() - 3 * 3600).abs() <= 1
+            (common::claims(&token)["exp"].as_i64().unwrap()
+                - common::claims(&token)["iat"].as_i64().unwrap()
+                - 3 * 3600)
+                .abs()
+                <= 1
         );
         // The user shortens their consent to one hour: the session follows,
         // and so do the banner and introspection, though the signed `exp` cannot.
@@ -1063,7 +1054,7 @@ async fn a_read_that_cannot_be_ordered_in_time_is_a_logged_503() {
     let Some(app) = TestApp::postgres().await else { return };
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
-    let (id, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (id, token) = app.impersonate(&w, w.acme_member.0).await;
     let mut stuck = app.state.pool.get().unwrap();
     let holding = format!("BEGIN; SELECT id FROM impersonation_sessions WHERE id = '{id}' FOR UPDATE");
     diesel::connection::SimpleConnection::batch_execute(&mut *stuck, &holding).unwrap();
@@ -1081,7 +1072,7 @@ async fn a_stuck_sqlite_writer_delays_others_briefly_not_forever() {
     let app = TestApp::sqlite().await;
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     let writer = app.state.sqlite_writer.clone().expect("SQLite has a single writer");
     let stuck = writer.lock().await;
     let started = std::time::Instant::now();
@@ -1105,7 +1096,7 @@ async fn revocation_on_one_node_is_refused_on_the_next_request_on_another() {
     let w = a.world().await;
     grant(&a, &w.acme_member.1, json!(1)).await.assert_status(200);
     grant(&b, &w.acme_eu_member.1, json!(1)).await.assert_status(200);
-    let (_, on_a) = impersonate(&a, &w, w.acme_member.0).await;
+    let (_, on_a) = a.impersonate(&w, w.acme_member.0).await;
     let on_b = start(&b, &w.admin, w.acme_eu_member.0, ADMIN_PASSWORD).await.assert_status(201)["access_token"]
         .as_str()
         .unwrap()
@@ -1127,13 +1118,13 @@ async fn revocation_on_one_node_is_refused_on_the_next_request_on_another() {
     a.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
     // Every other ending, made on one node, is refused on the other.
     grant(&a, &w.acme_member.1, json!(1)).await.assert_status(200);
-    let (id, stopped) = impersonate(&a, &w, w.acme_member.0).await;
+    let (id, stopped) = a.impersonate(&w, w.acme_member.0).await;
     b.send(Method::POST, &format!("/api/v1/impersonations/{id}/stop"), Some(&w.admin), None).await.assert_status(204);
     a.get("/api/v1/me", Some(&stopped)).await.assert_problem(401, "unauthorized");
-    let (_, logged_out) = impersonate(&a, &w, w.acme_member.0).await;
+    let (_, logged_out) = a.impersonate(&w, w.acme_member.0).await;
     b.send(Method::POST, "/api/v1/auth/logout", Some(&logged_out), None).await.assert_status(204);
     a.get("/api/v1/me", Some(&logged_out)).await.assert_problem(401, "unauthorized");
-    let (_, deleted) = impersonate(&a, &w, w.acme_member.0).await;
+    let (_, deleted) = a.impersonate(&w, w.acme_member.0).await;
     b.delete(&format!("/api/v1/users/{}", w.acme_member.0), Some(&w.admin)).await.assert_status(204);
     a.get("/api/v1/me", Some(&deleted)).await.assert_problem(401, "unauthorized");
     grant(&a, &w.globex_member.1, json!(1)).await.assert_status(200);
@@ -1175,7 +1166,7 @@ async fn a_burst_of_one_session_holds_at_most_two_connections() {
     let Some(app) = TestApp::postgres().await else { return };
     let w = app.world().await;
     grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
-    let (_, token) = impersonate(&app, &w, w.acme_member.0).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
     // Someone else holds the customer's row (as a slow revocation would).
     let mut holder = app.state.pool.get().unwrap();
     let lock = format!("BEGIN; SELECT id FROM users WHERE id = '{}' FOR UPDATE", w.acme_member.0);

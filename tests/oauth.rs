@@ -43,10 +43,6 @@ fn assert_oauth_error(res: &Response, status: u16, error: &str, code: &str) {
     assert!(res.body["error_description"].is_string());
 }
 
-fn claims(token: &str) -> Value {
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap()
-}
-
 async fn with_consent(app: &TestApp) -> World {
     let w = app.world().await;
     app.put("/api/v1/me/impersonation-consent", Some(&w.acme_member.1), json!({"duration_hours": 2}))
@@ -81,7 +77,7 @@ async fn jwks_publishes_keys_that_verify_our_tokens_independently(app: TestApp) 
     assert_eq!(key["kid"], app.state.keys.current_kid());
     assert!(key.get("d").is_none(), "the private key must never be published");
     let login = app.admin().await;
-    assert_eq!(verify_with_jwks(&jwks, &login)["sub"], claims(&login)["sub"]);
+    assert_eq!(verify_with_jwks(&jwks, &login)["sub"], common::claims(&login)["sub"]);
     let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
     let token = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
     let verified = verify_with_jwks(&jwks, &token);
@@ -89,7 +85,7 @@ async fn jwks_publishes_keys_that_verify_our_tokens_independently(app: TestApp) 
     assert_eq!(verified["act"]["email"], ADMIN_EMAIL);
     // A changed payload does not verify.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-    let mut forged = claims(&token);
+    let mut forged = common::claims(&token);
     forged["sub"] = json!(w.acme_admin.0.to_string());
     parts[1] = URL_SAFE_NO_PAD.encode(forged.to_string());
     let tampered = parts.join(".");
@@ -138,7 +134,7 @@ async fn token_exchange_creates_an_impersonation_session(app: TestApp) {
     assert_eq!(res.header("pragma").as_deref(), Some("no-cache"));
     assert_eq!(body["scope"], "actas impersonation");
     let token = body["access_token"].as_str().unwrap();
-    let c = claims(token);
+    let c = common::claims(token);
     assert_eq!(c["sub"], w.acme_member.0.to_string());
     let me = app.get("/api/v1/me", Some(token)).await;
     assert_eq!(me.assert_status(200)["impersonation"]["session_id"], c["sid"]);
@@ -316,7 +312,7 @@ async fn introspection_says_active_only_while_the_session_lives(app: TestApp) {
     let active =
         form(&app, "/oauth/introspect", Some(&caller), &[("token", &token), ("token_type_hint", "access_token")]).await;
     let a = active.assert_status(200).clone();
-    let c = claims(&token);
+    let c = common::claims(&token);
     assert_eq!(a["active"], true);
     for field in ["sub", "sid", "exp", "iat", "iss", "aud", "client_id"] {
         assert_eq!(a[field], c[field], "{field}");
@@ -384,7 +380,7 @@ async fn revocation_stops_sessions_and_always_answers_200(app: TestApp) {
     let w = with_consent(&app).await;
     let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
     let token = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
-    let sid = claims(&token)["sid"].as_str().unwrap().to_owned();
+    let sid = common::claims(&token)["sid"].as_str().unwrap().to_owned();
     let revoked = form(&app, "/oauth/revoke", None, &[("token", &token), ("token_type_hint", "access_token")]).await;
     assert_eq!(revoked.status.as_u16(), 200, "{}", revoked.text);
     app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
@@ -443,7 +439,7 @@ async fn hostile_tokens_are_refused_and_touch_nothing(app: TestApp) {
     let w = with_consent(&app).await;
     let res = exchange(&app, &w.admin, w.acme_member.0, ADMIN_PASSWORD).await;
     let genuine = res.assert_status(200)["access_token"].as_str().unwrap().to_owned();
-    let good = claims(&genuine);
+    let good = common::claims(&genuine);
     let kid = app.state.keys.current_kid().to_owned();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let with = |changes: Value| {
@@ -560,7 +556,7 @@ async fn rotated_keys_keep_verifying_until_removed() {
         assert_eq!(kids[..2], [app.state.keys.current_kid(), old_keys.current_kid()]);
         // New tokens use the new key; a token the old key signed still works.
         let token = app.admin().await;
-        let c = claims(&token);
+        let c = common::claims(&token);
         let header: Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
         assert_eq!(header["kid"], app.state.keys.current_kid());

@@ -14,6 +14,8 @@ use std::time::Duration;
 use actas::config::Config;
 use actas::state::{AppState, Clock};
 use awc::http::{header, Method, StatusCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use serde_json::{json, Value};
@@ -312,6 +314,20 @@ impl TestApp {
         self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
+    /// The user of `token` consents to `hours` of impersonation.
+    pub async fn grant_consent(&self, token: &str, hours: i64) {
+        let body = json!({"duration_hours": hours});
+        self.put("/api/v1/me/impersonation-consent", Some(token), body).await.assert_status(200);
+    }
+
+    /// Starts a session as the bootstrap super admin; returns (session id, token).
+    pub async fn impersonate(&self, w: &World, target: Uuid) -> (String, String) {
+        let body = json!({"target_user_id": target, "password": ADMIN_PASSWORD});
+        let res = self.post("/api/v1/impersonations", Some(&w.admin), body).await;
+        let body = res.assert_status(201);
+        (body["session_id"].as_str().unwrap().to_owned(), body["access_token"].as_str().unwrap().to_owned())
+    }
+
     pub async fn owner_org_id(&self, token: &str) -> Uuid {
         let me = self.get("/api/v1/me", Some(token)).await;
         me.body["user"]["organization"]["id"].as_str().unwrap().parse().unwrap()
@@ -438,6 +454,16 @@ impl TestApp {
 }
 
 /// A small organization tree with one user of each kind, for authorization tests.
+/// The decoded JSON of one part of a JWT: 0 the header, 1 the claims.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+pub fn claims(token: &str) -> Value {
+    jwt_part(token, 1)
+}
+
 pub struct World {
     pub admin: String,
     pub owner_org: Uuid,

@@ -35,11 +35,17 @@ impl Consent {
     }
 }
 
+/// Consents neither revoked nor superseded (they may have expired).
+#[diesel::dsl::auto_type]
+pub fn open_consents() -> _ {
+    consents::revoked_at.is_null().and(consents::superseded_at.is_null())
+}
+
 /// The user's open consent (which may have expired), else the most recent one.
 pub fn latest(conn: &mut DbConnection, user_id: Uuid) -> QueryResult<Option<Consent>> {
     // The open one, when there is one, whatever the clocks of the nodes that
     // stamped the others said.
-    let open_first = consents::revoked_at.is_null().and(consents::superseded_at.is_null()).desc();
+    let open_first = open_consents().desc();
     consents::table
         .filter(consents::user_id.eq(DbUuid(user_id)))
         .order((open_first, consents::granted_at.desc(), consents::id.desc()))
@@ -52,8 +58,7 @@ pub fn latest(conn: &mut DbConnection, user_id: Uuid) -> QueryResult<Option<Cons
 pub fn open(conn: &mut DbConnection, user_id: Uuid) -> QueryResult<Option<Consent>> {
     consents::table
         .filter(consents::user_id.eq(DbUuid(user_id)))
-        .filter(consents::revoked_at.is_null())
-        .filter(consents::superseded_at.is_null())
+        .filter(open_consents())
         .select(Consent::as_select())
         .first(conn)
         .optional()
@@ -63,8 +68,7 @@ pub fn open(conn: &mut DbConnection, user_id: Uuid) -> QueryResult<Option<Consen
 pub fn active_for(conn: &mut DbConnection, user_ids: &[Uuid], now: OffsetDateTime) -> QueryResult<Vec<Consent>> {
     consents::table
         .filter(consents::user_id.eq_any(user_ids.iter().copied().map(DbUuid)))
-        .filter(consents::revoked_at.is_null())
-        .filter(consents::superseded_at.is_null())
+        .filter(open_consents())
         .filter(consents::expires_at.gt(DbTime(now)))
         .select(Consent::as_select())
         .load(conn)
@@ -78,14 +82,9 @@ pub fn grant(
     hours: DurationHours,
     now: OffsetDateTime,
 ) -> QueryResult<Consent> {
-    diesel::update(
-        consents::table
-            .filter(consents::user_id.eq(DbUuid(user_id)))
-            .filter(consents::revoked_at.is_null())
-            .filter(consents::superseded_at.is_null()),
-    )
-    .set(consents::superseded_at.eq(Some(DbTime(now))))
-    .execute(conn)?;
+    diesel::update(consents::table.filter(consents::user_id.eq(DbUuid(user_id))).filter(open_consents()))
+        .set(consents::superseded_at.eq(Some(DbTime(now))))
+        .execute(conn)?;
     let consent = Consent {
         id: DbUuid(Uuid::now_v7()),
         user_id: DbUuid(user_id),

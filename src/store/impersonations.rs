@@ -15,6 +15,12 @@ use crate::clock::Clock;
 use crate::domain::impersonation::{session_state, whole_seconds, EndReason, SessionStatus};
 use crate::domain::types::UserStatus;
 
+/// Sessions nobody ended that still run at `at`.
+#[diesel::dsl::auto_type]
+pub fn running_at(at: DbTime) -> _ {
+    sessions::ended_at.is_null().and(sessions::expires_at.gt(at))
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions, treat_none_as_default_value = false)]
 pub struct ImpersonationSession {
@@ -102,11 +108,7 @@ pub fn lock(conn: &mut DbConnection, id: Uuid) -> QueryResult<()> {
 /// request that only reads: it is then ordered against the session's end
 /// without queueing behind the session's other reads.
 pub fn share_if_open(conn: &mut DbConnection, id: Uuid, now: OffsetDateTime) -> QueryResult<bool> {
-    let open = sessions::table
-        .filter(sessions::id.eq(DbUuid(id)))
-        .filter(sessions::ended_at.is_null())
-        .filter(sessions::expires_at.gt(DbTime(now)))
-        .select(sessions::id);
+    let open = sessions::table.filter(sessions::id.eq(DbUuid(id))).filter(running_at(DbTime(now))).select(sessions::id);
     let found = match conn {
         DbConnection::Postgresql(pg) => open.for_share().first::<DbUuid>(pg).optional()?,
         DbConnection::Sqlite(sqlite) => open.first::<DbUuid>(sqlite).optional()?,
@@ -125,8 +127,7 @@ pub fn find_live(
         .inner_join(users::table.on(users::id.eq(sessions::target_id)))
         .inner_join(organizations::table.on(organizations::id.eq(users::organization_id)))
         .filter(sessions::id.eq(DbUuid(id)))
-        .filter(sessions::ended_at.is_null())
-        .filter(sessions::expires_at.gt(DbTime(now)))
+        .filter(running_at(DbTime(now)))
         .filter(users::status.eq(UserStatus::Active.as_str()))
         .select((ImpersonationSession::as_select(), User::as_select(), Organization::as_select()))
         .first(conn)
@@ -173,9 +174,7 @@ pub fn list(
     };
     query = match filter.status {
         None => query,
-        Some(SessionStatus::Ongoing) => {
-            query.filter(sessions::ended_at.is_null()).filter(sessions::expires_at.gt(DbTime(now)))
-        }
+        Some(SessionStatus::Ongoing) => query.filter(running_at(DbTime(now))),
         Some(SessionStatus::Expired) => query.filter(
             sessions::ended_at
                 .is_null()
@@ -226,11 +225,8 @@ pub fn end(
 ) -> QueryResult<(Vec<(ImpersonationSession, EndReason)>, OffsetDateTime)> {
     let mut matched = std::collections::BTreeMap::new();
     for (which, reason) in selections {
-        let running = sessions::table
-            .filter(sessions::ended_at.is_null())
-            .filter(sessions::expires_at.gt(DbTime(now)))
-            .select(ImpersonationSession::as_select())
-            .into_boxed();
+        let running =
+            sessions::table.filter(running_at(DbTime(now))).select(ImpersonationSession::as_select()).into_boxed();
         let running = match *which {
             Running::Id(id) => running.filter(sessions::id.eq(DbUuid(id))),
             Running::Target(id) => running.filter(sessions::target_id.eq(DbUuid(id))),
@@ -305,10 +301,7 @@ pub fn clamp_expiry_for_target(
     now: OffsetDateTime,
 ) -> QueryResult<usize> {
     diesel::update(
-        sessions::table
-            .filter(sessions::target_id.eq(DbUuid(target)))
-            .filter(sessions::ended_at.is_null())
-            .filter(sessions::expires_at.gt(DbTime(latest_end.max(now)))),
+        sessions::table.filter(sessions::target_id.eq(DbUuid(target))).filter(running_at(DbTime(latest_end.max(now)))),
     )
     // Whole seconds, like every expiry handed out (JWT `exp` has no fractions).
     .set(sessions::expires_at.eq(DbTime(whole_seconds(latest_end))))

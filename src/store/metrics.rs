@@ -17,8 +17,7 @@ pub struct Gauges {
 
 pub fn gauges(conn: &mut DbConnection, now: OffsetDateTime) -> QueryResult<Gauges> {
     let impersonations_active: i64 = impersonation_sessions::table
-        .filter(impersonation_sessions::ended_at.is_null())
-        .filter(impersonation_sessions::expires_at.gt(DbTime(now)))
+        .filter(super::impersonations::running_at(DbTime(now)))
         .count()
         .get_result(conn)?;
     let logins_active: i64 = login_sessions::table
@@ -27,8 +26,7 @@ pub fn gauges(conn: &mut DbConnection, now: OffsetDateTime) -> QueryResult<Gauge
         .count()
         .get_result(conn)?;
     let consents_active: i64 = consents::table
-        .filter(consents::revoked_at.is_null())
-        .filter(consents::superseded_at.is_null())
+        .filter(super::consents::open_consents())
         .filter(consents::expires_at.gt(DbTime(now)))
         .count()
         .get_result(conn)?;

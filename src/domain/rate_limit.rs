@@ -23,7 +23,9 @@ impl Limit {
         if failures_oldest_first.len() < max {
             return Ok(());
         }
-        let frees_at = failures_oldest_first[failures_oldest_first.len() - max] + self.window;
+        // (A limit of zero admits nothing: a whole window, from now.)
+        let first_to_leave = failures_oldest_first.get(failures_oldest_first.len() - max).copied();
+        let frees_at = first_to_leave.unwrap_or(now) + self.window;
         let wait = (frees_at - now).whole_seconds() + 1;
         Err(wait.clamp(1, self.window.whole_seconds().max(1)) as u64)
     }
@@ -41,6 +43,15 @@ mod tests {
     use time::macros::datetime;
 
     const LIMIT: Limit = Limit { max_failures: 5, window: Duration::minutes(15) };
+
+    #[test]
+    fn a_limit_of_zero_admits_nothing_and_does_not_panic() {
+        let now = datetime!(2026-11-21 10:00 UTC);
+        let none = Limit { max_failures: 0, window: Duration::minutes(15) };
+        assert_eq!(none.check(&[], now), Err(900));
+        assert_eq!(none.check(&[now - Duration::minutes(1)], now), Err(900));
+        assert!(!none.has_room(0));
+    }
 
     #[test]
     fn allows_up_to_the_limit() {

@@ -292,12 +292,17 @@ pub async fn start_session(
                 })();
                 // The password was right when it was checked: whatever is
                 // decided now, it never counts as a failed confirmation. (The
-                // decision only reads, so a refusal commits just this.)
-                attempt_store::forget(conn, &attempt_ids)?;
+                // decision only reads, so a refusal commits just this; a read
+                // that failed decided nothing, and rolls back.)
                 let (actor, target, consent, expires_at) = match decided {
+                    Err(failure) if failure.status.is_server_error() => return Err(failure),
+                    Err(refusal) => {
+                        attempt_store::forget(conn, &attempt_ids)?;
+                        return Ok(Err(refusal));
+                    }
                     Ok(decided) => decided,
-                    Err(refusal) => return Ok(Err(refusal)),
                 };
+                attempt_store::forget(conn, &attempt_ids)?;
                 let session = ImpersonationSession {
                     id: DbUuid(Uuid::now_v7()),
                     impersonator_id: actor.id,

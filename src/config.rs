@@ -61,7 +61,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("ACTAS_BIND", "127.0.0.1:8080", "Address and port to listen on"),
     ("ACTAS_DATA_DIR", "actas-data", "Directory for the SQLite database and the generated signing key"),
     ("ACTAS_DATABASE_URL", "sqlite://actas-data/actas.db", "`sqlite://path` or `postgres://user:password@host/db`"),
-    ("ACTAS_ISSUER", "http://<ACTAS_BIND>", "`iss` of every token (a bind to 0.0.0.0 names 127.0.0.1)"),
+    ("ACTAS_ISSUER", "http://<ACTAS_BIND>", "`iss` of every token (`0.0.0.0` becomes `127.0.0.1`)"),
     ("ACTAS_AUDIENCE", "actas", "`aud` of every token"),
     ("ACTAS_SIGNING_KEY_FILE", "<data dir>/signing-key.pem", "Ed25519 PKCS#8 PEM private key"),
     (

@@ -567,3 +567,84 @@ pub fn verify(conn: &mut DbConnection) -> QueryResult<VerifyReport> {
     )?;
     Ok(VerifyReport::of(vec![requests, events]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each column that is not a hash, changed behind the service's back,
+    /// changes what the hash covers: no edit of a stored row goes unseen.
+    #[test]
+    fn the_hash_covers_every_column() {
+        let at = DbTime(OffsetDateTime::UNIX_EPOCH);
+        let id = || Some(DbUuid(Uuid::nil()));
+        let event = EventRow {
+            id: DbUuid(Uuid::nil()),
+            seq: 1,
+            kind: "consent_granted".into(),
+            at,
+            actor_id: id(),
+            subject_id: id(),
+            session_id: id(),
+            ip: Some("127.0.0.1".into()),
+            user_agent: Some("ua".into()),
+            detail: "{}".into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let other = Some(DbUuid(Uuid::max()));
+        let edits: [fn(&mut EventRow, Option<DbUuid>); 10] = [
+            |r, _| r.id = DbUuid(Uuid::max()),
+            |r, _| r.seq = 2,
+            |r, _| r.kind = "consent_revoked".into(),
+            |r, _| r.at = DbTime(OffsetDateTime::UNIX_EPOCH + time::Duration::microseconds(1)),
+            |r, o| r.actor_id = o,
+            |r, o| r.subject_id = o,
+            |r, o| r.session_id = o,
+            |r, _| r.ip = Some("10.0.0.1".into()),
+            |r, _| r.user_agent = None,
+            |r, _| r.detail = "{\"a\":1}".into(),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut edited = event.clone();
+            edit(&mut edited, other);
+            assert_ne!(edited.canonical(), event.canonical(), "event column {i}");
+        }
+
+        let request = RequestLogRow {
+            id: DbUuid(Uuid::nil()),
+            seq: 1,
+            session_id: DbUuid(Uuid::nil()),
+            at,
+            method: "GET".into(),
+            path: "/api/v1/me".into(),
+            query: None,
+            status: 200,
+            duration_ms: 1,
+            ip: Some("127.0.0.1".into()),
+            user_agent: Some("ua".into()),
+            body: None,
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        let edits: [fn(&mut RequestLogRow); 12] = [
+            |r| r.id = DbUuid(Uuid::max()),
+            |r| r.seq = 2,
+            |r| r.session_id = DbUuid(Uuid::max()),
+            |r| r.at = DbTime(OffsetDateTime::UNIX_EPOCH + time::Duration::microseconds(1)),
+            |r| r.method = "POST".into(),
+            |r| r.path = "/api/v1/users".into(),
+            |r| r.query = Some("q=x".into()),
+            |r| r.status = 418,
+            |r| r.duration_ms = 2,
+            |r| r.ip = None,
+            |r| r.user_agent = Some("other".into()),
+            |r| r.body = Some("{}".into()),
+        ];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut edited = request.clone();
+            edit(&mut edited);
+            assert_ne!(edited.canonical(), request.canonical(), "request column {i}");
+        }
+    }
+}

@@ -769,6 +769,34 @@ async fn rows_added_behind_the_service_are_reported(app: TestApp) {
     assert_eq!(report["chains"][0]["problem"], "a row was added outside the chain");
 }
 
+/// Rows cut from the end of a chain, or an event edited, are reported too.
+async fn a_cut_tail_and_an_edited_event_are_reported(app: TestApp) {
+    let w = app.world().await;
+    app.grant_consent(&w.acme_member.1, 2).await;
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
+    for _ in 0..3 {
+        app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    }
+    let (unguard_log, unguard_events) = match app.backend {
+        Backend::Postgres => (
+            "ALTER TABLE request_log DISABLE TRIGGER request_log_append_only",
+            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
+        ),
+        Backend::Sqlite => ("DROP TRIGGER request_log_no_delete", "DROP TRIGGER audit_events_no_update"),
+    };
+    app.sql(&format!("{unguard_log}; DELETE FROM request_log WHERE seq = (SELECT MAX(seq) FROM request_log)"));
+    let report = verify(&app, &w.admin).await;
+    assert_eq!((report["ok"].as_bool(), report["chains"][1]["ok"].as_bool()), (Some(false), Some(true)), "{report}");
+    assert_eq!(report["chains"][0]["problem"], "rows at the end of the chain are missing", "{report}");
+
+    let events = app.get("/api/v1/audit/events", Some(&w.admin)).await;
+    let victim = events.body["items"][0]["id"].as_str().unwrap().to_owned();
+    app.sql(&format!("{unguard_events}; UPDATE audit_events SET ip = '10.6.6.6' WHERE id = '{victim}'"));
+    let report = verify(&app, &w.admin).await;
+    assert_eq!(report["chains"][1]["ok"], false, "{report}");
+    assert_eq!(report["chains"][1]["first_bad_id"], victim, "{report}");
+}
+
 async fn concurrent_writers_keep_one_chain(app: TestApp) {
     let w = app.world().await;
     app.grant_consent(&w.acme_member.1, 2).await;
@@ -912,6 +940,7 @@ async fn metrics_count_sessions_and_logged_requests(app: TestApp) {
 }
 
 backend_tests!(
+    a_cut_tail_and_an_edited_event_are_reported,
     every_list_pages_without_gaps_or_repeats,
     a_body_that_never_arrives_is_cut_off,
     a_request_whose_row_waits_too_long_is_refused_as_unlogged,

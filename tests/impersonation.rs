@@ -127,6 +127,28 @@ async fn a_consent_change_from_a_login_that_ended_meanwhile_changes_nothing(app:
     assert_eq!(consent.assert_status(200)["active"], true);
 }
 
+/// An impersonation hangs off the admin's login session: once that has
+/// ended, however it ended, the impersonation token is refused.
+async fn an_impersonation_ends_with_the_login_session_it_came_from(app: TestApp) {
+    let w = app.world().await;
+    grant(&app, &w.acme_member.1, json!(1)).await.assert_status(200);
+    let (_, token) = app.impersonate(&w, w.acme_member.0).await;
+    app.get("/api/v1/me", Some(&token)).await.assert_status(200);
+    let login_sid = common::claims(&w.admin)["sid"].as_str().unwrap().to_owned();
+    // Ended behind the service's back: no stop, no event; the check alone decides.
+    app.sql(&format!(
+        "UPDATE login_sessions SET ended_at = (SELECT started_at FROM impersonation_sessions LIMIT 1), \
+         end_reason = 'logout' WHERE id = '{login_sid}'"
+    ));
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthorized");
+    let fresh = app.admin().await;
+    let form = format!("token={token}").into_bytes();
+    let asked = app
+        .send(Method::POST, "/oauth/introspect", Some(&fresh), Some(("application/x-www-form-urlencoded", form)))
+        .await;
+    assert_eq!(asked.assert_status(200), &json!({"active": false}));
+}
+
 async fn consent_durations_outside_1_to_168_whole_hours_are_refused(app: TestApp) {
     let w = app.world().await;
     let ada = &w.acme_member.1;
@@ -854,6 +876,7 @@ async fn refused_changes_in_two_sessions_take_no_locks(app: TestApp) {
 }
 
 backend_tests!(
+    an_impersonation_ends_with_the_login_session_it_came_from,
     a_consent_change_from_a_login_that_ended_meanwhile_changes_nothing,
     refused_changes_in_two_sessions_take_no_locks,
     parallel_changes_in_one_session_take_turns,

@@ -149,6 +149,11 @@ impl ApiError {
         Self::forbidden("impersonation-restricted", detail)
     }
 
+    /// Whether this refuses what an impersonation token may not do (SPEC §3).
+    pub fn restricts_impersonation(&self) -> bool {
+        self.problem_type.unwrap_or(self.code) == "impersonation-restricted"
+    }
+
     /// A refusal to start an impersonation. A chained start is also an
     /// impersonation-restricted action, so it carries that problem type.
     pub fn impersonation_refused(refusal: crate::domain::impersonation::Refusal) -> Self {

@@ -127,9 +127,7 @@ impl OAuthError {
             (413, _) => (StatusCode::PAYLOAD_TOO_LARGE, OAuthErrorKind::InvalidRequest),
             // SPEC §3 names the status of what an impersonation token may not
             // do (403); RFC 6749 §5.2 allows it ("unless specified otherwise").
-            (403, _) if error.problem_type == Some("impersonation-restricted") => {
-                (StatusCode::FORBIDDEN, OAuthErrorKind::InvalidRequest)
-            }
+            (403, _) if error.restricts_impersonation() => (StatusCode::FORBIDDEN, OAuthErrorKind::InvalidRequest),
             (s, _) if s >= 500 => (error.status, OAuthErrorKind::ServerError),
             _ => (StatusCode::BAD_REQUEST, OAuthErrorKind::InvalidRequest),
         };
@@ -335,12 +333,9 @@ pub async fn exchange(
     // make this an audited request, whose transaction must not hold a
     // password check (nor its rate limit) open.
     if carries_impersonation_token(&state, &req) {
-        return Err(OAuthError::new(
-            StatusCode::FORBIDDEN,
-            OAuthErrorKind::InvalidRequest,
-            "impersonation-restricted",
+        return Err(OAuthError::from_api(ApiError::impersonation_restricted(
             "do not send an impersonation token in Authorization to the token endpoint; the actor is actor_token",
-        ));
+        )));
     }
     let params = form(&req, body).await?;
     let grant_type = required(&params, "grant_type")?;

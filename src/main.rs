@@ -3,7 +3,7 @@ use std::io::Write;
 
 use actas::config::Config;
 use actas::server;
-use actas::store::pool::{connect_and_migrate, connect_read_only, redact_url};
+use actas::store::pool::{connect_read_only, migrate, redact_url};
 
 /// Consent-based admin impersonation service.
 ///
@@ -77,7 +77,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Migrate => {
             let config = Config::from_env().map_err(|e| e.to_string())?;
             server::init_tracing(config.log_format);
-            connect_and_migrate(&config.database_url).map_err(|e| e.to_string())?;
+            migrate(&config.database_url).map_err(|e| e.to_string())?;
             tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
             Ok(())
         }

@@ -179,6 +179,25 @@ impl ManageConnection for ConnectionManager {
 /// Connects (reporting the driver's own error at once), runs migrations, and
 /// builds the pool.
 pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
+    let target = migrate(url)?;
+    // Both backends: on SQLite readers run beside the one writer (WAL) and
+    // connections are cheap; PostgreSQL servers allow ~100 in all by default.
+    let max_size = 16;
+    let backend = target.backend;
+    let pool = r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(1))
+        .connection_timeout(CONNECT_TIMEOUT)
+        .build(ConnectionManager { target })
+        .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
+    Ok((pool, backend))
+}
+
+/// Creates the database if needed and applies pending migrations over one
+/// connection, closed before returning (`actas migrate` builds no pool: one
+/// whose background threads are still opening connections when the process
+/// exits leaves SQLite's -wal and -shm files behind).
+pub fn migrate(url: &str) -> Result<DatabaseTarget, DbSetupError> {
     let target = DatabaseTarget::parse(url)?;
     if target.backend == Backend::Sqlite {
         let path = PathBuf::from(&target.conninfo);
@@ -211,18 +230,7 @@ pub fn connect_and_migrate(url: &str) -> Result<(Pool, Backend), DbSetupError> {
         warn_unless_english_messages(conn);
     }
     drop(first);
-
-    // Both backends: on SQLite readers run beside the one writer (WAL) and
-    // connections are cheap; PostgreSQL servers allow ~100 in all by default.
-    let max_size = 16;
-    let backend = target.backend;
-    let pool = r2d2::Pool::builder()
-        .max_size(max_size)
-        .min_idle(Some(1))
-        .connection_timeout(CONNECT_TIMEOUT)
-        .build(ConnectionManager { target })
-        .map_err(|e| DbSetupError::Connect(one_line(&e.to_string())))?;
-    Ok((pool, backend))
+    Ok(target)
 }
 
 /// Says at start when PostgreSQL's messages are not English: deadlocks and

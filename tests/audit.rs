@@ -86,16 +86,19 @@ async fn secrets_never_reach_the_database(app: TestApp) {
     let nested = json!({
         "name": "Ada",
         "password": "SECRET-PW-1",
-        "profile": {"devices": [{"label": "phone", "push_token": "SECRET-TOKEN-2"}], "Authorization": "SECRET-AUTH-3"},
+        "profile": {"devices": [{"label": "phone", "push_token": "SECRET-TOKEN-2"}], "Authorization": "SECRET-AUTH-3", "Set-Cookie": "SECRET-COOKIE-19"},
         "list": [[{"api_key": "SECRET-KEY-4"}, {"apiKey": "SECRET-KEY-5"}]]
     });
     app.patch(&format!("/api/v1/users/{}", w.acme_member.0), Some(&token), nested)
         .await
         .assert_problem(422, "validation_failed");
     // Unknown parameters are refused, and logged (redacted) all the same.
-    app.get("/api/v1/users?q=ada&access_token=SECRET-QUERY-6&Client_Secret=SECRET-QUERY-7", Some(&token))
-        .await
-        .assert_problem(422, "validation_failed");
+    app.get(
+        "/api/v1/users?q=ada&access_token=SECRET-QUERY-6&Client_Secret=SECRET-QUERY-7&cookie=SECRET-QUERY-20",
+        Some(&token),
+    )
+    .await
+    .assert_problem(422, "validation_failed");
     let form = b"grant_type=x&subject_token=SECRET-FORM-8&password=SECRET-FORM-9&keep=visible".to_vec();
     app.send(Method::POST, "/api/v1/users", Some(&token), Some(("application/x-www-form-urlencoded", form))).await;
     let broken = br#"{"name" "x", "cookie": "SECRET-BROKEN-10"}"#.to_vec();
@@ -129,7 +132,9 @@ async fn secrets_never_reach_the_database(app: TestApp) {
     let body = rows.iter().filter_map(|r| r["body"].as_str()).find(|b| b.starts_with("{\"name\":\"xxx")).unwrap();
     assert!(body.contains("…[truncated ") && body.len() < 17 * 1024, "{}", &body[body.len() - 60..]);
     let query_row = rows.iter().find(|r| r["method"] == "GET").unwrap();
-    assert_eq!(query_row["query"], "q=ada&access_token=[REDACTED]&Client_Secret=[REDACTED]");
+    assert_eq!(query_row["query"], "q=ada&access_token=[REDACTED]&Client_Secret=[REDACTED]&cookie=[REDACTED]");
+    let patch = rows.iter().find(|r| r["method"] == "PATCH").unwrap();
+    assert!(patch["body"].as_str().unwrap().contains(r#""Set-Cookie":"[REDACTED]""#), "{}", patch["body"]);
 }
 
 async fn compressed_bodies_are_refused_not_acted_on_unread(app: TestApp) {

@@ -46,13 +46,14 @@ pub fn declares_too_large_body(headers: &actix_web::http::header::HeaderMap) -> 
         .is_some_and(|len| len > MAX_JSON_BYTES as u64)
 }
 
-/// The `Content-Encoding` of a request body, unless it is plain. Bodies are
-/// taken only as sent: a compressed one would be acted on but could not be
-/// recorded readably in the audit log.
-pub fn body_encoding(req: &HttpRequest) -> Option<String> {
+/// Why a body is refused for its `Content-Encoding`, unless it is plain.
+/// Bodies are taken only as sent: a compressed one would be acted on but
+/// could not be recorded readably in the audit log.
+pub fn encoded_body_refusal(req: &HttpRequest) -> Option<String> {
     let encoding = req.headers().get(actix_web::http::header::CONTENT_ENCODING)?;
     let encoding = String::from_utf8_lossy(encoding.as_bytes()).trim().to_owned();
-    (!encoding.eq_ignore_ascii_case("identity")).then_some(encoding)
+    (!encoding.eq_ignore_ascii_case("identity"))
+        .then(|| format!("Content-Encoding {encoding:?} is not accepted; send the body uncompressed"))
 }
 
 /// Turns a deserialization failure into 400 (not JSON) or 422 (wrong shape).
@@ -166,7 +167,7 @@ impl<T: DeserializeOwned + PartialSchema + 'static> FromRequest for JsonBody<T> 
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let json = is_json(req);
-        let encoding = body_encoding(req);
+        let encoded = encoded_body_refusal(req);
         let declared_too_large = declares_too_large_body(req.headers());
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
@@ -178,12 +179,12 @@ impl<T: DeserializeOwned + PartialSchema + 'static> FromRequest for JsonBody<T> 
                     "expected Content-Type: application/json",
                 ));
             }
-            if let Some(encoding) = encoding {
+            if let Some(refusal) = encoded {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
                     "Unsupported media type",
-                    format!("Content-Encoding {encoding:?} is not accepted; send the body uncompressed"),
+                    refusal,
                 ));
             }
             if declared_too_large {

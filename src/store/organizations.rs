@@ -65,12 +65,17 @@ pub struct ListFilter<'a> {
     pub limit: i64,
 }
 
+/// The organizations of the subtree rooted at `root`: their materialized
+/// paths start with its path.
+pub fn in_subtree(root: &OrgPath) -> diesel::dsl::Escape<diesel::dsl::Like<organizations::path, String>> {
+    organizations::path.like(format!("{}%", super::like_literal(root.as_str()))).escape('\\')
+}
+
 /// Newest first.
 pub fn list(conn: &mut DbConnection, filter: ListFilter<'_>) -> QueryResult<Vec<Organization>> {
     let mut query = organizations::table.select(Organization::as_select()).into_boxed();
     if let Some(within) = filter.within {
-        query =
-            query.filter(organizations::path.like(format!("{}%", super::like_literal(within.as_str()))).escape('\\'));
+        query = query.filter(in_subtree(within));
     }
     if let Some(parent) = filter.parent_id {
         query = query.filter(organizations::parent_id.eq(Some(DbUuid(parent))));

@@ -109,8 +109,7 @@ pub fn list(conn: &mut DbConnection, filter: ListFilter<'_>) -> QueryResult<Vec<
         .select((User::as_select(), Organization::as_select()))
         .into_boxed();
     if let Some(within) = filter.within {
-        query =
-            query.filter(organizations::path.like(format!("{}%", super::like_literal(within.as_str()))).escape('\\'));
+        query = query.filter(super::organizations::in_subtree(within));
     }
     if let Some(id) = filter.only_id {
         query = query.filter(users::id.eq(DbUuid(id)));

@@ -168,11 +168,8 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, S
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    if let Some(encoding) = crate::http::json::body_encoding(req) {
-        return Err(OAuthError::invalid_request(
-            "unsupported_media_type",
-            format!("Content-Encoding {encoding:?} is not accepted; send the body uncompressed"),
-        ));
+    if let Some(refusal) = crate::http::json::encoded_body_refusal(req) {
+        return Err(OAuthError::invalid_request("unsupported_media_type", refusal));
     }
     if crate::http::json::declares_too_large_body(req.headers()) {
         return Err(OAuthError::from_api(ApiError::payload_too_large()));

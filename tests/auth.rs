@@ -68,7 +68,7 @@ async fn unknown_email_wrong_password_and_suspended_user_answer_alike(app: TestA
 async fn unknown_email_takes_as_long_as_a_wrong_password(app: TestApp) {
     let mut unknown = Vec::new();
     let mut wrong = Vec::new();
-    for i in 0..5 {
+    for i in 0..7 {
         let started = Instant::now();
         app.try_login(&format!("ghost{i}@owner.example"), "not the password")
             .await
@@ -80,9 +80,10 @@ async fn unknown_email_takes_as_long_as_a_wrong_password(app: TestApp) {
     }
     unknown.sort();
     wrong.sort();
-    let (u, w) = (unknown[2].as_secs_f64(), wrong[2].as_secs_f64());
-    // Without the dummy hash an unknown email answers ~20x faster than a wrong password.
-    assert!(u > w * 0.5 && u < w * 2.0, "unknown email median {u:.4}s vs wrong password median {w:.4}s");
+    let (u, w) = (unknown[3].as_secs_f64(), wrong[3].as_secs_f64());
+    // Without the dummy hash an unknown email answers ~20x faster than a wrong
+    // password; a factor of 3 either way leaves room for a busy machine.
+    assert!(u > w / 3.0 && u < w * 3.0, "unknown email median {u:.4}s vs wrong password median {w:.4}s");
 }
 
 async fn logout_ends_the_session_at_once(app: TestApp) {

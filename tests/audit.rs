@@ -87,6 +87,7 @@ async fn secrets_never_reach_the_database(app: TestApp) {
         "name": "Ada",
         "password": "SECRET-PW-1",
         "profile": {"devices": [{"label": "phone", "push_token": "SECRET-TOKEN-2"}], "Authorization": "SECRET-AUTH-3", "Set-Cookie": "SECRET-COOKIE-19"},
+        "password: SECRET-NAME-21": true,
         "list": [[{"api_key": "SECRET-KEY-4"}, {"apiKey": "SECRET-KEY-5"}]]
     });
     app.patch(&format!("/api/v1/users/{}", w.acme_member.0), Some(&token), nested)
@@ -94,7 +95,7 @@ async fn secrets_never_reach_the_database(app: TestApp) {
         .assert_problem(422, "validation_failed");
     // Unknown parameters are refused, and logged (redacted) all the same.
     app.get(
-        "/api/v1/users?q=ada&access_token=SECRET-QUERY-6&Client_Secret=SECRET-QUERY-7&cookie=SECRET-QUERY-20",
+        "/api/v1/users?q=ada&access_token=SECRET-QUERY-6&Client_Secret=SECRET-QUERY-7&cookie=SECRET-QUERY-20&authorization:Bearer%20SECRET-NAME-22",
         Some(&token),
     )
     .await
@@ -132,7 +133,10 @@ async fn secrets_never_reach_the_database(app: TestApp) {
     let body = rows.iter().filter_map(|r| r["body"].as_str()).find(|b| b.starts_with("{\"name\":\"xxx")).unwrap();
     assert!(body.contains("…[truncated ") && body.len() < 17 * 1024, "{}", &body[body.len() - 60..]);
     let query_row = rows.iter().find(|r| r["method"] == "GET").unwrap();
-    assert_eq!(query_row["query"], "q=ada&access_token=[REDACTED]&Client_Secret=[REDACTED]&cookie=[REDACTED]");
+    assert_eq!(
+        query_row["query"],
+        "q=ada&access_token=[REDACTED]&Client_Secret=[REDACTED]&cookie=[REDACTED]&authorization[REDACTED]=[REDACTED]"
+    );
     let patch = rows.iter().find(|r| r["method"] == "PATCH").unwrap();
     assert!(patch["body"].as_str().unwrap().contains(r#""Set-Cookie":"[REDACTED]""#), "{}", patch["body"]);
 }

@@ -93,7 +93,10 @@ pub fn redact_json(value: &Value) -> Value {
             let hidden = |k: &str| mentions_secret(k) || pair_names_secret && matches!(k, "value" | "values" | "val");
             Value::Object(
                 map.iter()
-                    .map(|(k, v)| (k.clone(), if hidden(k) { Value::String(REDACTED.into()) } else { redact_json(v) }))
+                    .map(|(k, v)| match hidden(k) {
+                        true => (secret_name_for_log(k, false).into_owned(), Value::String(REDACTED.into())),
+                        false => (k.clone(), redact_json(v)),
+                    })
                     .collect(),
             )
         }
@@ -120,7 +123,7 @@ pub fn redact_query(query: &str) -> String {
             let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
             let key = percent_decode(&raw_key.replace('+', " "));
             if mentions_secret(&key) {
-                format!("{}={REDACTED}{separator}", name_part(raw_key))
+                format!("{}={REDACTED}{separator}", secret_name_for_log(raw_key, true))
             } else if holds_named_secret(&percent_decode(&raw_value.replace('+', " "))) {
                 // A value naming a secret (`next=/cb?access_token=…`) is withheld.
                 format!("{raw_key}={REDACTED}{separator}")
@@ -163,15 +166,44 @@ pub fn path_for_log(path: &str) -> String {
     stored
 }
 
-/// A parameter name up to an encoded `=` or `:` (`password%3D…`): past one,
-/// the "name" may be the secret itself, and is not kept.
-fn name_part(raw: &str) -> &str {
-    let lower = raw.to_ascii_lowercase();
-    let cut = ["%3d", "%3a", "%253d", "%253a"].iter().filter_map(|sep| lower.find(sep)).min();
-    match cut {
-        Some(0) => REDACTED,
-        Some(at) => &raw[..at],
-        None => raw,
+/// A secret's name as stored: up to the first character that cannot be part
+/// of a name (letters, digits, `_ - . [ ] $`). Past it the "name" may carry
+/// the secret itself (`password: hunter2`, `authorization:Bearer …`,
+/// `password%3D…`), so the rest is replaced by the marker. In a raw query or
+/// form name (`escaped`), an escape counts as the character it encodes.
+fn secret_name_for_log(raw: &str, escaped: bool) -> std::borrow::Cow<'_, str> {
+    let is_name_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']' | '$');
+    let mut at = 0;
+    'name: while let Some(c) = raw[at..].chars().next() {
+        if escaped && c == '%' {
+            // A run of escapes spells UTF-8 (`%EF%BD%90` is `ｐ`): read it whole.
+            let mut bytes = Vec::new();
+            let mut end = at;
+            while let Some(byte) = raw.get(end..end + 3).and_then(|e| e.strip_prefix('%')).and_then(hex_byte) {
+                bytes.push(byte);
+                end += 3;
+            }
+            let spelt = std::str::from_utf8(&bytes)
+                .unwrap_or_else(|e| std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid up to here"));
+            for c in spelt.chars() {
+                if !is_name_char(c) {
+                    break 'name;
+                }
+                at += 3 * c.len_utf8();
+            }
+            if spelt.len() < bytes.len() || bytes.is_empty() {
+                break;
+            }
+        } else if is_name_char(c) {
+            at += c.len_utf8();
+        } else {
+            break;
+        }
+    }
+    if at == raw.len() {
+        raw.into()
+    } else {
+        format!("{}{REDACTED}", &raw[..at]).into()
     }
 }
 
@@ -545,6 +577,12 @@ fn unescape_for_scrubbing(text: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// The byte two hex digits spell.
+fn hex_byte(digits: &str) -> Option<u8> {
+    (digits.len() == 2 && digits.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u8::from_str_radix(digits, 16).expect("two hex digits"))
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -629,10 +667,11 @@ mod tests {
             assert!(mentions_secret(name), "{name:?}");
         }
         let json = json!({"pass\0word": "S1", "\u{FF53}ecret": "S2", "name": "ok"});
-        assert_eq!(redact_json(&json), json!({"pass\0word": REDACTED, "\u{FF53}ecret": REDACTED, "name": "ok"}));
+        // A control ends the name as stored; a full-width letter is a letter.
+        assert_eq!(redact_json(&json), json!({"pass[REDACTED]": REDACTED, "\u{FF53}ecret": REDACTED, "name": "ok"}));
         assert_eq!(
             redact_query("pass%00word=S3&%EF%BD%90assword=S4"),
-            "pass%00word=[REDACTED]&%EF%BD%90assword=[REDACTED]"
+            "pass[REDACTED]=[REDACTED]&%EF%BD%90assword=[REDACTED]"
         );
         let scrubbed = scrub_text("note: x\n\u{FF50}assword: S5\n");
         assert!(!scrubbed.contains("S5"), "{scrubbed}");
@@ -808,10 +847,21 @@ mod tests {
             assert!(!stored.contains("SECRET"), "{body} stored as {stored}");
         }
         assert_eq!(redact_query("a=1;password=x;b=2&c=3"), "a=1;password=[REDACTED];b=2&c=3");
-        // A name carrying the value itself (an encoded `=` or space) keeps only its name.
-        assert_eq!(redact_query("password%3DKEY22SECRET&a=1"), "password=[REDACTED]&a=1");
-        assert_eq!(redact_query("pass%77ord%253AKEY22SECRET=x"), "pass%77ord=[REDACTED]");
-        assert_eq!(redact_query("user[password]=x"), "user[password]=[REDACTED]");
+        // A name carrying the value itself (after an encoded `=`, a space, a
+        // colon) keeps only its name.
+        assert_eq!(redact_query("password%3DKEY22SECRET&a=1"), "password[REDACTED]=[REDACTED]&a=1");
+        assert_eq!(redact_query("pass%77ord%253AKEY22SECRET=x"), "pass%77ord[REDACTED]=[REDACTED]");
+        assert_eq!(redact_query("user[password]=x&X-Api-Key=y"), "user[password]=[REDACTED]&X-Api-Key=[REDACTED]");
+        assert_eq!(
+            redact_query("authorization:Bearer%20KEY23SECRET&password%20KEY24SECRET&token+KEY25SECRET=1"),
+            "authorization[REDACTED]=[REDACTED]&password[REDACTED]=[REDACTED]&token[REDACTED]=[REDACTED]"
+        );
+        assert_eq!(redact_query("%3Apassword=x"), "[REDACTED]=[REDACTED]");
+        let json = redact_json(&json!({"password: KEY26SECRET": true, "Set-Cookie": "x", "ｐａｓｓｗｏｒｄ": "y"}));
+        assert_eq!(
+            json,
+            json!({"password[REDACTED]": "[REDACTED]", "Set-Cookie": "[REDACTED]", "ｐａｓｓｗｏｒｄ": "[REDACTED]"})
+        );
         let text = redact_body(b"see token%3DPCT21SECRET here", Some("text/plain")).unwrap();
         assert!(!text.contains("PCT21SECRET"), "{text}");
     }
@@ -921,7 +971,11 @@ mod tests {
     #[test]
     fn odd_encodings_do_not_panic_or_leak() {
         assert_eq!(redact_query("%€=x&%E2%82%AC=y&%=z&%4"), "%€=x&%E2%82%AC=y&%=z&%4");
-        assert_eq!(redact_query("new+password=hunter2"), "new+password=[REDACTED]");
+        assert_eq!(redact_query("new+password=hunter2"), "new[REDACTED]=[REDACTED]");
+        assert_eq!(
+            redact_query("pas%C5%BFword%E2%82=x&token%=y"),
+            "pas%C5%BFword[REDACTED]=[REDACTED]&token[REDACTED]=[REDACTED]"
+        );
         let upper = redact_body(b"password=hunter2", Some("Application/X-WWW-Form-Urlencoded; charset=UTF-8")).unwrap();
         assert!(!upper.contains("hunter2"), "{upper}");
     }

@@ -158,6 +158,18 @@ async fn consent_durations_outside_1_to_168_whole_hours_are_refused(app: TestApp
         assert_eq!(res.body["errors"][0]["field"], "duration_hours", "for {bad}");
         assert!(!res.text.contains("Number") && !res.text.contains("i64"), "Rust types leaked: {}", res.text);
     }
+    // Numbers are read as written, not as the float they round to.
+    let raw = |literal: &str| {
+        let body = format!("{{\"duration_hours\": {literal}}}").into_bytes();
+        app.send(Method::PUT, "/api/v1/me/impersonation-consent", Some(ada), Some(("application/json", body)))
+    };
+    for bad in ["0.99999999999999999", "1.0000000000000001", "168.00000000000001", "1e400", "-1e400"] {
+        let res = raw(bad).await;
+        res.assert_problem(422, "validation_failed");
+        assert_eq!(res.body["errors"][0]["field"], "duration_hours", "for {bad}");
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM consents"), 0, "a refused grant wrote a consent");
+    assert_eq!(raw("2.4e1").await.assert_status(200)["duration_hours"], 24);
     // 24.0 is the whole number 24.
     assert_eq!(grant(&app, ada, json!(24.0)).await.assert_status(200)["duration_hours"], 24);
     let res = app.put("/api/v1/me/impersonation-consent", Some(ada), json!({})).await;

@@ -53,8 +53,9 @@ impl ConsentView {
 #[schema(example = json!({"duration_hours": 24}))]
 pub struct GrantConsentRequest {
     /// Whole hours, 1 to 168 (one week).
+    // Kept as written: a float would take `0.99999999999999999` for 1.
     #[schema(value_type = i64, minimum = 1, maximum = 168)]
-    pub duration_hours: serde_json::Number,
+    pub duration_hours: Box<serde_json::value::RawValue>,
 }
 
 /// Your impersonation consent: whether support may act as you, and until when.
@@ -94,7 +95,7 @@ pub async fn grant_consent(
     client: ClientInfo,
     body: JsonBody<GrantConsentRequest>,
 ) -> Result<web::Json<ConsentView>, ApiError> {
-    let hours = DurationHours::parse(body.duration_hours.as_f64().unwrap_or(f64::NAN))?;
+    let hours = DurationHours::parse(body.duration_hours.get())?;
     let (user_id, caller) = (*principal.user.id, principal.standing());
     let clock = state.clock.clone();
     let (consent, now) = state

@@ -126,6 +126,13 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
         "the request body is larger than 65536 bytes",
     ),
     (
+        "LoggedRequestTimeout",
+        "408",
+        "With an impersonation token, a body that does not arrive within 15 seconds of the headers, even one this operation ignores: every request of the session is logged with its body (`request_timeout`)",
+        "request_timeout",
+        "the request body did not arrive within 15 seconds",
+    ),
+    (
         "UnsupportedMediaType",
         "415",
         "The body is not `application/json`, or is compressed (`Content-Encoding`; `unsupported_media_type`)",
@@ -363,16 +370,16 @@ fn add_shared(op: &mut Operation, not_found: Option<&str>, schemas: &BTreeMap<St
     }
     if secured {
         wanted.push("Unauthorized");
-        if !has_body {
-            wanted.push("LoggedBodyTooLarge");
-        }
+    }
+    if !has_body {
+        // Every request carrying an impersonation token is logged with its
+        // body, also where the operation reads none or needs no token.
+        wanted.extend(["LoggedRequestTimeout", "LoggedBodyTooLarge"]);
     }
     wanted.extend(not_found);
-    wanted.push("InternalError");
-    if secured || has_body {
-        // Anything that reads the database can find it unreachable.
-        wanted.push("ServiceUnavailable");
-    }
+    // Anything can find the database unreachable: to read, or to log a
+    // request carrying an impersonation token.
+    wanted.extend(["InternalError", "ServiceUnavailable"]);
     for name in wanted {
         let status = SHARED.iter().find(|s| s.0 == name).map(|s| s.1).unwrap_or("500");
         op.responses.responses.entry(status.to_owned()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));

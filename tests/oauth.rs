@@ -200,6 +200,15 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
     lenient.push(("scope", "actas  impersonation".to_owned()));
     lenient[5].1 = "wrong password".to_owned();
     assert_oauth_error(&send(lenient).await, 400, "invalid_grant", "reauthentication_failed");
+    // RFC 8693 §2.1: several audiences and resources may be named, all of them this service.
+    let (audience, issuer) = (app.state.config.audience.clone(), app.state.config.issuer.clone());
+    let mut several = base(EXCHANGE);
+    several.extend([("audience", audience.clone()), ("audience", audience.clone())]);
+    several.extend([("resource", issuer.clone()), ("resource", audience.clone())]);
+    several[5].1 = "wrong password".to_owned();
+    assert_oauth_error(&send(several.clone()).await, 400, "invalid_grant", "reauthentication_failed");
+    several.push(("audience", "https://other.example".to_owned()));
+    assert_oauth_error(&send(several).await, 400, "invalid_target", "invalid_target");
     assert_eq!(app.scalar("SELECT COUNT(*) AS n FROM impersonation_sessions"), 0, "a refused exchange starts nothing");
     let mut twice = base(EXCHANGE);
     twice.push(("password", "again".to_owned()));

@@ -161,7 +161,7 @@ impl ResponseError for OAuthError {
 /// The parameters of a form-encoded request; each may appear once (RFC 6749 §3.2).
 /// The body is read here, not by an extractor, so that even an oversized body
 /// is answered in the OAuth error format.
-async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, String>, OAuthError> {
+async fn form(req: &HttpRequest, body: web::Payload) -> Result<Params, OAuthError> {
     if !is_form(req) {
         return Err(OAuthError::invalid_request(
             "unsupported_media_type",
@@ -181,24 +181,34 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<HashMap<String, S
     };
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|_| OAuthError::invalid_request("malformed_body", "the form body could not be parsed"))?;
-    let mut params = HashMap::new();
+    let mut params: Params = HashMap::new();
     // RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
     for (name, value) in pairs.into_iter().filter(|(_, value)| !value.is_empty()) {
-        if params.insert(name.clone(), value).is_some() {
+        // RFC 8693 §2.1 lets a client name several audiences and resources.
+        if params.contains_key(&name) && !REPEATABLE.contains(&name.as_str()) {
             return Err(OAuthError::invalid_request(
                 "validation_failed",
                 format!("parameter `{name}` appears more than once"),
             ));
         }
+        params.entry(name).or_default().push(value);
     }
     Ok(params)
 }
 
-fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
-    params
-        .get(name)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
+/// A form's parameters by name, each with its values: one, except for the
+/// `REPEATABLE` ones.
+type Params = HashMap<String, Vec<String>>;
+
+const REPEATABLE: [&str; 2] = ["audience", "resource"];
+
+/// The value of a parameter that appears at most once.
+fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params.get(name).and_then(|values| values.first()).map(String::as_str)
+}
+
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, OAuthError> {
+    param(params, name)
         .ok_or_else(|| OAuthError::invalid_request("validation_failed", format!("missing parameter `{name}`")))
 }
 
@@ -237,9 +247,11 @@ pub struct TokenExchangeRequest {
     #[schema(value_type = String, required = false)]
     requested_token_type: Option<String>,
     /// If given, the service's own audience (`ACTAS_AUDIENCE`); anything else is `invalid_target`.
+    /// May be repeated (RFC 8693 §2.1), every value naming this service.
     #[schema(value_type = String, required = false)]
     audience: Option<String>,
     /// If given, the issuer URL or the audience; anything else is `invalid_target`.
+    /// May be repeated, like `audience`.
     #[schema(value_type = String, required = false)]
     resource: Option<String>,
     /// If given, a space-separated subset of `actas impersonation`; anything else is `invalid_scope`.
@@ -358,7 +370,7 @@ pub async fn exchange(
             format!("subject_token_type must be {USER_ID_TOKEN_TYPE}"),
         ));
     }
-    if params.get("requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
+    if param(&params, "requested_token_type").is_some_and(|t| t != ACCESS_TOKEN_TYPE) {
         return Err(OAuthError::invalid_request(
             "validation_failed",
             format!("requested_token_type must be {ACCESS_TOKEN_TYPE}"),
@@ -366,7 +378,8 @@ pub async fn exchange(
     }
     // RFC 8693 §2.1: the new token is for this service, with fixed scopes; a
     // request for anything else is refused rather than silently narrowed.
-    if params.get("audience").is_some_and(|a| *a != state.config.audience) {
+    let all = |name: &str| params.get(name).into_iter().flatten();
+    if all("audience").any(|a| *a != state.config.audience) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             OAuthErrorKind::InvalidTarget,
@@ -374,7 +387,7 @@ pub async fn exchange(
             format!("tokens are issued only for the audience `{}`", state.config.audience),
         ));
     }
-    if params.get("resource").is_some_and(|r| *r != state.config.issuer && *r != state.config.audience) {
+    if all("resource").any(|r| *r != state.config.issuer && *r != state.config.audience) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             OAuthErrorKind::InvalidTarget,
@@ -382,7 +395,7 @@ pub async fn exchange(
             format!("tokens are issued only for the resource `{}`", state.config.issuer),
         ));
     }
-    if let Some(unknown) = params.get("scope").and_then(|s| s.split_whitespace().find(|s| !SCOPES.contains(s))) {
+    if let Some(unknown) = param(&params, "scope").and_then(|s| s.split_whitespace().find(|s| !SCOPES.contains(s))) {
         return Err(OAuthError::new(
             StatusCode::BAD_REQUEST,
             OAuthErrorKind::InvalidScope,
@@ -402,10 +415,9 @@ pub async fn exchange(
         error.headers.retain(|(name, _)| name != header::WWW_AUTHENTICATE);
         error
     })?;
-    let started =
-        start_session(&state, &actor, ClientInfo::of(&req), target, password, params.get("reason").map(String::as_str))
-            .await
-            .map_err(OAuthError::from_api)?;
+    let started = start_session(&state, &actor, ClientInfo::of(&req), target, password, param(&params, "reason"))
+        .await
+        .map_err(OAuthError::from_api)?;
     Ok(HttpResponse::Ok().insert_header((header::PRAGMA, "no-cache")).json(TokenExchangeResponse {
         access_token: started.access_token,
         issued_token_type: ACCESS_TOKEN_TYPE,

@@ -213,6 +213,14 @@ async fn token_exchange_refusals_follow_rfc_6749(app: TestApp) {
     let mut twice = base(EXCHANGE);
     twice.push(("password", "again".to_owned()));
     assert_oauth_error(&send(twice).await, 400, "invalid_request", "validation_failed");
+    // An echoed name keeps to the characters RFC 6749 §5.2 allows in a description.
+    let odd = format!("pa\"ram\\ü{}", "x".repeat(100));
+    let res = form(&app, "/oauth/token", None, &[("grant_type", EXCHANGE), (&odd, "1"), (&odd, "2")]).await;
+    assert_oauth_error(&res, 400, "invalid_request", "validation_failed");
+    let description = res.body["error_description"].as_str().unwrap();
+    let allowed = |c: char| matches!(c, ' '..='!' | '#'..='[' | ']'..='~');
+    assert!(description.chars().all(allowed) && description.len() < 150, "{description}");
+    assert!(description.contains("pa'ram/?xxx"), "{description}");
     let json_body = app.post("/oauth/token", None, json!({"grant_type": EXCHANGE})).await;
     assert_oauth_error(&json_body, 400, "invalid_request", "unsupported_media_type");
     let mut oversized = base(EXCHANGE);

@@ -347,10 +347,24 @@ impl From<diesel::r2d2::PoolError> for ApiError {
     }
 }
 
-/// An RFC 6750 §3 challenge for a bad token. The description is a quoted
-/// string: a `"` in it would end it early.
+/// An RFC 6750 §3 challenge for a bad token.
 pub fn bearer_challenge(description: &str) -> String {
-    format!(r#"Bearer error="invalid_token", error_description="{}""#, description.replace(['"', '\\'], "'"))
+    format!(r#"Bearer error="invalid_token", error_description="{}""#, oauth_description(description))
+}
+
+/// Text as RFC 6749 §5.2 allows in `error_description` (and RFC 6750 in a
+/// challenge's quoted string): printable ASCII but `"` and `\`, which become
+/// `'` and `/`; anything else (a non-ASCII letter of an echoed parameter
+/// name, a control) becomes `?`.
+pub fn oauth_description(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::http::controllers::auth::end_token_session;
 use crate::http::controllers::impersonations::start_session;
 use crate::http::json::MAX_JSON_BYTES;
 use crate::http::principal::{authenticate_token, carries_impersonation_token, Principal};
-use crate::http::problem::{bearer_challenge, ApiError};
+use crate::http::problem::{bearer_challenge, oauth_description, ApiError};
 use crate::http::views::TokenType;
 use crate::state::AppState;
 
@@ -47,7 +47,7 @@ pub fn is_form(req: &HttpRequest) -> bool {
     req.mime_type().ok().flatten().is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded")
 }
 /// An RFC 6749 §5.2 error response.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"error": "invalid_request", "error_description": "the user has not granted impersonation consent, or it has expired or been revoked; ask them to grant it again", "code": "consent_required"}))]
 pub struct OAuthErrorBody {
     pub error: OAuthErrorKind,
@@ -154,7 +154,10 @@ impl ResponseError for OAuthError {
         if self.challenge {
             res.insert_header((header::WWW_AUTHENTICATE, bearer_challenge(&self.body.error_description)));
         }
-        res.json(&self.body)
+        res.json(OAuthErrorBody {
+            error_description: oauth_description(&self.body.error_description),
+            ..self.body.clone()
+        })
     }
 }
 
@@ -186,9 +189,11 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<Params, OAuthErro
     for (name, value) in pairs.into_iter().filter(|(_, value)| !value.is_empty()) {
         // RFC 8693 §2.1 lets a client name several audiences and resources.
         if params.contains_key(&name) && !REPEATABLE.contains(&name.as_str()) {
+            let shown: String = name.chars().take(64).collect();
+            let more = if shown.len() < name.len() { "..." } else { "" };
             return Err(OAuthError::invalid_request(
                 "validation_failed",
-                format!("parameter `{name}` appears more than once"),
+                format!("parameter `{shown}{more}` appears more than once"),
             ));
         }
         params.entry(name).or_default().push(value);

@@ -225,6 +225,15 @@ async fn readiness_fails_when_the_database_cannot_answer(app: TestApp) {
     res.assert_problem(503, "service_unavailable");
     assert!(!res.text.contains("organizations"), "internal detail leaked: {}", res.text);
     assert_eq!(app.get("/healthz", None).await.assert_status(200)["status"], "ok");
+    // Every table and column counts, not only the first one looked at (an
+    // older backup restored, a migration undone by hand).
+    app.sql("ALTER TABLE organizations_moved RENAME TO organizations");
+    app.get("/readyz", None).await.assert_status(200);
+    app.sql("ALTER TABLE users RENAME TO users_moved");
+    app.get("/readyz", None).await.assert_problem(503, "service_unavailable");
+    app.sql("ALTER TABLE users_moved RENAME TO users");
+    app.sql("ALTER TABLE audit_chain_heads RENAME COLUMN hash TO hash_moved");
+    app.get("/readyz", None).await.assert_problem(503, "service_unavailable");
 }
 
 backend_tests!(readiness_fails_when_the_database_cannot_answer);

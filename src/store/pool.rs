@@ -331,10 +331,28 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A query on our schema: the database answers, and it is ours.
+/// A query on every table and column the service uses: the database
+/// answers, and holds the schema this build expects (not, say, a restored
+/// older backup). `LIMIT 0` reads no row.
 pub fn check_schema(conn: &mut DbConnection) -> QueryResult<()> {
-    use super::schema::organizations;
-    organizations::table.select(organizations::id).limit(1).load::<super::sql_types::DbUuid>(conn).map(|_| ())
+    use super::schema::*;
+    macro_rules! every_column_of {
+        ($($table:ident),*) => {$(
+            $table::table.select($table::all_columns).limit(0).execute(conn)?;
+        )*};
+    }
+    every_column_of!(
+        organizations,
+        users,
+        login_sessions,
+        auth_attempts,
+        consents,
+        impersonation_sessions,
+        request_log,
+        audit_events,
+        audit_chain_heads
+    );
+    Ok(())
 }
 
 #[cfg(test)]

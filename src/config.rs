@@ -97,6 +97,10 @@ impl Config {
             get("ACTAS_DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("actas.db").display()));
         let issuer_configured = get("ACTAS_ISSUER").is_some();
         let issuer = get("ACTAS_ISSUER").unwrap_or_else(|| format!("http://{}", bind.replace("0.0.0.0", "127.0.0.1")));
+        issuer_url(&issuer).map_err(|why| ConfigError {
+            name: "ACTAS_ISSUER",
+            message: format!("{issuer:?} is not a URL like https://actas.example.com: {why}"),
+        })?;
         let whole_number = |name: &'static str, default: i64, max: i64| -> Result<i64, ConfigError> {
             match get(name) {
                 None => Ok(default),
@@ -189,6 +193,27 @@ impl Config {
     }
 }
 
+/// Whether an issuer is what RFC 8414 §2 asks: an http(s) URL with a host
+/// and no query or fragment (clients compare it character by character with
+/// `iss` and build the metadata address from it).
+fn issuer_url(issuer: &str) -> Result<(), &'static str> {
+    let rest = ["https://", "http://"]
+        .iter()
+        .find_map(|scheme| issuer.strip_prefix(scheme))
+        .ok_or("it must start with https:// (or http://)")?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') || host.contains('@') {
+        return Err("it needs a host, and no user name");
+    }
+    if issuer.contains(['?', '#']) {
+        return Err("it may not have a query or fragment");
+    }
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii()) {
+        return Err("it may not contain spaces, controls or non-ASCII characters");
+    }
+    Ok(())
+}
+
 /// An origin as browsers send it in `Origin` (lowercase scheme and host, no
 /// default port, no path), so the configured form matches theirs exactly.
 fn browser_origin(origin: &str) -> Result<String, &'static str> {
@@ -228,6 +253,28 @@ mod tests {
         assert_eq!(path("https://example.com/"), None);
         assert_eq!(path("https://example.com/actas"), Some("/actas".into()));
         assert_eq!(path("https://example.com:8443/a/b/"), Some("/a/b".into()));
+    }
+
+    #[test]
+    fn the_issuer_must_be_an_http_url() {
+        for good in ["https://actas.example.com", "http://127.0.0.1:8080", "https://example.com/actas/"] {
+            assert!(config(&[("ACTAS_ISSUER", good)]).is_ok(), "{good}");
+        }
+        for bad in [
+            "not a url",
+            "ftp://x",
+            "actas.example.com",
+            "https://",
+            "https:///path",
+            "https://:443",
+            "https://user@example.com",
+            "https://example.com/?x=1",
+            "https://example.com#top",
+            "https://exa mple.com",
+            "https://exämple.com",
+        ] {
+            assert_eq!(config(&[("ACTAS_ISSUER", bad)]).unwrap_err().name, "ACTAS_ISSUER", "{bad}");
+        }
     }
 
     #[test]

@@ -59,9 +59,11 @@ diesel::define_sql_function! {
 }
 
 /// How names are compared in search: Unicode lower case, folded here rather
-/// than by the database, whose folding depends on backend and locale.
+/// than by the database, whose folding depends on backend and locale. The
+/// Greek final sigma, which lower-casing picks by position in the word,
+/// folds into σ, so that a search for the start of a word finds it.
 pub fn fold(text: &str) -> String {
-    text.to_lowercase()
+    text.to_lowercase().replace('ς', "σ")
 }
 
 pub fn insert(conn: &mut DbConnection, user: &User) -> QueryResult<()> {

@@ -151,7 +151,7 @@ const SHARED: &[(&str, &str, &str, &str, &str)] = &[
         "422",
         "A query parameter is invalid or unknown (`validation_failed`); `errors[].field` names it",
         "validation_failed",
-        "limit: must be from 1 to 200",
+        "limit: must be a whole number from 1 to 200",
     ),
     (
         "InternalError",

@@ -11,6 +11,8 @@ use super::problem::ApiError;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
+/// What a `limit` must be, said the same whatever was wrong with it.
+pub const LIMIT_RULE: &str = "must be a whole number from 1 to 200";
 
 /// Which list a cursor belongs to: a cursor is only accepted by its own list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +87,7 @@ fn parse_limit(limit: Option<u32>) -> Result<i64, ApiError> {
     if (1..=MAX_LIMIT).contains(&limit) {
         Ok(i64::from(limit))
     } else {
-        Err(ApiError::invalid_field("limit", format!("must be from 1 to {MAX_LIMIT}")))
+        Err(ApiError::invalid_field("limit", LIMIT_RULE))
     }
 }
 

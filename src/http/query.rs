@@ -56,6 +56,10 @@ pub fn parse<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
         if field.field == "body" {
             field.field = "query".into();
         }
+        // `-1` or `+5` says the same as `0`, not how an integer parser failed.
+        if field.field == "limit" {
+            field.message = super::paging::LIMIT_RULE.to_owned();
+        }
         ApiError::validation(vec![field])
     })
 }
@@ -111,7 +115,8 @@ mod tests {
     #[test]
     fn errors_name_the_parameter() {
         assert_eq!(field_of("limit=abc").0, "limit");
-        assert_eq!(field_of("limit=-1").0, "limit");
+        assert_eq!(field_of("limit=-1"), ("limit".into(), "must be a whole number from 1 to 200".into()));
+        assert_eq!(field_of("limit=+5"), ("limit".into(), "must be a whole number from 1 to 200".into()));
         assert_eq!(field_of("q=x&id=xyz").0, "id");
         assert_eq!(field_of("status=bogus").0, "status");
         assert_eq!(field_of("nope=1"), ("nope".into(), "is not a known parameter".into()));

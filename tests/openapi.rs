@@ -131,6 +131,11 @@ fn every_operation_is_documented_with_errors_examples_and_security() {
                     ["example", "examples"].iter().any(|k| json.get(k).is_some() || schema.get(k).is_some());
                 assert!(exemplified, "{name} {status} has no example");
             }
+            // Every parameter shows a value to try.
+            for param in op["parameters"].as_array().into_iter().flatten() {
+                let exemplified = param.get("example").is_some() || param["schema"].get("example").is_some();
+                assert!(exemplified, "{name}: parameter {} has no example", param["name"]);
+            }
             // A body says what it is for.
             if let Some(body) = op.get("requestBody") {
                 assert!(body["description"].is_string(), "{name}: the request body has no description");

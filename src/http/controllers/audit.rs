@@ -26,6 +26,7 @@ pub struct PageQuery {
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(example = "AQGTpcSMHn0inzprHS4_Sls")]
     pub cursor: Option<String>,
 }
 
@@ -207,7 +208,7 @@ async fn find_session(state: &AppState, id: Uuid) -> Result<Option<Impersonation
 #[utoipa::path(operation_id = "get_my_session_audit_log", 
     tag = "audit",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Impersonation session id"), PageQuery),
+    params(("id" = Uuid, Path, description = "Impersonation session id", example = "0193a5d0-1111-7222-8333-944455556666"), PageQuery),
     responses((status = 200, description = "The session's request log", body = RequestLogPage)),
 )]
 #[get("/me/impersonation-sessions/{id}/audit-log")]
@@ -234,7 +235,7 @@ pub async fn my_session_log(
 #[utoipa::path(operation_id = "get_impersonation_audit_log", 
     tag = "audit",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Impersonation session id"), PageQuery),
+    params(("id" = Uuid, Path, description = "Impersonation session id", example = "0193a5d0-1111-7222-8333-944455556666"), PageQuery),
     responses((status = 200, description = "The session's request log", body = RequestLogPage)),
 )]
 #[get("/impersonations/{id}/audit-log")]
@@ -349,23 +350,27 @@ impl TryFrom<&EventRow> for AuditEventView {
 pub struct EventQuery {
     /// Events where this user acted or was the subject, and every event of a
     /// session they impersonated in or were impersonated in.
+    #[param(example = "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b")]
     pub user_id: Option<Uuid>,
     /// Events of this impersonation session.
+    #[param(example = "0193a5d0-1111-7222-8333-944455556666")]
     pub session_id: Option<Uuid>,
     /// Events of this kind only.
+    #[param(example = "impersonation_started")]
     pub kind: Option<EventKind>,
     /// From this instant (inclusive), RFC 3339.
     #[serde(default, with = "crate::http::query::utc_instant")]
-    #[param(value_type = Option<String>, format = DateTime)]
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-21T00:00:00Z")]
     pub from: Option<OffsetDateTime>,
     /// Up to this instant (exclusive), RFC 3339.
     #[serde(default, with = "crate::http::query::utc_instant")]
-    #[param(value_type = Option<String>, format = DateTime)]
+    #[param(value_type = Option<String>, format = DateTime, example = "2026-11-22T00:00:00Z")]
     pub to: Option<OffsetDateTime>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(example = "AQGTpcSMHn0inzprHS4_Sls")]
     pub cursor: Option<String>,
 }
 

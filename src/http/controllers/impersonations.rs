@@ -144,11 +144,13 @@ impl ImpersonationView {
 #[serde(deny_unknown_fields)]
 pub struct ImpersonationListQuery {
     /// Only sessions in this state.
+    #[param(example = "ongoing")]
     pub status: Option<SessionStatus>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(example = "AQGTpcSMHn0inzprHS4_Sls")]
     pub cursor: Option<String>,
 }
 
@@ -359,7 +361,7 @@ pub async fn start_session(
     operation_id = "stop_impersonation",
     tag = "impersonations",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Impersonation session id")),
+    params(("id" = Uuid, Path, description = "Impersonation session id", example = "0193a5d0-1111-7222-8333-944455556666")),
     responses(
         (status = 204, description = "Stopped (also when it had already ended)"),
         (status = 403, description = "Only the impersonator may stop a session (`forbidden`)", body = Problem, content_type = "application/problem+json",
@@ -450,7 +452,7 @@ pub async fn list(
     operation_id = "get_impersonation",
     tag = "impersonations",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Impersonation session id")),
+    params(("id" = Uuid, Path, description = "Impersonation session id", example = "0193a5d0-1111-7222-8333-944455556666")),
     responses((status = 200, description = "The session", body = ImpersonationView)),
 )]
 #[get("/impersonations/{id}")]

@@ -30,11 +30,13 @@ pub struct CreateOrganizationRequest {
 #[serde(deny_unknown_fields)]
 pub struct OrganizationListQuery {
     /// Only the direct children of this organization.
+    #[param(example = "0193a5c4-6a00-7b00-8d19-4a9b0c1d2e30")]
     pub parent_id: Option<Uuid>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(example = "AQGTpcSMHn0inzprHS4_Sls")]
     pub cursor: Option<String>,
 }
 
@@ -144,7 +146,7 @@ pub async fn list_organizations(
 #[utoipa::path(
     tag = "organizations",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Organization id")),
+    params(("id" = Uuid, Path, description = "Organization id", example = "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40")),
     responses(
         (status = 200, description = "The organization", body = OrganizationView),
         (status = 403, description = "Members see no organizations, not even their own (`forbidden`)", body = crate::http::problem::Problem, content_type = "application/problem+json", example = json!({"type": "urn:actas:problem:forbidden", "title": "Forbidden", "status": 403, "detail": "only administrators may manage organizations and users", "code": "forbidden"})),

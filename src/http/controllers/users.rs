@@ -77,16 +77,19 @@ enum StatusChange {
 #[serde(deny_unknown_fields)]
 pub struct UserListQuery {
     /// Case-insensitive substring of email or name.
-    #[param(max_length = 200)]
+    #[param(max_length = 200, example = "ada")]
     pub q: Option<String>,
     /// Only users of this organization.
+    #[param(example = "0193a5c4-7b00-7c11-8e2a-5a0c1d2e3f40")]
     pub organization_id: Option<Uuid>,
     /// Only users with this status; without it, deleted users are left out.
+    #[param(example = "suspended")]
     pub status: Option<UserStatus>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(example = "AQGTpcSMHn0inzprHS4_Sls")]
     pub cursor: Option<String>,
 }
 
@@ -280,7 +283,7 @@ fn item(
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "User id")),
+    params(("id" = Uuid, Path, description = "User id", example = "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b")),
     responses((status = 200, description = "The user", body = UserItem)),
 )]
 #[get("/users/{id}")]
@@ -318,7 +321,7 @@ pub async fn get_user(
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "User id")),
+    params(("id" = Uuid, Path, description = "User id", example = "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b")),
     request_body(content = UpdateUserRequest, description = "Only the fields to change: name, role, status"),
     responses(
         (status = 200, description = "The updated user, as `GET` shows it", body = UserItem),
@@ -393,7 +396,7 @@ pub async fn update_user(
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "User id")),
+    params(("id" = Uuid, Path, description = "User id", example = "0193a5c4-8c1e-7d22-9f3a-6b1d2e3f4a5b")),
     responses(
         (status = 204, description = "Deleted (also when already deleted)"),
         (status = 403, description = "Not allowed to delete this user (`forbidden`)", body = Problem, content_type = "application/problem+json",

@@ -161,7 +161,8 @@ impl ResponseError for OAuthError {
     }
 }
 
-/// The parameters of a form-encoded request; each may appear once (RFC 6749 §3.2).
+/// The parameters of a form-encoded request; each may appear once (RFC 6749
+/// §3.2), but for the `REPEATABLE` ones.
 /// The body is read here, not by an extractor, so that even an oversized body
 /// is answered in the OAuth error format.
 async fn form(req: &HttpRequest, body: web::Payload) -> Result<Params, OAuthError> {

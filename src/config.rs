@@ -61,7 +61,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("ACTAS_BIND", "127.0.0.1:8080", "Address and port to listen on"),
     ("ACTAS_DATA_DIR", "actas-data", "Directory for the SQLite database and the generated signing key"),
     ("ACTAS_DATABASE_URL", "sqlite://actas-data/actas.db", "`sqlite://path` or `postgres://user:password@host/db`"),
-    ("ACTAS_ISSUER", "http://<ACTAS_BIND>", "`iss` of every token (`0.0.0.0` becomes `127.0.0.1`)"),
+    (
+        "ACTAS_ISSUER",
+        "http://<ACTAS_BIND>",
+        "`iss` of every token (`0.0.0.0` becomes `127.0.0.1`, `[::]` becomes `[::1]`)",
+    ),
     ("ACTAS_AUDIENCE", "actas", "`aud` of every token"),
     ("ACTAS_SIGNING_KEY_FILE", "<data dir>/signing-key.pem", "Ed25519 PKCS#8 PEM private key"),
     (
@@ -96,7 +100,7 @@ impl Config {
         let database_url =
             get("ACTAS_DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}", data_dir.join("actas.db").display()));
         let issuer_configured = get("ACTAS_ISSUER").is_some();
-        let issuer = get("ACTAS_ISSUER").unwrap_or_else(|| format!("http://{}", bind.replace("0.0.0.0", "127.0.0.1")));
+        let issuer = get("ACTAS_ISSUER").unwrap_or_else(|| format!("http://{}", reachable(&bind)));
         issuer_url(&issuer).map_err(|why| ConfigError {
             name: "ACTAS_ISSUER",
             message: format!("{issuer:?} is not a URL like https://actas.example.com: {why}"),
@@ -193,6 +197,16 @@ impl Config {
     }
 }
 
+/// A listening address as a client can reach it: "every interface" becomes
+/// the loopback one (`0.0.0.0:8080` is reached at `127.0.0.1:8080`).
+fn reachable(bind: &str) -> String {
+    match (bind.strip_prefix("0.0.0.0:"), bind.strip_prefix("[::]:")) {
+        (Some(port), _) => format!("127.0.0.1:{port}"),
+        (_, Some(port)) => format!("[::1]:{port}"),
+        _ => bind.to_owned(),
+    }
+}
+
 /// Whether an issuer is what RFC 8414 §2 asks: an http(s) URL with a host
 /// and no query or fragment (clients compare it character by character with
 /// `iss` and build the metadata address from it).
@@ -253,6 +267,15 @@ mod tests {
         assert_eq!(path("https://example.com/"), None);
         assert_eq!(path("https://example.com/actas"), Some("/actas".into()));
         assert_eq!(path("https://example.com:8443/a/b/"), Some("/a/b".into()));
+    }
+
+    #[test]
+    fn the_default_issuer_is_where_clients_reach_the_bind_address() {
+        let issuer = |bind: &str| config(&[("ACTAS_BIND", bind)]).unwrap().issuer;
+        assert_eq!(issuer("0.0.0.0:8080"), "http://127.0.0.1:8080");
+        assert_eq!(issuer("[::]:8080"), "http://[::1]:8080");
+        assert_eq!(issuer("10.0.0.0:8080"), "http://10.0.0.0:8080");
+        assert_eq!(issuer("actas.internal:9000"), "http://actas.internal:9000");
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl DurationHours {
             Err(_) => return None,
         };
         let scale = exponent.checked_add(trailing_zeros as i64)?.checked_sub(fraction.len() as i64)?;
-        if scale < 0 || significant.len() as i64 + scale > 3 || literal.starts_with('-') {
+        if scale < 0 || significant.len() as i64 > 3 - scale || literal.starts_with('-') {
             return None;
         }
         Some(significant.parse::<i64>().ok()? * 10_i64.pow(scale as u32))
@@ -125,6 +125,8 @@ mod tests {
             "2 4",
             "0x18",
             "1e99999999999999999999",
+            "1.1e9223372036854775807",
+            "12e9223372036854775806",
         ] {
             assert!(DurationHours::parse(refused).is_err(), "{refused}");
         }

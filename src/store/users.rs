@@ -124,9 +124,10 @@ pub fn list(conn: &mut DbConnection, filter: ListFilter<'_>) -> QueryResult<Vec<
         None => query.filter(users::status.ne(UserStatus::Deleted.as_str())),
     };
     if let Some(search) = filter.search {
-        let pattern = format!("%{}%", super::like_literal(&fold(search)));
-        query = query
-            .filter(users::email.like(pattern.clone()).escape('\\').or(users::name_folded.like(pattern).escape('\\')));
+        // Emails are stored lower-cased (final sigma kept), names folded.
+        let email = format!("%{}%", super::like_literal(&search.to_lowercase()));
+        let name = format!("%{}%", super::like_literal(&fold(search)));
+        query = query.filter(users::email.like(email).escape('\\').or(users::name_folded.like(name).escape('\\')));
     }
     if let Some(before) = filter.before_id {
         query = query.filter(users::id.lt(DbUuid(before)));

@@ -190,16 +190,24 @@ async fn form(req: &HttpRequest, body: web::Payload) -> Result<Params, OAuthErro
     for (name, value) in pairs.into_iter().filter(|(_, value)| !value.is_empty()) {
         // RFC 8693 §2.1 lets a client name several audiences and resources.
         if params.contains_key(&name) && !REPEATABLE.contains(&name.as_str()) {
-            let shown: String = name.chars().take(64).collect();
-            let more = if shown.len() < name.len() { "..." } else { "" };
             return Err(OAuthError::invalid_request(
                 "validation_failed",
-                format!("parameter `{shown}{more}` appears more than once"),
+                format!("parameter `{}` appears more than once", echoed(&name)),
             ));
         }
         params.entry(name).or_default().push(value);
     }
     Ok(params)
+}
+
+/// What a client sent, shown back in an error: at most 64 characters.
+fn echoed(text: &str) -> String {
+    let shown: String = text.chars().take(64).collect();
+    if shown.len() < text.len() {
+        format!("{shown}...")
+    } else {
+        shown
+    }
 }
 
 /// A form's parameters by name, each with its values: one, except for the
@@ -406,7 +414,7 @@ pub async fn exchange(
             StatusCode::BAD_REQUEST,
             OAuthErrorKind::InvalidScope,
             "invalid_scope",
-            format!("unknown scope `{unknown}`; supported: {}", SCOPES.join(" ")),
+            format!("unknown scope `{}`; supported: {}", echoed(unknown), SCOPES.join(" ")),
         ));
     }
     let target: Uuid = subject

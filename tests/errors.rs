@@ -234,6 +234,13 @@ async fn readiness_fails_when_the_database_cannot_answer(app: TestApp) {
     app.sql("ALTER TABLE users_moved RENAME TO users");
     app.sql("ALTER TABLE audit_chain_heads RENAME COLUMN hash TO hash_moved");
     app.get("/readyz", None).await.assert_problem(503, "service_unavailable");
+    app.sql("ALTER TABLE audit_chain_heads RENAME COLUMN hash_moved TO hash");
+    app.get("/readyz", None).await.assert_status(200);
+    // A migration that changed data only: its record is what tells.
+    app.sql(
+        "DELETE FROM __diesel_schema_migrations WHERE version = (SELECT MAX(version) FROM __diesel_schema_migrations)",
+    );
+    app.get("/readyz", None).await.assert_problem(503, "service_unavailable");
 }
 
 backend_tests!(readiness_fails_when_the_database_cannot_answer);

@@ -331,14 +331,14 @@ fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A query on every table and column the service uses: the database
-/// answers, and holds the schema this build expects (not, say, a restored
-/// older backup). `LIMIT 0` reads no row.
-pub fn check_schema(conn: &mut DbConnection) -> QueryResult<()> {
+/// A query on every table and column the service uses, and on the
+/// migrations applied: the database answers, and holds the schema this build
+/// expects (not, say, a restored older backup). `LIMIT 0` reads no row.
+pub fn check_schema(conn: &mut DbConnection) -> Result<(), String> {
     use super::schema::*;
     macro_rules! every_column_of {
         ($($table:ident),*) => {$(
-            $table::table.select($table::all_columns).limit(0).execute(conn)?;
+            $table::table.select($table::all_columns).limit(0).execute(conn).map_err(|e| e.to_string())?;
         )*};
     }
     every_column_of!(
@@ -352,7 +352,33 @@ pub fn check_schema(conn: &mut DbConnection) -> QueryResult<()> {
         audit_events,
         audit_chain_heads
     );
+    #[derive(QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let latest = latest_migration(conn)?;
+    let applied = diesel::sql_query("SELECT COUNT(*) AS n FROM __diesel_schema_migrations WHERE version = $1")
+        .bind::<diesel::sql_types::Text, _>(&latest)
+        .get_result::<Applied>(conn)
+        .map_err(|e| e.to_string())?;
+    if applied.n == 0 {
+        return Err(format!("migration {latest} is not applied (an older database?); run `actas migrate`"));
+    }
     Ok(())
+}
+
+/// The version of this build's newest migration for the connection's backend.
+fn latest_migration(conn: &DbConnection) -> Result<String, String> {
+    use diesel::migration::MigrationSource;
+    fn newest<DB: diesel::backend::Backend>(source: &EmbeddedMigrations) -> Result<String, String> {
+        let migrations = MigrationSource::<DB>::migrations(source).map_err(|e| e.to_string())?;
+        migrations.iter().map(|m| m.name().version().to_string()).max().ok_or_else(|| "no migrations".to_owned())
+    }
+    match conn {
+        DbConnection::Postgresql(_) => newest::<diesel::pg::Pg>(&POSTGRES_MIGRATIONS),
+        DbConnection::Sqlite(_) => newest::<diesel::sqlite::Sqlite>(&SQLITE_MIGRATIONS),
+    }
 }
 
 #[cfg(test)]

@@ -341,17 +341,7 @@ pub fn check_schema(conn: &mut DbConnection) -> Result<(), String> {
             $table::table.select($table::all_columns).limit(0).execute(conn).map_err(|e| e.to_string())?;
         )*};
     }
-    every_column_of!(
-        organizations,
-        users,
-        login_sessions,
-        auth_attempts,
-        consents,
-        impersonation_sessions,
-        request_log,
-        audit_events,
-        audit_chain_heads
-    );
+    with_every_table!(every_column_of);
     #[derive(QueryableByName)]
     struct Applied {
         #[diesel(sql_type = diesel::sql_types::BigInt)]

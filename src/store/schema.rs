@@ -156,14 +156,28 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(
-    organizations,
-    users,
-    login_sessions,
-    auth_attempts,
-    consents,
-    impersonation_sessions,
-    request_log,
-    audit_events,
-    audit_chain_heads,
-);
+/// Calls `$callback!` with every table above, so that lists of all tables
+/// (here, and the readiness check) cannot miss one.
+macro_rules! with_every_table {
+    ($callback:ident) => {
+        $callback! {
+            organizations,
+            users,
+            login_sessions,
+            auth_attempts,
+            consents,
+            impersonation_sessions,
+            request_log,
+            audit_events,
+            audit_chain_heads
+        }
+    };
+}
+pub(crate) use with_every_table;
+
+macro_rules! joinable_with_each_other {
+    ($($table:ident),*) => {
+        diesel::allow_tables_to_appear_in_same_query!($($table),*);
+    };
+}
+with_every_table!(joinable_with_each_other);
